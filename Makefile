@@ -1,0 +1,35 @@
+# wsss-notebooks: the two commands of the README are `make run` and `make test`.
+# Both create the virtual environment from requirements.lock when it is missing or out of date.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.wsss-installed
+
+# Extra arguments for the main job, e.g. `make run ARGS="--seeds 0 1 2"`.
+ARGS ?=
+
+.PHONY: run test env clean-runs
+
+env: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 needed, found " + sys.version' 
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $(STAMP)
+
+# Command 1: the whole pipeline on the embedded benchmark; tables and figures land in reports/.
+run: $(STAMP)
+	$(BIN)/python -m wsss_lib.pipeline $(ARGS)
+
+# Command 2: the whole test suite: unit and integration tests (pytest) and every notebook (nbval),
+# notebooks in quick mode (WSSS_QUICK=1).
+test: $(STAMP)
+	WSSS_QUICK=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks
+
+clean-runs:
+	rm -rf runs
