@@ -51,3 +51,151 @@ def samples_figure(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], ti
         axes[r + 1, c].imshow(colorize_mask(masks[i]))
     fig.tight_layout()
     return fig
+
+
+def _first_class(labels_row: np.ndarray) -> int:
+    nz = np.flatnonzero(labels_row)
+    return int(nz[0]) if nz.size else 0
+
+
+def _up(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import torch
+    import torch.nn.functional as Fn
+
+    t = torch.as_tensor(np.asarray(m, dtype=np.float32))[None, None]
+    return Fn.interpolate(t, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def attention_evolution_figure(snapshots: dict, layout, epochs: Sequence[int] | None = None,
+                               rows: Sequence[int] | None = None) -> "plt.Figure":
+    """OAA Figure 1 analogue: image, attention at several epochs, OAA-MAX, OAA-AVE, final CAM, GT.
+
+    ``snapshots``: the dict saved as ``snapshots.pt`` by the classifier stage."""
+    maps = snapshots["maps"].float().numpy()  # E x n x K x h x w
+    n_ep = maps.shape[0]
+    epochs = list(epochs) if epochs is not None else sorted(set(np.linspace(0, n_ep - 1, min(4, n_ep)).round().astype(int)))
+    rows = list(rows) if rows is not None else list(range(min(4, maps.shape[1])))
+    cols = ["image"] + [f"epoch {e + 1}" for e in epochs] + ["OAA-MAX", "OAA-AVE", "final CAM", "ground truth"]
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.7 * len(cols), 1.8 * len(rows)), squeeze=False)
+    names = layout.class_names[1:]
+    for r, j in enumerate(rows):
+        i = snapshots["indices"][j]
+        img = layout.load_image(i)
+        c = _first_class(layout.labels[i])
+        shape = img.shape[:2]
+        panels = [img] + [overlay(img, _up(maps[e, j, c], shape)) for e in epochs]
+        panels += [overlay(img, _up(snapshots[k][j, c].float().numpy(), shape)) for k in ("oaa_max", "oaa_ave")]
+        panels += [overlay(img, _up(snapshots["final_cam"][j, c].float().numpy(), shape))]
+        mask = layout.load_mask(i)
+        panels += [colorize_mask(mask) if mask is not None else np.zeros_like(img)]
+        for a, (ax, p) in enumerate(zip(axes[r], panels)):
+            ax.imshow(p)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(cols[a], fontsize=8)
+        axes[r, 0].set_ylabel(f"{layout.ids[i]}\n{names[c]}", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def attention_drift(snapshots: dict, labels: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Per epoch transition, the mean IoU between consecutive epochs' attention regions
+    (``A > threshold``) over the snapshot images' present classes: low values = drifting attention."""
+    maps = snapshots["maps"].float().numpy()
+    out = []
+    for e in range(maps.shape[0] - 1):
+        ious = []
+        for j, i in enumerate(snapshots["indices"]):
+            for c in np.flatnonzero(labels[i]):
+                a, b = maps[e, j, c] > threshold, maps[e + 1, j, c] > threshold
+                union = (a | b).sum()
+                if union:
+                    ious.append((a & b).sum() / union)
+        out.append(float(np.mean(ious)) if ious else float("nan"))
+    return np.array(out)
+
+
+def sources_figure(layout, sources: dict[str, dict], indices: Sequence[int]) -> "plt.Figure":
+    """Rows of images: the image, each attention source's map of its first class, and the GT."""
+    names = list(sources)
+    fig, axes = plt.subplots(len(indices), len(names) + 2, figsize=(1.8 * (len(names) + 2), 1.8 * len(indices)),
+                             squeeze=False)
+    for r, i in enumerate(indices):
+        img = layout.load_image(i)
+        c = _first_class(layout.labels[i])
+        panels, titles = [img], ["image"]
+        for name in names:
+            src = sources[name]
+            sel = ((src["slot_image"] == i) & (src["slot_class"] == c)).nonzero().flatten()
+            m = src["maps"][int(sel[0])].float().numpy() if sel.numel() else np.zeros((2, 2))
+            panels.append(overlay(img, _up(m, img.shape[:2])))
+            titles.append(name)
+        panels.append(colorize_mask(layout.load_mask(i)))
+        titles.append("ground truth")
+        for ax, p, t in zip(axes[r], panels, titles):
+            ax.imshow(p)
+            ax.axis("off")
+            if r == 0:
+                ax.set_title(t, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def threshold_curves_figure(evaluation: dict, title: str = "CAM mIoU vs background threshold") -> "plt.Figure":
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, ev in evaluation.items():
+        ax.plot(ev["thresholds"], ev["miou_curve"], marker=".", label=f"{name} (best {ev['miou']:.3f} @ {ev['best_threshold']:.2f})")
+    ax.set_xlabel("background threshold")
+    ax.set_ylabel("mIoU (train)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def attention_explorer(snapshots: dict, layout):
+    """ipywidgets explorer: image, class, epoch slider, fusion (epoch map / MAX / AVE / final CAM).
+
+    Returns the widget box; where widgets are not rendered (papermill, nbval, static HTML), call
+    :func:`attention_evolution_figure` for the static version."""
+    import ipywidgets as W
+
+    maps = snapshots["maps"].float().numpy()
+    names = layout.class_names[1:]
+    img_dd = W.Dropdown(options=[(layout.ids[i], j) for j, i in enumerate(snapshots["indices"])], description="image")
+    cls_dd = W.Dropdown(description="class")
+    ep = W.IntSlider(min=1, max=maps.shape[0], value=maps.shape[0], description="epoch")
+    kind = W.ToggleButtons(options=["epoch map", "OAA-MAX", "OAA-AVE", "final CAM"], value="epoch map")
+    out = W.Output()
+
+    def classes(*_):
+        i = snapshots["indices"][img_dd.value]
+        cls_dd.options = [(names[c], int(c)) for c in np.flatnonzero(layout.labels[i])] or [(names[0], 0)]
+
+    def draw(*_):
+        j = img_dd.value
+        i = snapshots["indices"][j]
+        c = cls_dd.value if cls_dd.value is not None else 0
+        img = layout.load_image(i)
+        m = {"epoch map": lambda: maps[ep.value - 1, j, c],
+             "OAA-MAX": lambda: snapshots["oaa_max"][j, c].float().numpy(),
+             "OAA-AVE": lambda: snapshots["oaa_ave"][j, c].float().numpy(),
+             "final CAM": lambda: snapshots["final_cam"][j, c].float().numpy()}[kind.value]()
+        with out:
+            out.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+            axes[0].imshow(img)
+            axes[1].imshow(overlay(img, _up(m, img.shape[:2])))
+            for a in axes:
+                a.axis("off")
+            axes[1].set_title(f"{names[c]}: {kind.value}" + (f" (epoch {ep.value})" if kind.value == "epoch map" else ""), fontsize=9)
+            plt.show()
+
+    img_dd.observe(lambda ch: (classes(), draw()), names="value")
+    for w in (cls_dd, ep, kind):
+        w.observe(draw, names="value")
+    classes()
+    draw()
+    return W.VBox([W.HBox([img_dd, cls_dd]), W.HBox([ep, kind]), out])

@@ -1,0 +1,191 @@
+"""The OAA store (OAA section 3.2): one accumulated attention map per (image, present class).
+
+Fusion strategies, one function each:
+
+- :func:`fuse_max`: eq. 5, ``M_t = max(M_{t-1}, A_t)`` (the paper's default);
+- :func:`fuse_ave`: eq. 10, ``M_t = ((t-1) M_{t-1} + A_t) / t``, where ``t`` counts the updates this
+  (image, class) actually accepted, not epochs.
+
+Gates, deciding whether an (image, target class) attention map is accumulated at all:
+
+- :func:`gate_paper` (default): the class's score is higher than every non-target class's score;
+- :func:`gate_topk` (official PyTorch code): the class is among the top-k scores, k = number of
+  labels of the image;
+- :func:`gate_all`: always accumulate.
+
+The official code also starts accumulating at the second epoch (``start_epoch=1`` here) and at the
+last epoch writes the current map for pairs never accumulated (``last_epoch_fallback=True``).
+
+Both MAX and AVE are maintained in one run, so one training yields CAM, OAA-MAX and OAA-AVE. Maps
+live as tensors on the training device (no file I/O in the training step), in the *image frame*
+(views are mapped back by :func:`wsss_lib.data.transforms.views_to_image_frame` first), keyed by
+image id, and go into the checkpoint via :meth:`OAAStore.state_dict`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+GATES = ("paper", "topk", "all")
+
+
+def fuse_max(M: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """OAA eq. 5: element-wise maximum of the accumulated map and the new attention."""
+    return torch.maximum(M, A)
+
+
+def fuse_ave(M: torch.Tensor, A: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """OAA eq. 10: running average, ``t`` = index of this accepted update (1 for the first).
+
+    ``t`` broadcasts against the maps (e.g. shape ``S x 1 x 1``)."""
+    t = t.to(M.dtype)
+    return ((t - 1) * M + A) / t
+
+
+def gate_paper(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Accept target class c when its score exceeds every non-target score (OAA section 3.2).
+
+    ``scores``, ``labels``: ``B x K``. Returns ``B x K`` bool (False for non-targets)."""
+    labels = labels.bool()
+    neg_max = scores.masked_fill(labels, float("-inf")).amax(dim=1, keepdim=True)
+    return labels & (scores > neg_max)
+
+
+def gate_topk(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Accept target class c when it is among the top-k scores, k = number of labels (official code)."""
+    labels = labels.bool()
+    k = labels.sum(1, keepdim=True)
+    rank = scores.argsort(dim=1, descending=True).argsort(dim=1)  # 0 = highest score
+    return labels & (rank < k)
+
+
+def gate_all(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Accept every target class."""
+    return labels.bool()
+
+
+GATE_FUNCTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "paper": gate_paper, "topk": gate_topk, "all": gate_all}
+
+
+class OAAStore:
+    """Accumulated maps for every (image, present class) pair of a training set.
+
+    Args:
+        image_ids: ids of the training images, in dataset order (index ``i`` <-> ``image_ids[i]``).
+        labels: ``N x K`` multi-hot image-level labels.
+        size: ``(H, W)`` of the stored maps, over the whole image (normalized image frame).
+        gate: one of :data:`GATES`.
+        start_epoch: first epoch (0-based) whose maps are accumulated.
+        last_epoch_fallback: at the last epoch, write the current map for pairs never accepted.
+    """
+
+    def __init__(self, image_ids: Sequence[str], labels: torch.Tensor, size: tuple[int, int],
+                 gate: str = "paper", start_epoch: int = 0, last_epoch_fallback: bool = False,
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
+        labels = torch.as_tensor(labels).bool()
+        if labels.shape[0] != len(image_ids):
+            raise ValueError(f"{len(image_ids)} image ids but labels for {labels.shape[0]} images")
+        self.image_ids = list(image_ids)
+        self.size = tuple(size)
+        self.gate = gate
+        self.start_epoch = start_epoch
+        self.last_epoch_fallback = last_epoch_fallback
+        self.num_classes = labels.shape[1]
+        pairs = labels.nonzero()  # S x 2, (image, class), row-major: grouped by image
+        self.slot_image = pairs[:, 0].to(device)
+        self.slot_class = pairs[:, 1].to(device)
+        slot_of = torch.full(labels.shape, -1, dtype=torch.long)
+        slot_of[pairs[:, 0], pairs[:, 1]] = torch.arange(len(pairs))
+        self.slot_of = slot_of.to(device)
+        s = len(pairs)
+        self.max_maps = torch.zeros((s, *self.size), dtype=dtype, device=device)
+        self.ave_maps = torch.zeros((s, *self.size), dtype=dtype, device=device)
+        self.counts = torch.zeros(s, dtype=torch.int32, device=device)
+        self.fallback = torch.zeros(s, dtype=torch.bool, device=device)
+
+    @property
+    def num_slots(self) -> int:
+        return int(self.slot_image.numel())
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.max_maps, self.ave_maps, self.counts,
+                                                            self.fallback, self.slot_image, self.slot_class,
+                                                            self.slot_of))
+
+    @torch.no_grad()
+    def update(self, indices: torch.Tensor, attention: torch.Tensor, valid: torch.Tensor | None,
+               scores: torch.Tensor, labels: torch.Tensor, epoch: int, last_epoch: bool = False) -> int:
+        """Fuse one batch. Returns the number of (image, class) maps accepted.
+
+        Args:
+            indices: ``B`` dataset indices of the batch's images.
+            attention: ``B x K x H x W`` attention (eq. 2) already in the image frame at ``size``.
+            valid: ``B x 1 x H x W`` bool, image pixels the view saw (``None``: all).
+            scores: ``B x K`` class scores (logits or probabilities: only the order matters).
+            labels: ``B x K`` multi-hot labels.
+        """
+        labels = labels.bool()
+        accept = GATE_FUNCTIONS[self.gate](scores, labels)
+        if epoch < self.start_epoch:
+            accept = torch.zeros_like(accept)
+        b_idx, c_idx = accept.nonzero(as_tuple=True)
+        if valid is None:
+            valid = torch.ones((attention.shape[0], 1, *self.size), dtype=torch.bool, device=attention.device)
+        n = 0
+        if b_idx.numel():
+            slots = self.slot_of[indices[b_idx], c_idx]
+            A = attention[b_idx, c_idx].to(self.max_maps.dtype)
+            V = valid[b_idx, 0]
+            first = (self.counts[slots] == 0).view(-1, 1, 1)
+            t = (self.counts[slots] + 1).view(-1, 1, 1)
+            M_max, M_ave = self.max_maps[slots], self.ave_maps[slots]
+            A_first = A * V  # a first update initializes; pixels the view missed start at 0
+            self.max_maps[slots] = torch.where(first, A_first, torch.where(V, fuse_max(M_max, A), M_max))
+            self.ave_maps[slots] = torch.where(first, A_first, torch.where(V, fuse_ave(M_ave, A, t), M_ave))
+            self.counts[slots] += 1
+            self.fallback[slots] = False
+            n = int(slots.numel())
+        if last_epoch and self.last_epoch_fallback:
+            miss = labels & ~accept
+            fb, fc = miss.nonzero(as_tuple=True)
+            if fb.numel():
+                slots = self.slot_of[indices[fb], fc]
+                never = self.counts[slots] == 0
+                slots, fb, fc = slots[never], fb[never], fc[never]
+                A = attention[fb, fc].to(self.max_maps.dtype) * valid[fb, 0]
+                self.max_maps[slots] = A
+                self.ave_maps[slots] = A
+                self.fallback[slots] = True
+        return n
+
+    # -- persistence ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"image_ids": self.image_ids, "size": self.size, "gate": self.gate,
+                "start_epoch": self.start_epoch, "last_epoch_fallback": self.last_epoch_fallback,
+                "slot_image": self.slot_image.cpu(), "slot_class": self.slot_class.cpu(),
+                "max_maps": self.max_maps.cpu(), "ave_maps": self.ave_maps.cpu(),
+                "counts": self.counts.cpu(), "fallback": self.fallback.cpu()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        if list(sd["image_ids"]) != self.image_ids or tuple(sd["size"]) != self.size:
+            raise ValueError("OAA store checkpoint was written for other images or another map size")
+        if not (torch.equal(sd["slot_image"], self.slot_image.cpu())
+                and torch.equal(sd["slot_class"], self.slot_class.cpu())):
+            raise ValueError("OAA store checkpoint has other (image, class) pairs than this training set")
+        dev = self.max_maps.device
+        for name in ("max_maps", "ave_maps", "counts", "fallback"):
+            setattr(self, name, sd[name].to(dev))
+
+    def attention_source(self, kind: str) -> dict:
+        """The store's maps in the run's attention format (see :mod:`wsss_lib.attention_io`)."""
+        if kind not in ("max", "ave"):
+            raise ValueError(f"kind must be 'max' or 'ave', got {kind!r}")
+        maps = self.max_maps if kind == "max" else self.ave_maps
+        return {"image_ids": self.image_ids, "slot_image": self.slot_image.cpu(),
+                "slot_class": self.slot_class.cpu(), "maps": maps.detach().cpu().float(),
+                "counts": self.counts.cpu(), "frame": "image"}

@@ -1,0 +1,176 @@
+"""Benchmarks that print figures (ratios measured side by side in one process).
+
+    python -m wsss_lib.bench oaa [--device cpu|cuda] [--steps 30] [--out reports/bench_oaa.md]
+
+``oaa``: time per training step of (a) plain CAM training, (b) the same with our OAA store
+(attention, alignment to the image frame, MAX and AVE fusion on device), (c) the same with a
+baseline store that, like the official code, writes and reads one PNG per (image, class) inside
+the step. Same model, same data, one process; the three variants run in interleaved rounds and
+the median step time of each is reported. Also: the store's memory at VOC ``train_aug`` size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as Fn
+from PIL import Image
+
+from .accumulation import OAAStore, gate_paper
+from .attention import attention_maps, class_scores
+from .data.transforms import views_to_image_frame
+from .io import write_text
+from .models.cam import build_cam_net
+
+VOC_TRAIN_AUG_IMAGES = 10582
+VOC_LABELS_PER_IMAGE = 1.5
+
+
+class PNGStore:
+    """The official code's scheme: one PNG per (image, class), read, fused and rewritten in the step."""
+
+    def __init__(self, folder: Path, image_size: int) -> None:
+        self.folder = folder
+        self.image_size = image_size
+
+    def update(self, ids: list[str], A: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> None:
+        accept = gate_paper(scores, labels)
+        up = Fn.interpolate(A, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
+        for b, c in accept.nonzero().tolist():
+            new = (up[b, c].detach().cpu().numpy() * 255).astype(np.uint8)
+            path = self.folder / f"{ids[b]}_{c}.png"
+            if path.exists():
+                new = np.maximum(np.asarray(Image.open(path)), new)
+            Image.fromarray(new).save(path)
+
+
+def store_memory_table(sizes=(41, 64), dtypes=(torch.float32, torch.float16)) -> list[dict]:
+    slots = int(VOC_TRAIN_AUG_IMAGES * VOC_LABELS_PER_IMAGE)
+    rows = []
+    for s in sizes:
+        for dt in dtypes:
+            elem = torch.tensor([], dtype=dt).element_size()
+            mb = 2 * slots * s * s * elem / 2**20  # MAX and AVE
+            rows.append({"map size": f"{s}x{s}", "dtype": str(dt).replace("torch.", ""), "slots": slots,
+                         "MAX+AVE MiB": round(mb, 1)})
+    return rows
+
+
+def bench_oaa(device: str = "cpu", steps: int = 30, rounds: int = 5, batch_size: int = 16,
+              image_size: int = 96, num_classes: int = 8, backbone: str = "tiny", n_images: int = 400,
+              seed: int = 0) -> dict:
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    model = build_cam_net(backbone, num_classes).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    rng = np.random.default_rng(seed)
+    labels_all = torch.from_numpy(rng.random((n_images, num_classes)) < 0.2)
+    labels_all[np.arange(n_images), rng.integers(0, num_classes, n_images)] = True
+    ids = [f"img{i:05d}" for i in range(n_images)]
+    images = torch.randn(n_images, 3, image_size, image_size)
+    size = (image_size // model.output_stride,) * 2
+    store = OAAStore(ids, labels_all, size, device=dev)
+    tmp = tempfile.TemporaryDirectory()
+    png = PNGStore(Path(tmp.name), image_size)
+    geo = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0]).expand(batch_size, 5).to(dev)
+
+    def step(i: int, variant: str) -> None:
+        idx = torch.arange(i * batch_size, (i + 1) * batch_size) % n_images
+        x = images[idx].to(dev)
+        y = labels_all[idx].float().to(dev)
+        F = model(x)
+        logits = class_scores(F)
+        loss = Fn.binary_cross_entropy_with_logits(logits, y)
+        if variant == "oaa":
+            with torch.no_grad():
+                A = attention_maps(F.detach())
+                A_img, valid = views_to_image_frame(A, geo, size)
+                store.update(idx.to(dev), A_img, valid, logits.detach(), y, epoch=1)
+        elif variant == "png":
+            with torch.no_grad():
+                png.update([ids[j] for j in idx.tolist()], attention_maps(F.detach()), logits.detach(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    variants = ("plain", "oaa", "png")
+    for v in variants:  # warm-up (and the PNG store's first writes)
+        for i in range(3):
+            step(i, v)
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    counter = 0
+    for _ in range(rounds):
+        for v in variants:
+            for _ in range(steps // rounds):
+                sync()
+                t0 = time.perf_counter()
+                step(counter, v)
+                sync()
+                times[v].append(time.perf_counter() - t0)
+                counter += 1
+    tmp.cleanup()
+    med = {v: statistics.median(t) for v, t in times.items()}
+    return {"device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
+            "threads": torch.get_num_threads(), "batch_size": batch_size, "image_size": image_size,
+            "backbone": backbone, "steps_per_variant": len(times["plain"]),
+            "median_ms": {v: 1000 * t for v, t in med.items()},
+            "oaa_over_plain": med["oaa"] / med["plain"], "png_over_plain": med["png"] / med["plain"]}
+
+
+def format_oaa(res: dict) -> str:
+    m = res["median_ms"]
+    lines = [f"### OAA store overhead on {res['device']} ({res['threads']} threads), {res['backbone']} backbone, "
+             f"batch {res['batch_size']} of {res['image_size']} px, {res['steps_per_variant']} steps each (interleaved)",
+             "", "| variant | median ms/step | ratio to plain |", "|---|---:|---:|",
+             f"| (a) plain CAM training | {m['plain']:.1f} | 1.000 |",
+             f"| (b) + OAA store (tensors on device) | {m['oaa']:.1f} | {res['oaa_over_plain']:.3f} |",
+             f"| (c) + PNG per (image, class) in the step (official scheme) | {m['png']:.1f} | {res['png_over_plain']:.3f} |",
+             "", f"Goal: (b) within 5% of (a): **{'met' if res['oaa_over_plain'] <= 1.05 else 'NOT met'}** "
+             f"({100 * (res['oaa_over_plain'] - 1):+.1f}%)."]
+    return "\n".join(lines)
+
+
+def format_memory() -> str:
+    rows = store_memory_table()
+    lines = [f"### OAA store memory at VOC train_aug size ({VOC_TRAIN_AUG_IMAGES} images x "
+             f"{VOC_LABELS_PER_IMAGE} classes = {rows[0]['slots']} maps, MAX and AVE both kept)", "",
+             "| map size | dtype | MAX+AVE MiB |", "|---|---|---:|"]
+    lines += [f"| {r['map size']} | {r['dtype']} | {r['MAX+AVE MiB']} |" for r in rows]
+    lines += ["", "41x41 is the feature map of a 321 px crop at output stride 8 (the default store size)."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m wsss_lib.bench")
+    sub = ap.add_subparsers(dest="what", required=True)
+    o = sub.add_parser("oaa", help="OAA store overhead per training step")
+    o.add_argument("--device", default="cpu")
+    o.add_argument("--steps", type=int, default=30)
+    o.add_argument("--backbone", default="tiny")
+    o.add_argument("--image-size", type=int, default=96)
+    o.add_argument("--batch-size", type=int, default=16)
+    o.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
+    args = ap.parse_args(argv)
+    if args.what == "oaa":
+        res = bench_oaa(args.device, args.steps, batch_size=args.batch_size, image_size=args.image_size,
+                        backbone=args.backbone)
+        text = format_oaa(res) + "\n\n" + format_memory() + "\n"
+        print(text)
+        if args.out:
+            write_text(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

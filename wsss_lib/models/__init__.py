@@ -1,0 +1,6 @@
+"""Networks: backbones, the CAM classifier, AMM and AMR."""
+
+from .backbones import BACKBONES, Backbone, build_backbone
+from .cam import CAMNet, build_cam_net
+
+__all__ = ["BACKBONES", "Backbone", "build_backbone", "CAMNet", "build_cam_net"]

@@ -1,0 +1,259 @@
+"""Stage 1: train the CAM classifier with Online Attention Accumulation (OAA).
+
+One run yields three attention sources for every training image: ``cam`` (the final model's
+attention), ``oaa_max`` (eq. 5) and ``oaa_ave`` (eq. 10), plus per-epoch snapshots of a fixed
+subset of images, the checkpoint and ``metrics.json``. See :func:`run_classifier_stage`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as Fn
+
+from ..accumulation import GATES, OAAStore
+from ..attention import attention_maps, class_scores
+from ..attention_io import save_attention
+from ..data.transforms import AUGMENTATIONS, ViewGeometry, views_to_image_frame
+from ..data.voc import VOCLayout, VOCSegDataset
+from ..evaluation import CAMEvaluator, mean_average_precision
+from ..io import torch_save, write_json
+from ..models.backbones import BACKBONES
+from ..models.cam import CAMNet, build_cam_net
+from ..runs import is_finished, prepare_run, read_metrics, write_metrics
+from .engine import (SCHEDULES, Batch, LoopConfig, fit, make_views, resolve_device, seed_everything)
+from .data_setup import resolve_data_root
+
+
+@dataclass
+class ClassifierConfig:
+    """Hyper-parameters of the classifier + OAA stage (defaults: the embedded benchmark on CPU).
+
+    The OAA paper on VOC: VGG16 (pretrained), lr 1e-3 (new layers x10), momentum 0.9, weight decay
+    2e-4, batch 5, step schedule (x0.1 after 2/3 of the iterations), no geometric augmentation.
+    """
+
+    backbone: str = "tiny"
+    pretrained: bool = False
+    output_stride: int = 8
+    epochs: int = 15
+    batch_size: int = 16
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    schedule: str = "poly"
+    augment: str = "flip"
+    scale_range: tuple[float, float] = (0.7, 1.0)
+    crop_size: int = 0  # 0: the images' own size (embedded benchmark); VOC: e.g. 321
+    gate: str = "paper"
+    gate_start_epoch: int = 0
+    last_epoch_fallback: bool = False
+    store_size: int = 0  # 0: crop_size / output_stride (the feature map's own resolution)
+    n_snapshots: int = 8
+    checkpoint_every: int = 0
+    num_workers: int = 0
+    amp: bool = True  # bf16 autocast, on CUDA only
+
+    def validate(self) -> "ClassifierConfig":
+        def bad(name, expected):
+            raise ValueError(f"parameter {name}={getattr(self, name)!r} is invalid: expected {expected}")
+
+        if self.backbone not in BACKBONES:
+            bad("backbone", f"one of {', '.join(BACKBONES)}")
+        if self.output_stride not in (8, 16):
+            bad("output_stride", "8 or 16")
+        for name in ("epochs", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                bad(name, "an integer >= 1")
+        if not self.lr > 0:
+            bad("lr", "a number > 0")
+        if self.schedule not in SCHEDULES:
+            bad("schedule", f"one of {sorted(SCHEDULES)}")
+        if self.augment not in AUGMENTATIONS:
+            bad("augment", f"one of {AUGMENTATIONS}")
+        if self.gate not in GATES:
+            bad("gate", f"one of {GATES}")
+        if self.crop_size < 0 or self.store_size < 0:
+            bad("crop_size" if self.crop_size < 0 else "store_size", "an integer >= 0 (0 = automatic)")
+        self.scale_range = tuple(float(x) for x in self.scale_range)
+        if not (len(self.scale_range) == 2 and 0 < self.scale_range[0] <= self.scale_range[1] <= 1):
+            bad("scale_range", "(lo, hi) with 0 < lo <= hi <= 1")
+        return self
+
+    @classmethod
+    def from_params(cls, quick: bool = False, **overrides) -> "ClassifierConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(names)}")
+        cfg = cls(**(QUICK_OVERRIDES if quick else {}))
+        for k, v in overrides.items():
+            setattr(cfg, k, v)
+        return cfg.validate()
+
+
+QUICK_OVERRIDES = {"epochs": 2, "batch_size": 8, "n_snapshots": 4}
+
+
+class SnapshotRecorder:
+    """Attention of a fixed subset of training images at every epoch, in the image frame."""
+
+    def __init__(self, indices: list[int], num_classes: int, size: tuple[int, int], epochs: int) -> None:
+        self.indices = list(indices)
+        self.pos = {i: k for k, i in enumerate(self.indices)}
+        self.maps = torch.zeros((epochs, len(indices), num_classes, *size))
+        self.seen = torch.zeros((epochs, len(indices)), dtype=torch.bool)
+
+    @torch.no_grad()
+    def record(self, epoch: int, indices: torch.Tensor, maps_img: torch.Tensor) -> None:
+        for b, i in enumerate(indices.tolist()):
+            k = self.pos.get(i)
+            if k is not None:
+                self.maps[epoch, k] = maps_img[b].detach().float().cpu()
+                self.seen[epoch, k] = True
+
+    def state_dict(self) -> dict:
+        return {"indices": self.indices, "maps": self.maps, "seen": self.seen}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.maps, self.seen = sd["maps"], sd["seen"]
+
+
+@torch.no_grad()
+def infer_attention(model: torch.nn.Module, dataset, size: tuple[int, int], crop_size: int,
+                    device: torch.device, batch_size: int = 32, progress: bool = False):
+    """Single-scale attention (eq. 2) and logits of every image, in the image frame at ``size``.
+
+    Returns ``(maps N x K x H x W, logits N x K)``."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    all_maps, all_logits = [], []
+    ident = ViewGeometry().as_tensor()
+    for start in tqdm(range(0, len(dataset), batch_size), desc="inference", leave=False, disable=not progress):
+        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        geo = ident.expand(len(samples), 5).clone()
+        x = make_views([s["image"] for s in samples], geo, crop_size, device)
+        F = model(x).float()
+        maps, _ = views_to_image_frame(attention_maps(F), geo.to(device), size)
+        all_maps.append(maps.cpu())
+        all_logits.append(class_scores(F).cpu())
+    model.train()
+    return torch.cat(all_maps), torch.cat(all_logits)
+
+
+def slots_source(maps: torch.Tensor, store: OAAStore) -> dict:
+    """Select the (image, present class) maps of ``maps`` (``N x K x H x W``) in the store's slot order."""
+    return {"image_ids": store.image_ids, "slot_image": store.slot_image.cpu(),
+            "slot_class": store.slot_class.cpu(),
+            "maps": maps[store.slot_image.cpu(), store.slot_class.cpu()].float()}
+
+
+def run_classifier_stage(data_root: str = "", run_dir: str = "", seed: int = 0, device: str = "auto",
+                         quick: bool = False, progress: bool = True, stop_after_steps: int | None = None,
+                         **params) -> Path:
+    """Train (or resume, or reuse) a classifier + OAA run and return its folder.
+
+    Args:
+        data_root: VOC-layout folder; ``""`` = the embedded benchmark (quick: its tiny variant).
+        run_dir: ``""`` = ``runs/oaa-<hash of parameters>``.
+        seed: seeds initialization, data order and augmentation.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        quick: tiny settings for tests and smoke runs.
+        **params: any :class:`ClassifierConfig` field.
+    """
+    cfg = ClassifierConfig.from_params(quick=quick, **params)
+    root = resolve_data_root(data_root, quick)
+    dev = resolve_device(device)
+    layout = VOCLayout(root, "train")
+    all_params = {"data_root": str(root), "seed": seed, "quick": quick, "device": str(dev), **asdict(cfg)}
+    out = prepare_run("oaa", all_params, run_dir)
+    if is_finished(out):
+        return out
+    seed_everything(seed)
+    dataset = VOCSegDataset(layout, with_mask=False, cache_in_memory=len(layout) <= 20000)
+    h0, w0 = dataset[0]["image"].shape[1:]
+    crop = cfg.crop_size or int(max(h0, w0))
+    feat = -(-crop // cfg.output_stride)
+    size = (cfg.store_size or feat,) * 2
+    k = layout.num_classes - 1
+    model = build_cam_net(cfg.backbone, k, pretrained=cfg.pretrained, output_stride=cfg.output_stride).to(dev)
+    opt = torch.optim.SGD(model.param_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
+    labels = torch.from_numpy(layout.labels)
+    store = OAAStore(layout.ids, labels, size, gate=cfg.gate, start_epoch=cfg.gate_start_epoch,
+                     last_epoch_fallback=cfg.last_epoch_fallback, device=dev)
+    snap_idx = np.linspace(0, len(layout) - 1, min(cfg.n_snapshots, len(layout))).round().astype(int).tolist()
+    snaps = SnapshotRecorder(snap_idx, k, size, cfg.epochs)
+    accepted = {"n": 0}
+
+    def step(b: Batch) -> torch.Tensor:
+        F = model(b.views)
+        logits = class_scores(F.float())
+        loss = Fn.binary_cross_entropy_with_logits(logits, b.labels)
+        with torch.no_grad():
+            A = attention_maps(F.detach().float())
+            A_img, valid = views_to_image_frame(A, b.geo, size)
+            accepted["n"] += store.update(b.indices, A_img, valid, logits.detach(), b.labels,
+                                          b.epoch, last_epoch=b.last_epoch)
+            snaps.record(b.epoch, b.indices, A_img)
+        return loss
+
+    loop = LoopConfig(cfg.epochs, cfg.batch_size, seed, crop, cfg.augment, cfg.scale_range,
+                      cfg.num_workers, cfg.checkpoint_every, cfg.amp)
+    res = fit(model, opt, cfg.schedule, dataset, loop, out, step, {"store": store, "snapshots": snaps},
+              dev, progress, desc="classifier+OAA", stop_after_steps=stop_after_steps)
+
+    # -- outputs ----------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    cam_maps, _ = infer_attention(model, dataset, size, crop, dev, progress=progress)
+    sources = {"cam": slots_source(cam_maps, store), "oaa_max": store.attention_source("max"),
+               "oaa_ave": store.attention_source("ave")}
+    (out / "attention").mkdir(exist_ok=True)
+    for name, src in sources.items():
+        save_attention(out / "attention" / f"{name}.pt", src, name)
+    torch_save(out / "snapshots.pt", {"indices": snap_idx, "ids": [layout.ids[i] for i in snap_idx],
+                                      "maps": snaps.maps.half(), "seen": snaps.seen,
+                                      "final_cam": cam_maps[snap_idx].half(),
+                                      "oaa_max": _dense(store, "max", snap_idx),
+                                      "oaa_ave": _dense(store, "ave", snap_idx)})
+    evaluator = CAMEvaluator(VOCLayout(root, "train"))
+    evals = {name: evaluator.evaluate(src) for name, src in sources.items()}
+    val_layout = VOCLayout(root, "val")
+    _, val_logits = infer_attention(model, VOCSegDataset(val_layout, with_mask=False), size, crop, dev)
+    cls_map = mean_average_precision(val_logits.numpy(), val_layout.labels)
+    write_json(out / "evaluation.json", {"sources": evals, "history": res.history})
+    metrics = {"cls_mAP_val": cls_map, "train_seconds": res.seconds, "eval_seconds": time.perf_counter() - t0,
+               "final_loss": res.history[-1]["loss"],
+               "oaa_accepted_fraction": float((store.counts > 0).float().mean()),
+               "oaa_mean_accepted_updates": float(store.counts.float().mean()),
+               "store_megabytes": store.nbytes() / 2**20}
+    for name, ev in evals.items():
+        metrics[f"{name}_miou"] = ev["miou"]
+        metrics[f"{name}_best_threshold"] = ev["best_threshold"]
+        metrics[f"{name}_fg_precision"] = ev["fg_precision"]
+        metrics[f"{name}_fg_recall"] = ev["fg_recall"]
+    write_metrics(out, metrics)
+    return out
+
+
+def _dense(store: OAAStore, kind: str, idx: list[int]) -> torch.Tensor:
+    """``len(idx) x K x H x W`` accumulated maps of some images (zeros for absent classes)."""
+    maps = store.max_maps if kind == "max" else store.ave_maps
+    out = torch.zeros((len(idx), store.num_classes, *store.size), dtype=torch.float16)
+    for j, i in enumerate(idx):
+        for c in range(store.num_classes):
+            s = int(store.slot_of[i, c])
+            if s >= 0:
+                out[j, c] = maps[s].half().cpu()
+    return out
+
+
+def load_run_summary(run_dir: str | Path) -> dict:
+    return read_metrics(run_dir)
+
+
+__all__ = ["ClassifierConfig", "run_classifier_stage", "infer_attention", "CAMNet"]
