@@ -1,0 +1,95 @@
+"""AMM and AMR: shapes, the Gaussian, the threshold, gradients, the xi mix."""
+
+import math
+
+import pytest
+import torch
+
+from wsss_lib.models.amm import AMM, gaussian_modulation, gaussian_stats, threshold_modulation
+from wsss_lib.models.amr import build_amr, insert_amm, weighted_cam
+from wsss_lib.models.cam import build_cam_net
+
+
+def test_gaussian_peaks_at_the_mean_by_hand():
+    x = torch.tensor([1.0, 2.0, 3.0])
+    mu, sigma = gaussian_stats(x[None])  # mean 2, std sqrt(2/3)
+    assert mu.item() == pytest.approx(2.0) and sigma.item() == pytest.approx(math.sqrt(2 / 3))
+    g = gaussian_modulation(x[None], mu, sigma)[0]
+    assert g[1].item() == pytest.approx(1.0)
+    assert g[0].item() == pytest.approx(math.exp(-1 / (2 * 2 / 3)))
+    assert g[0].item() == pytest.approx(g[2].item()) and g[0] < g[1]
+    gn = gaussian_modulation(x[None], mu, sigma, normalize=True)[0]
+    assert gn[1].item() == pytest.approx(1 / (math.sqrt(2 * math.pi) * math.sqrt(2 / 3)))
+
+
+def test_gaussian_stats_per_sample_vs_batch():
+    x = torch.tensor([[0.0, 2.0], [10.0, 12.0]])
+    mu, _ = gaussian_stats(x, "sample")
+    assert mu.flatten().tolist() == [1.0, 11.0]
+    mu_b, sd_b = gaussian_stats(x, "batch")
+    assert mu_b.item() == 6.0 and sd_b.item() == pytest.approx(math.sqrt((36 + 16 + 16 + 36) / 4))
+
+
+def test_threshold_zeroes_values_below():
+    g = torch.tensor([0.1, 0.5, 0.49, 0.9])
+    assert threshold_modulation(g, 0.5).tolist() == pytest.approx([0.0, 0.5, 0.0, 0.9])
+
+
+@pytest.mark.parametrize("kw", [{}, {"spatial_pool": "avgmax", "stats": "batch", "normalize": True},
+                                {"threshold": 0.3}])
+def test_amm_preserves_shape(kw):
+    f = torch.randn(2, 32, 9, 7)
+    assert AMM(32, **kw)(f).shape == f.shape
+
+
+def test_amm_modulates_the_most_activated_channel_down():
+    """A channel far above the others sits in the Gaussian's tail: it is damped the most."""
+    amm = AMM(8, reduction=1)
+    with torch.no_grad():  # identity-like gate: H passes the pooled value through (up to ReLU)
+        amm.channel.mlp[0].weight.copy_(torch.eye(8).view(8, 8, 1, 1))
+        amm.channel.mlp[0].bias.zero_()
+        amm.channel.mlp[2].weight.copy_(torch.eye(8).view(8, 8, 1, 1))
+        amm.channel.mlp[2].bias.zero_()
+    f = torch.ones(1, 8, 4, 4)
+    f[:, 0] = 10.0
+    out = amm.channel(f)
+    ratio = out[0, :, 0, 0] / f[0, :, 0, 0]
+    assert ratio[0] < 0.1 and (ratio[1:] > 0.5).all()
+
+
+def test_insert_amm_placements():
+    net = insert_amm(build_cam_net("tiny", 3), "stage")
+    assert sum(isinstance(m, AMM) for m in net.modules()) == 4
+    assert net(torch.randn(1, 3, 32, 32)).shape == (1, 3, 4, 4)
+    with pytest.raises(ValueError, match="needs a ResNet"):
+        insert_amm(build_cam_net("tiny", 3), "bottleneck")
+    rn = insert_amm(build_cam_net("resnet50", 3, pretrained=False, output_stride=16), "bottleneck")
+    assert sum(isinstance(m, AMM) for m in rn.modules()) == 16  # 3 + 4 + 6 + 3 bottlenecks
+
+
+def test_gradients_reach_compensation_and_not_a_frozen_spotlight():
+    amr = build_amr("tiny", 3, freeze_spotlight=True)
+    amr.train()
+    assert not amr.spotlight.training  # frozen BN statistics
+    F_s, F_c = amr(torch.randn(2, 3, 32, 32))
+    (F_s.mean() + F_c.mean()).backward()
+    assert all(p.grad is None for p in amr.spotlight.parameters())
+    comp_grads = [p.grad for p in amr.compensation.parameters() if p.requires_grad]
+    assert comp_grads and all(g is not None for g in comp_grads)
+    assert any(g.abs().sum() > 0 for g in comp_grads)
+    names = {g["name"] for g in amr.param_groups(0.1, 0.0)}
+    assert "backbone" in names and len(amr.param_groups(0.1, 0.0)) == 3  # compensation only
+
+    amr2 = build_amr("tiny", 3, freeze_spotlight=False)
+    F_s, F_c = amr2(torch.randn(2, 3, 32, 32))
+    F_s.mean().backward()
+    assert all(p.grad is not None for p in amr2.spotlight.parameters())
+
+
+def test_xi_mix_equals_the_formula():
+    Ms, Mc = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)
+    for xi in (0.0, 0.3, 1.0):
+        torch.testing.assert_close(weighted_cam(Ms, Mc, xi), xi * Ms + (1 - xi) * Mc)
+    assert torch.equal(weighted_cam(Ms, Mc, 1.0), Ms)
+    with pytest.raises(ValueError, match="xi"):
+        weighted_cam(Ms, Mc, 1.5)

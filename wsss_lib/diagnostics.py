@@ -1,0 +1,57 @@
+"""Measured properties of the embedded benchmark under a trained model (DESIGN.md section 4):
+does the plain CAM concentrate on the discriminative part and miss the rest of the object?
+
+The part masks are not in the VOC files; they are re-rendered from the benchmark's spec
+(generation is deterministic), so this works only on a generated benchmark.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as Fn
+
+from .data.synthetic import BenchmarkSpec, render_image
+from .io import read_json
+
+
+def part_mass(source: dict, voc_root: str | Path, threshold: float = 0.3, max_images: int = 500) -> dict:
+    """For each (image, class) map on the first ``max_images`` training images:
+
+    - ``part_mass_share``: attention mass on the class's visible part / mass on its whole object;
+    - ``part_area_share``: part area / object area (what a uniform map over the object would give);
+    - ``object_precision`` / ``object_recall`` of ``A > threshold`` against the class's object pixels.
+    """
+    meta = read_json(Path(voc_root) / "benchmark.json")
+    fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["spec"].items()}
+    spec = BenchmarkSpec(**fields)
+    ids = source["image_ids"]
+    mass, area, prec, rec = [], [], [], []
+    for s in range(source["maps"].shape[0]):
+        i = int(source["slot_image"][s])
+        if i >= max_images:
+            continue
+        iid = ids[i]
+        if iid[0] != "t":
+            raise ValueError(f"image id {iid!r} is not a training image of the embedded benchmark")
+        r = render_image(spec, "train", int(iid[1:]))
+        c = int(source["slot_class"][s]) + 1
+        obj = torch.from_numpy(r.mask == c)
+        part = torch.from_numpy(r.part_mask) & obj
+        if not obj.any():
+            continue
+        a = Fn.interpolate(source["maps"][s][None, None].float(), size=obj.shape, mode="bilinear",
+                           align_corners=False)[0, 0].clamp_min(0)
+        tot = float(a[obj].sum())
+        if tot > 0:
+            mass.append(float(a[part].sum()) / tot)
+            area.append(float(part.sum()) / float(obj.sum()))
+        on = a > threshold
+        if on.any():
+            prec.append(float((on & obj).sum()) / float(on.sum()))
+        rec.append(float((on & obj).sum()) / float(obj.sum()))
+    return {"part_mass_share": float(np.mean(mass)), "part_area_share": float(np.mean(area)),
+            "object_precision": float(np.mean(prec)), "object_recall": float(np.mean(rec)),
+            "threshold": threshold, "maps": len(rec)}

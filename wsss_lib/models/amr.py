@@ -1,0 +1,87 @@
+"""AMR (Qin et al., AAAI 2022): a spotlight branch (a plain CAM classifier) and a compensation branch
+(the same architecture with AMM inserted), trained together; at inference the two CAMs are mixed
+(:func:`weighted_cam`, report eq. 8).
+
+AMM placement: ``"stage"`` puts one AMM after each backbone stage (as the report says);
+``"bottleneck"`` puts one inside every ResNet bottleneck, after its last BN and before the residual
+addition (as the official code).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .amm import AMM
+from .cam import CAMNet, build_cam_net
+
+PLACEMENTS = ("stage", "bottleneck")
+
+
+def weighted_cam(M_s: torch.Tensor, M_c: torch.Tensor, xi: float) -> torch.Tensor:
+    """Report eq. 8: ``M = xi * M_s + (1 - xi) * M_c`` on max-normalized maps (applied at inference,
+    so a sweep over xi reuses the two branches' maps)."""
+    if not 0.0 <= xi <= 1.0:
+        raise ValueError(f"xi must lie in [0, 1], got {xi}")
+    return xi * M_s + (1.0 - xi) * M_c
+
+
+def insert_amm(net: CAMNet, placement: str = "stage", **amm_kwargs) -> CAMNet:
+    """Insert AMM modules into ``net``'s backbone in place; returns ``net``."""
+    bb = net.backbone
+    if placement == "stage":
+        for i, ch in enumerate(bb.stage_channels):
+            bb[i] = nn.Sequential(bb[i], AMM(ch, **amm_kwargs))
+        return net
+    if placement == "bottleneck":
+        from torchvision.models.resnet import Bottleneck
+
+        blocks = [m for m in bb.modules() if isinstance(m, Bottleneck)]
+        if not blocks:
+            raise ValueError("placement='bottleneck' needs a ResNet backbone (resnet50/resnet101); "
+                             "use placement='stage' for the others")
+        for b in blocks:
+            b.bn3 = nn.Sequential(b.bn3, AMM(b.bn3.num_features, **amm_kwargs))
+        return net
+    raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+
+
+class AMRNet(nn.Module):
+    """``forward(x) -> (F_s, F_c)``, the class-aware maps of the spotlight and compensation branches."""
+
+    def __init__(self, spotlight: CAMNet, compensation: CAMNet, freeze_spotlight: bool = False) -> None:
+        super().__init__()
+        self.spotlight = spotlight
+        self.compensation = compensation
+        self.freeze_spotlight = freeze_spotlight
+        if freeze_spotlight:
+            for p in self.spotlight.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "AMRNet":
+        super().train(mode)
+        if self.freeze_spotlight:
+            self.spotlight.eval()  # frozen BN statistics too
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.freeze_spotlight:
+            with torch.no_grad():
+                F_s = self.spotlight(x)
+        else:
+            F_s = self.spotlight(x)
+        return F_s, self.compensation(x)
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        groups = self.compensation.param_groups(lr, weight_decay)
+        if not self.freeze_spotlight:
+            groups += self.spotlight.param_groups(lr, weight_decay)
+        return groups
+
+
+def build_amr(backbone: str, num_classes: int, pretrained: bool = False, output_stride: int = 8,
+              placement: str = "stage", freeze_spotlight: bool = False, **amm_kwargs) -> AMRNet:
+    spot = build_cam_net(backbone, num_classes, pretrained=pretrained, output_stride=output_stride)
+    comp = insert_amm(build_cam_net(backbone, num_classes, pretrained=pretrained, output_stride=output_stride),
+                      placement, **amm_kwargs)
+    return AMRNet(spot, comp, freeze_spotlight)
