@@ -1,6 +1,7 @@
 """OAA+ and AMR stages end to end on the quick benchmark, and the batched multi-scale inference."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -63,7 +64,7 @@ def test_amr_stage_branches_xi_and_frozen_spotlight(tmp_path, oaa_run):
 
 
 def test_amr_bad_parameters():
-    with pytest.raises(ValueError, match="variant='AMR++' is invalid"):
+    with pytest.raises(ValueError, match=re.escape("variant='AMR++' is invalid")):
         run_amr_stage(variant="AMR++", **Q)
     with pytest.raises(ValueError, match="freeze_spotlight=True is invalid"):
         run_amr_stage(init_from="", freeze_spotlight=True, **Q)

@@ -88,6 +88,8 @@ def run_oaa_stage(reports: Path, seeds: list[int], quick: bool, notebooks: bool 
         "fg recall": _mean(metrics, f"{key}_fg_recall")} for label, key in names.items()}).T
     detail_md = write_table(detail.rename_axis("source (mean over seeds)"), reports / "oaa_detail")
     cls_map = _mean(metrics, "cls_mAP_val")
+    per_class = _per_class_table(runs, names)
+    per_class_md = write_table(per_class, reports / "oaa_per_class")
 
     run0 = runs[seeds[0]]
     params = read_json(run0 / "params.json")["params"]
@@ -133,6 +135,11 @@ CAM mIoU on the train split (best background threshold of a 0.05-0.95 sweep, per
 Mean over seeds of the best threshold and of foreground precision/recall there:
 
 {detail_md}
+
+Per-class IoU (mean over seeds; `*` marks the classes that co-occur with context: water under
+barge, rails under tram, both background in the masks):
+
+{per_class_md}
 
 ![threshold curves](oaa_threshold_curves.png)
 
@@ -262,6 +269,43 @@ The xi sweep (the report's Table 2), mean over seeds:
     return {"table": table, "xi": xi_df, "runs": runs}
 
 
+def _per_class_table(runs: dict[int, Path], names: dict[str, str]) -> pd.DataFrame:
+    """Per-class IoU at each source's best threshold, mean over seeds; context classes starred."""
+    import numpy as np
+
+    from .data.synthetic import CLASS_NAMES, CONTEXT_OF_CLASS
+
+    cols = {}
+    for label, key in names.items():
+        rows = [read_json(r / "evaluation.json")["sources"][key]["per_class_iou"] for r in runs.values()]
+        cols[label] = np.nanmean(np.array(rows, dtype=float), axis=0)
+    first = read_json(next(iter(runs.values())) / "params.json")["params"]["data_root"]
+    from .data.voc import read_class_names
+
+    classes = list(read_class_names(Path(first)))
+    starred = {CLASS_NAMES[c] for c in CONTEXT_OF_CLASS}
+    index = [f"{c} *" if c in starred else c for c in classes]
+    df = pd.DataFrame(cols, index=index).rename_axis("class")
+    df[f"{list(names)[-1]} - {list(names)[0]}"] = df.iloc[:, -1] - df.iloc[:, 0]
+    return df
+
+
+REPORT_PAGES = [("benchmark.md", "the embedded benchmark: design, measured statistics, CAM properties"),
+                ("oaa.md", "classifier + OAA: CAM / OAA-AVE / OAA-MAX, per class, attention evolution"),
+                ("oaa_plus.md", "OAA+ (MCE, HL): the analogue of OAA Table 2"),
+                ("amr.md", "AMR and AMR + threshold + area: the report's Tables 1 and 2"),
+                ("bench_oaa.md", "benchmark: OAA store overhead per training step, store memory"),
+                ("bench_cam.md", "benchmark: batched multi-scale CAM inference vs a per-class loop"),
+                ("timings.md", "how long the last pipeline run took")]
+
+
+def write_index(reports: Path) -> Path:
+    lines = ["# Reports", "", "Written by `python -m wsss_lib.pipeline` (README command 1) and "
+             "`python -m wsss_lib.bench`; versions in `environment.json`.", ""]
+    lines += [f"- [{name}]({name}): {what}" for name, what in REPORT_PAGES if (reports / name).exists()]
+    return write_text(reports / "index.md", "\n".join(lines) + "\n")
+
+
 def _mean(metrics: dict[int, dict], key: str) -> float:
     return float(sum(m[key] for m in metrics.values()) / len(metrics))
 
@@ -284,17 +328,34 @@ def main(argv: list[str] | None = None) -> int:
     stages = args.only or list(STAGES)
     t0 = time.perf_counter()
     seeds = args.seeds or ([0] if args.quick else list(DEFAULT_SEEDS))
+    timings: dict[str, float] = {}
+
+    def timed(name, fn, *a, **kw):
+        t = time.perf_counter()
+        out = fn(*a, **kw)
+        timings[name] = time.perf_counter() - t
+        return out
+
+    nb = not args.no_notebooks
     if "benchmark" in stages:
-        run_benchmark_stage(reports, args.quick)
+        timed("benchmark", run_benchmark_stage, reports, args.quick)
     oaa_runs = None
     if any(st in stages for st in ("oaa", "oaa_plus", "amr")):
-        oaa_runs = run_oaa_stage(reports, seeds, args.quick, notebooks=not args.no_notebooks)
+        oaa_runs = timed("classifier + OAA", run_oaa_stage, reports, seeds, args.quick, notebooks=nb)
     if "oaa_plus" in stages:
-        run_oaa_plus_all(reports, seeds, args.quick, oaa_runs, notebooks=not args.no_notebooks)
+        timed("OAA+ (MCE, HL)", run_oaa_plus_all, reports, seeds, args.quick, oaa_runs, notebooks=nb)
     if "amr" in stages:
         variants = ("AMR", "AMR+threshold", "AMR+area", "AMR+both") if args.amr_ablation else ("AMR", "AMR+both")
-        run_amr_all(reports, seeds, args.quick, oaa_runs, variants, notebooks=not args.no_notebooks)
+        timed("AMR", run_amr_all, reports, seeds, args.quick, oaa_runs, variants, notebooks=nb)
+    total = time.perf_counter() - t0
+    lines = [f"# Timings of the last `python -m wsss_lib.pipeline {' '.join(argv if argv is not None else sys.argv[1:])}`",
+             "", f"Seeds {seeds}; finished runs found in the cache are reused, so a stage whose runs were cached "
+             "shows only its reporting time. The training time of each run is `train_seconds` in its metrics.json.",
+             "", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in timings.items()] + [f"| total | {total:.0f} |"]
+    write_text(reports / "timings.md", "\n".join(lines) + "\n")
     write_json(reports / "environment.json", environment_summary())
+    write_index(reports)
     print(f"[pipeline] done in {time.perf_counter() - t0:.1f} s; see {reports}")
     return 0
 

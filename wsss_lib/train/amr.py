@@ -18,21 +18,20 @@ the sweep at evaluation time.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from ..attention import attention_maps, class_scores
-from ..data.transforms import AUGMENTATIONS
 from ..io import read_json
 from ..losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
 from ..models.amr import PLACEMENTS, build_amr, weighted_cam
-from ..models.backbones import BACKBONES
 from ..runs import is_finished, prepare_run, write_metrics
 from .classifier import infer_attention, run_classifier_stage
 from .common import dense_source, flat_metrics, save_and_score, training_set
-from .engine import SCHEDULES, Batch, LoopConfig, fit, resolve_device, seed_everything
+from .config import TrainConfig
+from .engine import Batch, LoopConfig, fit, resolve_device, seed_everything
 
 VARIANTS = {"AMR": (False, False), "AMR+threshold": (True, False), "AMR+area": (False, True),
             "AMR+both": (True, True)}
@@ -40,7 +39,7 @@ REPORT_XI = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 @dataclass
-class AMRConfig:
+class AMRConfig(TrainConfig):
     """AMR hyper-parameters. Defaults: the paper's loss weights (eq. 5 averages the branches, eq. 6
     weight 1) and, to keep the CPU budget, the official code's efficient recipe for the spotlight
     branch: initialized from a trained CAM classifier (``init_from``, default the classifier run
@@ -61,65 +60,20 @@ class AMRConfig:
     freeze_spotlight: bool = True
     xi: tuple[float, ...] = REPORT_XI
     xi_main: float = 0.5  # the report's choice; the table reports this one and the sweep
-    backbone: str = "tiny"
-    pretrained: bool = False
-    output_stride: int = 8
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 2e-4
-    schedule: str = "poly"
-    augment: str = "flip"
-    scale_range: tuple[float, float] = (0.7, 1.0)
-    crop_size: int = 0
-    checkpoint_every: int = 0
-    num_workers: int = 0
-    amp: bool = True
 
     def validate(self) -> "AMRConfig":
-        def bad(name, expected):
-            raise ValueError(f"parameter {name}={getattr(self, name)!r} is invalid: expected {expected}")
-
-        if self.variant not in VARIANTS:
-            bad("variant", f"one of {', '.join(VARIANTS)}")
-        if self.placement not in PLACEMENTS:
-            bad("placement", f"one of {PLACEMENTS}")
-        if self.gaussian_stats not in ("sample", "batch"):
-            bad("gaussian_stats", "'sample' or 'batch'")
-        if self.spatial_pool not in ("avg", "avgmax"):
-            bad("spatial_pool", "'avg' or 'avgmax'")
-        if self.backbone not in BACKBONES:
-            bad("backbone", f"one of {', '.join(BACKBONES)}")
-        for name in ("epochs", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                bad(name, "an integer >= 1")
-        if self.schedule not in SCHEDULES:
-            bad("schedule", f"one of {sorted(SCHEDULES)}")
-        if self.augment not in AUGMENTATIONS:
-            bad("augment", f"one of {AUGMENTATIONS}")
+        super().validate()
+        self.check("variant", self.variant in VARIANTS, f"one of {', '.join(VARIANTS)}")
+        self.check("placement", self.placement in PLACEMENTS, f"one of {PLACEMENTS}")
+        self.check("gaussian_stats", self.gaussian_stats in ("sample", "batch"), "'sample' or 'batch'")
+        self.check("spatial_pool", self.spatial_pool in ("avg", "avgmax"), "'avg' or 'avgmax'")
         self.xi = tuple(float(x) for x in self.xi)
-        if not self.xi or any(not 0 <= x <= 1 for x in self.xi):
-            bad("xi", "a non-empty list of numbers in [0, 1]")
-        if not 0 <= self.xi_main <= 1:
-            bad("xi_main", "a number in [0, 1]")
-        if not 0 <= self.threshold < 1:
-            bad("threshold", "a number in [0, 1)")
-        if self.freeze_spotlight and not self.init_from:
-            bad("freeze_spotlight", "False when init_from is empty (a frozen random spotlight branch is no CAM)")
-        self.scale_range = tuple(float(x) for x in self.scale_range)
+        self.check("xi", bool(self.xi) and all(0 <= x <= 1 for x in self.xi), "a non-empty list of numbers in [0, 1]")
+        self.check("xi_main", 0 <= self.xi_main <= 1, "a number in [0, 1]")
+        self.check("threshold", 0 <= self.threshold < 1, "a number in [0, 1)")
+        self.check("freeze_spotlight", not (self.freeze_spotlight and not self.init_from),
+                   "False when init_from is empty (a frozen random spotlight branch is no CAM)")
         return self
-
-    @classmethod
-    def from_params(cls, quick: bool = False, **overrides) -> "AMRConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(names)}")
-        cfg = cls(**({"epochs": 2, "batch_size": 8} if quick else {}))
-        for k, v in overrides.items():
-            setattr(cfg, k, v)
-        return cfg.validate()
 
 
 def run_amr_stage(data_root: str = "", run_dir: str = "", seed: int = 0, device: str = "auto",

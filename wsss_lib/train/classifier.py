@@ -8,7 +8,8 @@ subset of images, the checkpoint and ``metrics.json``. See :func:`run_classifier
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -18,85 +19,40 @@ import torch.nn.functional as Fn
 from ..accumulation import GATES, OAAStore
 from ..attention import attention_maps, class_scores
 from ..attention_io import save_attention
-from ..data.transforms import AUGMENTATIONS, ViewGeometry, views_to_image_frame
+from ..data.transforms import ViewGeometry, views_to_image_frame
 from ..data.voc import VOCLayout, VOCSegDataset
 from ..evaluation import CAMEvaluator, mean_average_precision
 from ..io import torch_save, write_json
-from ..models.backbones import BACKBONES
 from ..models.cam import CAMNet, build_cam_net
 from ..runs import is_finished, prepare_run, read_metrics, write_metrics
-from .engine import (SCHEDULES, Batch, LoopConfig, fit, make_views, resolve_device, seed_everything)
+from .config import TrainConfig
+from .engine import Batch, LoopConfig, fit, make_views, resolve_device, seed_everything
 from .data_setup import resolve_data_root
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(TrainConfig):
     """Hyper-parameters of the classifier + OAA stage (defaults: the embedded benchmark on CPU).
 
     The OAA paper on VOC: VGG16 (pretrained), lr 1e-3 (new layers x10), momentum 0.9, weight decay
     2e-4, batch 5, step schedule (x0.1 after 2/3 of the iterations), no geometric augmentation.
     """
 
-    backbone: str = "tiny"
-    pretrained: bool = False
-    output_stride: int = 8
     epochs: int = 15
-    batch_size: int = 16
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 2e-4
-    schedule: str = "poly"
-    augment: str = "flip"
-    scale_range: tuple[float, float] = (0.7, 1.0)
-    crop_size: int = 0  # 0: the images' own size (embedded benchmark); VOC: e.g. 321
     gate: str = "paper"
     gate_start_epoch: int = 0
     last_epoch_fallback: bool = False
     store_size: int = 0  # 0: crop_size / output_stride (the feature map's own resolution)
     n_snapshots: int = 8
-    checkpoint_every: int = 0
-    num_workers: int = 0
-    amp: bool = True  # bf16 autocast, on CUDA only
+
+    QUICK: ClassVar[dict] = {"epochs": 2, "batch_size": 8, "n_snapshots": 4}
 
     def validate(self) -> "ClassifierConfig":
-        def bad(name, expected):
-            raise ValueError(f"parameter {name}={getattr(self, name)!r} is invalid: expected {expected}")
-
-        if self.backbone not in BACKBONES:
-            bad("backbone", f"one of {', '.join(BACKBONES)}")
-        if self.output_stride not in (8, 16):
-            bad("output_stride", "8 or 16")
-        for name in ("epochs", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                bad(name, "an integer >= 1")
-        if not self.lr > 0:
-            bad("lr", "a number > 0")
-        if self.schedule not in SCHEDULES:
-            bad("schedule", f"one of {sorted(SCHEDULES)}")
-        if self.augment not in AUGMENTATIONS:
-            bad("augment", f"one of {AUGMENTATIONS}")
-        if self.gate not in GATES:
-            bad("gate", f"one of {GATES}")
-        if self.crop_size < 0 or self.store_size < 0:
-            bad("crop_size" if self.crop_size < 0 else "store_size", "an integer >= 0 (0 = automatic)")
-        self.scale_range = tuple(float(x) for x in self.scale_range)
-        if not (len(self.scale_range) == 2 and 0 < self.scale_range[0] <= self.scale_range[1] <= 1):
-            bad("scale_range", "(lo, hi) with 0 < lo <= hi <= 1")
+        super().validate()
+        self.check("gate", self.gate in GATES, f"one of {GATES}")
+        self.check("gate_start_epoch", self.gate_start_epoch >= 0, "an integer >= 0")
+        self.check("store_size", self.store_size >= 0, "an integer >= 0 (0 = automatic)")
         return self
-
-    @classmethod
-    def from_params(cls, quick: bool = False, **overrides) -> "ClassifierConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(names)}")
-        cfg = cls(**(QUICK_OVERRIDES if quick else {}))
-        for k, v in overrides.items():
-            setattr(cfg, k, v)
-        return cfg.validate()
-
-
-QUICK_OVERRIDES = {"epochs": 2, "batch_size": 8, "n_snapshots": 4}
 
 
 class SnapshotRecorder:

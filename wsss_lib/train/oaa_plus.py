@@ -9,77 +9,35 @@ attention at inference comes straight from the class-aware conv (eq. 2).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from ..attention_io import load_attention
-from ..data.transforms import AUGMENTATIONS, image_frame_to_views
+from ..data.transforms import image_frame_to_views
 from ..io import read_json
 from ..losses import OAA_PLUS_LOSSES
-from ..models.backbones import BACKBONES
 from ..models.cam import build_cam_net
 from ..runs import is_finished, prepare_run, write_metrics
 from .classifier import infer_attention, run_classifier_stage
 from .common import dense_source, flat_metrics, save_and_score, training_set
-from .engine import SCHEDULES, Batch, LoopConfig, fit, resolve_device, seed_everything
+from .config import TrainConfig
+from .engine import Batch, LoopConfig, fit, resolve_device, seed_everything
 
 SOURCES = ("oaa_max", "oaa_ave", "cam")
 
 
 @dataclass
-class OAAPlusConfig:
+class OAAPlusConfig(TrainConfig):
     loss: str = "hl"  # "mce" (eq. 6) | "hl" (eqs. 7-9) | "hl_official"
     source: str = "oaa_max"  # which accumulated maps are the soft labels
-    backbone: str = "tiny"
-    pretrained: bool = False
-    output_stride: int = 8
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 2e-4
-    schedule: str = "poly"
-    augment: str = "flip"
-    scale_range: tuple[float, float] = (0.7, 1.0)
-    crop_size: int = 0
-    checkpoint_every: int = 0
-    num_workers: int = 0
-    amp: bool = True
 
     def validate(self) -> "OAAPlusConfig":
-        def bad(name, expected):
-            raise ValueError(f"parameter {name}={getattr(self, name)!r} is invalid: expected {expected}")
-
-        if self.loss not in OAA_PLUS_LOSSES:
-            bad("loss", f"one of {', '.join(OAA_PLUS_LOSSES)}")
-        if self.source not in SOURCES:
-            bad("source", f"one of {', '.join(SOURCES)}")
-        if self.backbone not in BACKBONES:
-            bad("backbone", f"one of {', '.join(BACKBONES)}")
-        for name in ("epochs", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                bad(name, "an integer >= 1")
-        if not self.lr > 0:
-            bad("lr", "a number > 0")
-        if self.schedule not in SCHEDULES:
-            bad("schedule", f"one of {sorted(SCHEDULES)}")
-        if self.augment not in AUGMENTATIONS:
-            bad("augment", f"one of {AUGMENTATIONS}")
-        self.scale_range = tuple(float(x) for x in self.scale_range)
+        super().validate()
+        self.check("loss", self.loss in OAA_PLUS_LOSSES, f"one of {', '.join(OAA_PLUS_LOSSES)}")
+        self.check("source", self.source in SOURCES, f"one of {', '.join(SOURCES)}")
         return self
-
-    @classmethod
-    def from_params(cls, quick: bool = False, **overrides) -> "OAAPlusConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(names)}")
-        cfg = cls(**({"epochs": 2, "batch_size": 8} if quick else {}))
-        for k, v in overrides.items():
-            setattr(cfg, k, v)
-        return cfg.validate()
 
 
 class SoftLabels:

@@ -1,0 +1,29 @@
+"""The benchmark code runs and reports its figures (tiny sizes; no timing is asserted)."""
+
+from wsss_lib.bench import bench_cam, bench_oaa, format_cam, format_memory, format_oaa, naive_cams, store_memory_table
+from wsss_lib.models.cam import build_cam_net
+
+import torch
+
+
+def test_bench_oaa_reports_three_variants_and_ratios():
+    res = bench_oaa(steps=3, rounds=1, batch_size=4, image_size=32, n_images=12)
+    assert set(res["median_ms"]) == {"plain", "oaa", "png"}
+    assert res["oaa_over_plain"] > 0 and res["png_over_plain"] > 0
+    assert "(b) + OAA store" in format_oaa(res)
+
+
+def test_store_memory_at_voc_size():
+    rows = store_memory_table(sizes=(41,), dtypes=(torch.float16,))
+    # 15873 maps x 41 x 41 x 2 bytes x 2 (MAX and AVE)
+    assert rows[0]["slots"] == 15873 and rows[0]["MAX+AVE MiB"] == round(2 * 15873 * 41 * 41 * 2 / 2**20, 1)
+    assert "train_aug" in format_memory()
+
+
+def test_bench_cam_and_the_naive_baseline_agree_on_shape():
+    res = bench_cam(image_size=32, n_images=4, batch_size=2, naive_images=1, scales=(1.0,))
+    assert res["batched_images_per_s"] > 0 and res["naive_images_per_s"] > 0
+    assert "Speed-up" in format_cam(res)
+    net = build_cam_net("tiny", 3).eval()
+    cams = naive_cams(net, torch.randn(3, 32, 32), [0, 2], (1.0,))
+    assert cams.shape == (2, 32, 32) and float(cams.max()) <= 1.0
