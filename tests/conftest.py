@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
-# One cache and one runs folder for the whole session (and for the nbval kernels, which inherit
-# the environment), outside the repository.
-_TMP = Path(tempfile.gettempdir()) / f"wsss-tests-{os.getuid()}"
-os.environ.setdefault("WSSS_CACHE", str(_TMP / "cache"))
-os.environ.setdefault("WSSS_RUNS", str(_TMP / "runs"))
+# Generated data is keyed by its spec digest, so one cache outside the repository serves every
+# session. Run folders are fresh for each test process (and the nbval kernels it starts, which
+# inherit the environment): a finished run cached by an earlier session must not hide a failure.
+os.environ.setdefault("WSSS_CACHE", str(Path(tempfile.gettempdir()) / f"wsss-tests-{os.getuid()}" / "cache"))
+if "WSSS_RUNS" not in os.environ:
+    _RUNS = tempfile.mkdtemp(prefix="wsss-test-runs-")
+    os.environ["WSSS_RUNS"] = _RUNS
+    atexit.register(shutil.rmtree, _RUNS, ignore_errors=True)
 os.environ.setdefault("WSSS_QUICK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 

@@ -52,6 +52,8 @@ def part_mass(source: dict, voc_root: str | Path, threshold: float = 0.3, max_im
         if on.any():
             prec.append(float((on & obj).sum()) / float(on.sum()))
         rec.append(float((on & obj).sum()) / float(obj.sum()))
-    return {"part_mass_share": float(np.mean(mass)), "part_area_share": float(np.mean(area)),
-            "object_precision": float(np.mean(prec)), "object_recall": float(np.mean(rec)),
-            "threshold": threshold, "maps": len(rec)}
+    def mean(xs: list[float]) -> float:
+        return float(np.mean(xs)) if xs else float("nan")  # e.g. an untrained quick-mode model
+
+    return {"part_mass_share": mean(mass), "part_area_share": mean(area), "object_precision": mean(prec),
+            "object_recall": mean(rec), "threshold": threshold, "maps": len(rec)}

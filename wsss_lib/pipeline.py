@@ -63,8 +63,10 @@ def _collect(runs: dict[int, Path]) -> dict[int, dict]:
     return {seed: read_json(run / "metrics.json") for seed, run in runs.items()}
 
 
-def run_oaa_stage(reports: Path, seeds: list[int], quick: bool, notebooks: bool = True) -> dict[int, Path]:
-    """Classifier + OAA for every seed; the CAM / OAA-AVE / OAA-MAX table and figures."""
+def run_oaa_stage(reports: Path, seeds: list[int], quick: bool, notebooks: bool = True,
+                  used: list[Path] | None = None) -> dict[int, Path]:
+    """Classifier + OAA for every seed; the CAM / OAA-AVE / OAA-MAX table and figures. The gate
+    variants' run folders are appended to ``used``."""
     from .attention_io import load_attention
     from .data.voc import VOCLayout
     from .diagnostics import part_mass
@@ -149,6 +151,11 @@ barge, rails under tram, both background in the masks):
 
 Run folders: {', '.join(str(r) for r in runs.values())}.
 """)
+    variants_md, variant_runs = _oaa_variants(reports, seeds[0], quick, metrics[seeds[0]])
+    if used is not None:
+        used += variant_runs
+    text = (reports / "oaa.md").read_text() + variants_md
+    write_text(reports / "oaa.md", text)
     if notebooks:
         execute_notebook("01_train_classifier_oaa.ipynb", run0, {"seed": seeds[0], "quick": quick})
         execute_notebook("02_attention_evolution.ipynb", run0, {"oaa_run": str(run0), "quick": quick})
@@ -176,8 +183,8 @@ def run_oaa_plus_all(reports: Path, seeds: list[int], quick: bool, oaa_runs: dic
             "OAA+ (MCE)": [mine["mce"][s]["oaa_plus_miou"] for s in seeds],
             "OAA+ (HL)": [mine["hl"][s]["oaa_plus_miou"] for s in seeds]}
     table = mean_std_table(rows, "CAM mIoU")
-    table.insert(0, "OAA Table 2 row", [1, 2, 3, 4, 5])
-    table["paper (seg. val mIoU %)"] = [OAA_TABLE2[k] for k in table.index]
+    table.insert(0, "OAA Table 2 row", ["1", "2", "3", "4", "5"])
+    table["paper (seg. val mIoU %)"] = [f"{OAA_TABLE2[k]:.1f}" for k in table.index]
     md = write_table(table, reports / "oaa_plus_table")
     run0 = oaa_runs[seeds[0]]
     layout = VOCLayout(read_json(run0 / "params.json")["params"]["data_root"], "train")
@@ -204,15 +211,17 @@ labels (with saliency), so only the ordering is comparable, not the values.
 
 
 def run_amr_all(reports: Path, seeds: list[int], quick: bool, oaa_runs: dict[int, Path],
-                variants=("AMR", "AMR+both"), notebooks: bool = True) -> dict:
-    """AMR and AMR + both modifications (the report's Table 1), and the xi curve (its Table 2)."""
+                ablation: bool = False, notebooks: bool = True) -> dict:
+    """AMR and AMR + both modifications (the report's Table 1), and the xi curve (its Table 2);
+    with ``ablation``, also each modification alone (``amr_ablation.md``)."""
     import matplotlib.pyplot as plt
 
     from .train.amr import REPORT_XI, run_amr_stage
     from .viz import save_figure
 
+    variants = ("AMR", "AMR+both")
     runs = {}
-    for variant in variants:
+    for variant in ("AMR", "AMR+threshold", "AMR+area", "AMR+both") if ablation else variants:
         for seed in seeds:
             t0 = time.perf_counter()
             runs[variant, seed] = run_amr_stage(seed=seed, quick=quick, variant=variant,
@@ -232,7 +241,8 @@ def run_amr_all(reports: Path, seeds: list[int], quick: bool, oaa_runs: dict[int
             vals = [mets[v][s][f"amr_xi{x:g}_miou"] for s in seeds]
             xi_rows.setdefault(x, {})[f"{v} mean"] = sum(vals) / len(vals)
     xi_df = pd.DataFrame(xi_rows).T.rename_axis("xi")
-    xi_df["report (VOC test mIoU %)"] = [REPORT_TABLE2[x] for x in xi_df.index]
+    report_col = [REPORT_TABLE2[x] for x in xi_df.index]
+    xi_df["report (VOC test mIoU %)"] = [f"{v:.1f}" for v in report_col]
     xi_md = write_table(xi_df, reports / "amr_xi_table")
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for v in variants:
@@ -240,7 +250,7 @@ def run_amr_all(reports: Path, seeds: list[int], quick: bool, oaa_runs: dict[int
     ax.set_xlabel("xi")
     ax.set_ylabel("CAM mIoU (train), mean over seeds")
     ax2 = ax.twinx()
-    ax2.plot(list(xi_df.index), xi_df["report (VOC test mIoU %)"], "k--", marker="x", label="report (VOC, %)")
+    ax2.plot(list(xi_df.index), report_col, "k--", marker="x", label="report (VOC, %)")
     ax2.set_ylabel("report's mIoU (%)")
     ax.legend(fontsize=7, loc="lower left")
     ax2.legend(fontsize=7, loc="lower right")
@@ -262,11 +272,49 @@ The xi sweep (the report's Table 2), mean over seeds:
 
 ![xi curve](amr_xi_curve.png)
 """)
+    if ablation:
+        _amr_ablation(reports, seeds, runs, up)
     if notebooks:
         v0 = variants[-1]
         execute_notebook("04_train_amr.ipynb", runs[v0, seeds[0]],
                          {"seed": seeds[0], "variant": v0, "init_from": str(oaa_runs[seeds[0]]), "quick": quick})
     return {"table": table, "xi": xi_df, "runs": runs}
+
+
+OAA_VARIANTS = {
+    "official gate (top-k, from epoch 2, last-epoch fallback)": {"gate": "topk", "gate_start_epoch": 1,
+                                                                  "last_epoch_fallback": True},
+    "paper gate, accumulation from epoch 6": {"gate_start_epoch": 5},
+}
+
+
+def _oaa_variants(reports: Path, seed: int, quick: bool, base: dict) -> tuple[str, list[Path]]:
+    """Gate / schedule variants of OAA on one seed: is the gate or early noise why OAA does (not) help?"""
+    from .train.classifier import run_classifier_stage
+
+    rows = {"paper gate (default)": base}
+    runs = []
+    for label, kw in OAA_VARIANTS.items():
+        if quick and kw.get("gate_start_epoch", 0) >= 2:
+            kw = {**kw, "gate_start_epoch": 1}  # quick runs have 2 epochs
+        run = run_classifier_stage(seed=seed, quick=quick, **kw)
+        runs.append(run)
+        rows[label] = read_json(run / "metrics.json")
+    df = pd.DataFrame({label: {"CAM": m["cam_miou"], "OAA-AVE": m["oaa_ave_miou"], "OAA-MAX": m["oaa_max_miou"],
+                               "OAA-MAX fg precision": m["oaa_max_fg_precision"],
+                               "OAA-MAX fg recall": m["oaa_max_fg_recall"],
+                               "pairs ever accepted": m["oaa_accepted_fraction"]}
+                       for label, m in rows.items()}).T.rename_axis(f"seed {seed}")
+    md = write_table(df, reports / "oaa_variants")
+    return f"""
+## Gate and schedule variants (seed {seed})
+
+The same training with the official code's gate (top-k, k = number of labels, accumulation from
+the second epoch, last-epoch fallback) and with the paper's gate but accumulation starting at
+epoch 6, to see whether noisy early maps or the gate explain the OAA-MAX result:
+
+{md}
+""", runs
 
 
 def _per_class_table(runs: dict[int, Path], names: dict[str, str]) -> pd.DataFrame:
@@ -294,6 +342,7 @@ REPORT_PAGES = [("benchmark.md", "the embedded benchmark: design, measured stati
                 ("oaa.md", "classifier + OAA: CAM / OAA-AVE / OAA-MAX, per class, attention evolution"),
                 ("oaa_plus.md", "OAA+ (MCE, HL): the analogue of OAA Table 2"),
                 ("amr.md", "AMR and AMR + threshold + area: the report's Tables 1 and 2"),
+                ("amr_ablation.md", "AMR: each of the report's modifications alone"),
                 ("bench_oaa.md", "benchmark: OAA store overhead per training step, store memory"),
                 ("bench_cam.md", "benchmark: batched multi-scale CAM inference vs a per-class loop"),
                 ("timings.md", "how long the last pipeline run took")]
@@ -304,6 +353,29 @@ def write_index(reports: Path) -> Path:
              "`python -m wsss_lib.bench`; versions in `environment.json`.", ""]
     lines += [f"- [{name}]({name}): {what}" for name, what in REPORT_PAGES if (reports / name).exists()]
     return write_text(reports / "index.md", "\n".join(lines) + "\n")
+
+
+def _amr_ablation(reports: Path, seeds: list[int], runs: dict, up: dict) -> None:
+    rows = {"CAM (= frozen spotlight)": [up[s]["cam_miou"] for s in seeds]}
+    detail = {}
+    for v in ("AMR", "AMR+threshold", "AMR+area", "AMR+both"):
+        mets = _collect({s: r for (vv, s), r in runs.items() if vv == v})
+        rows[f"{v} (xi 0.5)"] = [mets[s]["amr_miou"] for s in seeds]
+        detail[v] = {"compensation only": _mean(mets, "amr_compensation_miou"),
+                     "best xi (mean)": _mean(mets, "amr_best_xi"),
+                     "fg precision (xi 0.5)": _mean(mets, "amr_xi0.5_fg_precision"),
+                     "fg recall (xi 0.5)": _mean(mets, "amr_xi0.5_fg_recall")}
+    md = write_table(mean_std_table(rows, "CAM mIoU"), reports / "amr_ablation")
+    md2 = write_table(pd.DataFrame(detail).T.rename_axis("variant (mean over seeds)"), reports / "amr_ablation_detail")
+    write_text(reports / "amr_ablation.md", f"""# AMR ablation: each modification of the report alone
+
+Gaussian threshold modulation (report eq. 9) and the area regularizer (report eq. 10), each alone
+and together, {len(seeds)} seed(s), weighted CAM at xi = 0.5.
+
+{md}
+
+{md2}
+""")
 
 
 def _mean(metrics: dict[int, dict], key: str) -> float:
@@ -337,22 +409,30 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     nb = not args.no_notebooks
+    used: list[Path] = []
     if "benchmark" in stages:
         timed("benchmark", run_benchmark_stage, reports, args.quick)
     oaa_runs = None
     if any(st in stages for st in ("oaa", "oaa_plus", "amr")):
-        oaa_runs = timed("classifier + OAA", run_oaa_stage, reports, seeds, args.quick, notebooks=nb)
+        oaa_runs = timed("classifier + OAA", run_oaa_stage, reports, seeds, args.quick, notebooks=nb, used=used)
+        used += list(oaa_runs.values())
     if "oaa_plus" in stages:
-        timed("OAA+ (MCE, HL)", run_oaa_plus_all, reports, seeds, args.quick, oaa_runs, notebooks=nb)
+        used += list(timed("OAA+ (MCE, HL)", run_oaa_plus_all, reports, seeds, args.quick, oaa_runs,
+                           notebooks=nb)["runs"].values())
     if "amr" in stages:
-        variants = ("AMR", "AMR+threshold", "AMR+area", "AMR+both") if args.amr_ablation else ("AMR", "AMR+both")
-        timed("AMR", run_amr_all, reports, seeds, args.quick, oaa_runs, variants, notebooks=nb)
+        used += list(timed("AMR", run_amr_all, reports, seeds, args.quick, oaa_runs, args.amr_ablation,
+                           notebooks=nb)["runs"].values())
     total = time.perf_counter() - t0
     lines = [f"# Timings of the last `python -m wsss_lib.pipeline {' '.join(argv if argv is not None else sys.argv[1:])}`",
              "", f"Seeds {seeds}; finished runs found in the cache are reused, so a stage whose runs were cached "
              "shows only its reporting time. The training time of each run is `train_seconds` in its metrics.json.",
              "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in timings.items()] + [f"| total | {total:.0f} |"]
+    compute = {str(r): read_json(r / "metrics.json") for r in dict.fromkeys(used)}
+    secs = sum(m.get("train_seconds", 0) + m.get("eval_seconds", 0) for m in compute.values())
+    lines += ["", f"Compute inside the {len(compute)} runs behind these reports (training + evaluation, as "
+              f"measured when each ran): {secs:.0f} s = {secs / 60:.1f} min. A `make run` from an empty "
+              "`runs/` costs about this plus the reporting and notebook time above."]
     write_text(reports / "timings.md", "\n".join(lines) + "\n")
     write_json(reports / "environment.json", environment_summary())
     write_index(reports)

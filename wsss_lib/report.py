@@ -15,8 +15,14 @@ from .io import read_json, write_text
 
 
 def write_table(df: pd.DataFrame, stem: str | os.PathLike, floatfmt: str = ".3f") -> str:
-    """Write ``stem.md`` and ``stem.html``; return the Markdown text."""
-    md = df.to_markdown(floatfmt=floatfmt)
+    """Write ``stem.md`` and ``stem.html``; return the Markdown text. Floats are formatted with
+    ``floatfmt``; text cells (e.g. published figures quoted as written) are left as they are."""
+    import numbers
+
+    shown = df.map(lambda v: format(v, floatfmt) if isinstance(v, float) else v)
+    num = [isinstance(v, numbers.Number) for v in df.iloc[0]] if len(df) else []
+    md = shown.to_markdown(disable_numparse=True,
+                           colalign=["left"] + ["right" if n else "left" for n in num])
     write_text(f"{stem}.md", md + "\n")
     write_text(f"{stem}.html", df.to_html(float_format=lambda x: format(x, floatfmt)))
     return md
