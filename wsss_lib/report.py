@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from pathlib import Path
@@ -140,11 +139,3 @@ Context vs classes (train, images with the context that contain each class):
         text += "\n" + cam_props.read_text()
     write_text(out_dir / "benchmark.md", text)
     return out_dir / "benchmark.md"
-
-
-def load_metrics(run_dir: str | os.PathLike) -> dict:
-    return read_json(Path(run_dir) / "metrics.json")
-
-
-def dump(obj) -> str:  # small helper for notebooks' final cells
-    return json.dumps(obj, indent=2, sort_keys=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import torch
 from torch import nn
 
 BACKBONES = ("tiny", "vgg16", "resnet50", "resnet101")
@@ -62,7 +61,7 @@ def load_pretrained(name: str, allow_download: bool = True):
     if not allow_download:
         warnings.warn(f"pretrained ImageNet weights for {name} are not in the torch hub cache and "
                       f"downloads are off; starting from random initialization. Put "
-                      f"{Path(weights.url).name} into $TORCH_HOME/hub/checkpoints to use them.")
+                      f"{Path(weights.url).name} into $TORCH_HOME/hub/checkpoints to use them.", stacklevel=3)
         return None
     try:
         weights.get_state_dict(progress=False)  # downloads into the cache
@@ -70,7 +69,7 @@ def load_pretrained(name: str, allow_download: bool = True):
     except Exception as e:  # no network, proxy, disk...
         warnings.warn(f"could not get pretrained ImageNet weights for {name} ({type(e).__name__}: "
                       f"{e}); starting from random initialization. Download {weights.url} into "
-                      "$TORCH_HOME/hub/checkpoints to use them.")
+                      "$TORCH_HOME/hub/checkpoints to use them.", stacklevel=3)
         return None
 
 

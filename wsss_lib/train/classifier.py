@@ -18,13 +18,13 @@ import torch.nn.functional as Fn
 
 from ..accumulation import GATES, OAAStore
 from ..attention import attention_maps, class_scores
-from ..attention_io import save_attention
 from ..data.transforms import ViewGeometry, views_to_image_frame
 from ..data.voc import VOCLayout, VOCSegDataset
-from ..evaluation import CAMEvaluator, mean_average_precision
-from ..io import torch_save, write_json
-from ..models.cam import CAMNet, build_cam_net
-from ..runs import is_finished, prepare_run, read_metrics, write_metrics
+from ..evaluation import mean_average_precision
+from ..io import torch_save
+from ..models.cam import build_cam_net
+from ..runs import is_finished, prepare_run, write_metrics
+from .common import dense_source, flat_metrics, save_and_score, training_set
 from .config import TrainConfig
 from .engine import Batch, LoopConfig, fit, make_views, resolve_device, seed_everything
 from .data_setup import resolve_data_root
@@ -109,13 +109,6 @@ def infer_attention(model: torch.nn.Module, dataset, size: tuple[int, int], crop
     return torch.cat(all_maps), torch.cat(all_logits)
 
 
-def slots_source(maps: torch.Tensor, store: OAAStore) -> dict:
-    """Select the (image, present class) maps of ``maps`` (``N x K x H x W``) in the store's slot order."""
-    return {"image_ids": store.image_ids, "slot_image": store.slot_image.cpu(),
-            "slot_class": store.slot_class.cpu(),
-            "maps": maps[store.slot_image.cpu(), store.slot_class.cpu()].float()}
-
-
 def run_classifier_stage(data_root: str = "", run_dir: str = "", seed: int = 0, device: str = "auto",
                          quick: bool = False, progress: bool = True, stop_after_steps: int | None = None,
                          **params) -> Path:
@@ -138,12 +131,8 @@ def run_classifier_stage(data_root: str = "", run_dir: str = "", seed: int = 0, 
     if is_finished(out):
         return out
     seed_everything(seed)
-    dataset = VOCSegDataset(layout, with_mask=False, cache_in_memory=len(layout) <= 20000)
-    h0, w0 = dataset[0]["image"].shape[1:]
-    crop = cfg.crop_size or int(max(h0, w0))
-    feat = -(-crop // cfg.output_stride)
-    size = (cfg.store_size or feat,) * 2
-    k = layout.num_classes - 1
+    ts = training_set(root, cfg.crop_size, cfg.output_stride, cfg.store_size, layout=layout)
+    dataset, crop, size, k = ts.dataset, ts.crop, ts.size, ts.num_classes
     model = build_cam_net(cfg.backbone, k, pretrained=cfg.pretrained, output_stride=cfg.output_stride).to(dev)
     opt = torch.optim.SGD(model.param_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     labels = torch.from_numpy(layout.labels)
@@ -151,7 +140,6 @@ def run_classifier_stage(data_root: str = "", run_dir: str = "", seed: int = 0, 
                      last_epoch_fallback=cfg.last_epoch_fallback, device=dev)
     snap_idx = np.linspace(0, len(layout) - 1, min(cfg.n_snapshots, len(layout))).round().astype(int).tolist()
     snaps = SnapshotRecorder(snap_idx, k, size, cfg.epochs)
-    accepted = {"n": 0}
 
     def step(b: Batch) -> torch.Tensor:
         F = model(b.views)
@@ -160,8 +148,7 @@ def run_classifier_stage(data_root: str = "", run_dir: str = "", seed: int = 0, 
         with torch.no_grad():
             A = attention_maps(F.detach().float())
             A_img, valid = views_to_image_frame(A, b.geo, size)
-            accepted["n"] += store.update(b.indices, A_img, valid, logits.detach(), b.labels,
-                                          b.epoch, last_epoch=b.last_epoch)
+            store.update(b.indices, A_img, valid, logits.detach(), b.labels, b.epoch, last_epoch=b.last_epoch)
             snaps.record(b.epoch, b.indices, A_img)
         return loss
 
@@ -173,32 +160,22 @@ def run_classifier_stage(data_root: str = "", run_dir: str = "", seed: int = 0, 
     # -- outputs ----------------------------------------------------------------------------
     t0 = time.perf_counter()
     cam_maps, _ = infer_attention(model, dataset, size, crop, dev, progress=progress)
-    sources = {"cam": slots_source(cam_maps, store), "oaa_max": store.attention_source("max"),
+    sources = {"cam": dense_source(cam_maps, layout), "oaa_max": store.attention_source("max"),
                "oaa_ave": store.attention_source("ave")}
-    (out / "attention").mkdir(exist_ok=True)
-    for name, src in sources.items():
-        save_attention(out / "attention" / f"{name}.pt", src, name)
     torch_save(out / "snapshots.pt", {"indices": snap_idx, "ids": [layout.ids[i] for i in snap_idx],
                                       "maps": snaps.maps.half(), "seen": snaps.seen,
                                       "final_cam": cam_maps[snap_idx].half(),
                                       "oaa_max": _dense(store, "max", snap_idx),
                                       "oaa_ave": _dense(store, "ave", snap_idx)})
-    evaluator = CAMEvaluator(VOCLayout(root, "train"))
-    evals = {name: evaluator.evaluate(src) for name, src in sources.items()}
+    evals = save_and_score(out, root, sources, {"history": res.history})
     val_layout = VOCLayout(root, "val")
     _, val_logits = infer_attention(model, VOCSegDataset(val_layout, with_mask=False), size, crop, dev)
     cls_map = mean_average_precision(val_logits.numpy(), val_layout.labels)
-    write_json(out / "evaluation.json", {"sources": evals, "history": res.history})
-    metrics = {"cls_mAP_val": cls_map, "train_seconds": res.seconds, "eval_seconds": time.perf_counter() - t0,
-               "final_loss": res.history[-1]["loss"],
+    metrics = {**flat_metrics(evals), "cls_mAP_val": cls_map, "train_seconds": res.seconds,
+               "eval_seconds": time.perf_counter() - t0, "final_loss": res.history[-1]["loss"],
                "oaa_accepted_fraction": float((store.counts > 0).float().mean()),
                "oaa_mean_accepted_updates": float(store.counts.float().mean()),
                "store_megabytes": store.nbytes() / 2**20}
-    for name, ev in evals.items():
-        metrics[f"{name}_miou"] = ev["miou"]
-        metrics[f"{name}_best_threshold"] = ev["best_threshold"]
-        metrics[f"{name}_fg_precision"] = ev["fg_precision"]
-        metrics[f"{name}_fg_recall"] = ev["fg_recall"]
     write_metrics(out, metrics)
     return out
 
@@ -215,8 +192,4 @@ def _dense(store: OAAStore, kind: str, idx: list[int]) -> torch.Tensor:
     return out
 
 
-def load_run_summary(run_dir: str | Path) -> dict:
-    return read_metrics(run_dir)
-
-
-__all__ = ["ClassifierConfig", "run_classifier_stage", "infer_attention", "CAMNet"]
+__all__ = ["ClassifierConfig", "run_classifier_stage", "infer_attention"]
