@@ -23,7 +23,8 @@ def test_store_memory_at_voc_size():
 def test_bench_cam_and_the_naive_baseline_agree_on_shape():
     res = bench_cam(image_size=32, n_images=4, batch_size=2, naive_images=1, scales=(1.0,), official_images=1,
                     official_adv_iter=2)
-    assert res["batched_images_per_s"] > 0 and res["naive_images_per_s"] > res["official_images_per_s"] > 0
+    for key in ("batched_images_per_s", "naive_images_per_s", "official_images_per_s", "speedup"):
+        assert res[key] > 0  # figures are reported; their values are never asserted (timing)
     assert "Speed-up" in format_cam(res)
     net = build_cam_net("tiny", 3).eval()
     cams = naive_cams(net, torch.randn(3, 32, 32), [0, 2], (1.0,))
