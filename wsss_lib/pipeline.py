@@ -149,7 +149,7 @@ barge, rails under tram, both background in the masks):
 
 ![attention evolution](attention_evolution.png)
 
-Run folders: {', '.join(str(r) for r in runs.values())}.
+Run folders: {', '.join(_rel(r) for r in runs.values())}.
 """)
     variants_md, variant_runs = _oaa_variants(reports, seeds[0], quick, metrics[seeds[0]])
     if used is not None:
@@ -376,6 +376,14 @@ and together, {len(seeds)} seed(s), weighted CAM at xi = 0.5.
 
 {md2}
 """)
+
+
+def _rel(path: Path) -> str:
+    """A run folder as shown in reports: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(repo_root()))
+    except ValueError:
+        return str(path)
 
 
 def _mean(metrics: dict[int, dict], key: str) -> float:
