@@ -67,6 +67,8 @@ def run_oaa_stage(reports: Path, seeds: list[int], quick: bool, notebooks: bool 
                   used: list[Path] | None = None) -> dict[int, Path]:
     """Classifier + OAA for every seed; the CAM / OAA-AVE / OAA-MAX table and figures. The gate
     variants' run folders are appended to ``used``."""
+    import torch
+
     from .attention_io import load_attention
     from .data.voc import VOCLayout
     from .diagnostics import part_mass
@@ -102,7 +104,6 @@ def run_oaa_stage(reports: Path, seeds: list[int], quick: bool, notebooks: bool 
     sources = {n: load_attention(run0 / "attention" / f"{n}.pt") for n in names.values()}
     picks = list(range(0, len(layout), max(1, len(layout) // 6)))[:6]
     save_figure(sources_figure(layout, sources, picks), reports / "oaa_sources.png")
-    import torch
     snaps = torch.load(run0 / "snapshots.pt", weights_only=False)
     save_figure(attention_evolution_figure(snaps, layout), reports / "attention_evolution.png")
 
