@@ -20,6 +20,7 @@ import pandas as pd
 
 from .data.synthetic import DEFAULT_SPEC, QUICK_SPEC, ensure_benchmark
 from .io import read_json, write_json, write_text
+from .runs import run_data_root
 from .report import benchmark_report, environment_summary, mean_std_table, write_table
 
 STAGES = ("benchmark", "oaa", "oaa_plus", "amr")
@@ -188,7 +189,7 @@ def run_oaa_plus_all(reports: Path, seeds: list[int], quick: bool, oaa_runs: dic
     table["paper (seg. val mIoU %)"] = [f"{OAA_TABLE2[k]:.1f}" for k in table.index]
     md = write_table(table, reports / "oaa_plus_table")
     run0 = oaa_runs[seeds[0]]
-    layout = VOCLayout(read_json(run0 / "params.json")["params"]["data_root"], "train")
+    layout = VOCLayout(run_data_root(run0), "train")
     srcs = {"cam": load_attention(run0 / "attention" / "cam.pt"),
             "oaa_max": load_attention(run0 / "attention" / "oaa_max.pt"),
             "oaa+ mce": load_attention(runs["mce", seeds[0]] / "attention" / "oaa_plus.pt"),
@@ -328,10 +329,10 @@ def _per_class_table(runs: dict[int, Path], names: dict[str, str]) -> pd.DataFra
     for label, key in names.items():
         rows = [read_json(r / "evaluation.json")["sources"][key]["per_class_iou"] for r in runs.values()]
         cols[label] = np.nanmean(np.array(rows, dtype=float), axis=0)
-    first = read_json(next(iter(runs.values())) / "params.json")["params"]["data_root"]
+    first = run_data_root(next(iter(runs.values())))
     from .data.voc import read_class_names
 
-    classes = list(read_class_names(Path(first)))
+    classes = list(read_class_names(first))
     starred = {CLASS_NAMES[c] for c in CONTEXT_OF_CLASS}
     index = [f"{c} *" if c in starred else c for c in classes]
     df = pd.DataFrame(cols, index=index).rename_axis("class")

@@ -63,6 +63,11 @@ def prepare_run(stage: str, params: dict, run_dir: str | os.PathLike = "") -> Pa
     return path
 
 
+def run_data_root(run_dir: str | os.PathLike) -> Path:
+    """The data root an upstream run was trained on (from its ``params.json``)."""
+    return Path(read_json(Path(run_dir) / "params.json")["params"]["data_root"])
+
+
 def is_finished(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / "metrics.json").exists()
 

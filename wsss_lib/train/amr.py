@@ -24,12 +24,11 @@ from pathlib import Path
 import torch
 
 from ..attention import attention_maps, class_scores
-from ..io import read_json
 from ..losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
 from ..models.amr import PLACEMENTS, build_amr, weighted_cam
-from ..runs import is_finished, prepare_run, write_metrics
-from .classifier import infer_attention, run_classifier_stage
-from .common import dense_source, flat_metrics, save_and_score, training_set
+from ..runs import is_finished, prepare_run, run_data_root, write_metrics
+from .classifier import run_classifier_stage
+from .common import dense_source, flat_metrics, infer_attention, save_and_score, training_set
 from .config import TrainConfig
 from .engine import Batch, LoopConfig, fit, resolve_device, seed_everything
 
@@ -93,7 +92,7 @@ def run_amr_stage(data_root: str = "", run_dir: str = "", seed: int = 0, device:
             raise FileNotFoundError(f"init_from={cfg.init_from!r} has no checkpoint.pt: expected a "
                                     "classifier run folder (notebook 01)")
     if init_run is not None:
-        root = Path(read_json(init_run / "params.json")["params"]["data_root"])
+        root = run_data_root(init_run)
     else:
         from .data_setup import resolve_data_root
         root = resolve_data_root(data_root, quick)

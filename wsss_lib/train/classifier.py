@@ -18,15 +18,15 @@ import torch.nn.functional as Fn
 
 from ..accumulation import GATES, OAAStore
 from ..attention import attention_maps, class_scores
-from ..data.transforms import ViewGeometry, views_to_image_frame
+from ..data.transforms import views_to_image_frame
 from ..data.voc import VOCLayout, VOCSegDataset
 from ..evaluation import mean_average_precision
 from ..io import torch_save
 from ..models.cam import build_cam_net
 from ..runs import is_finished, prepare_run, write_metrics
-from .common import dense_source, flat_metrics, save_and_score, training_set
+from .common import dense_source, flat_metrics, infer_attention, save_and_score, training_set
 from .config import TrainConfig
-from .engine import Batch, LoopConfig, fit, make_views, resolve_device, seed_everything
+from .engine import Batch, LoopConfig, fit, resolve_device, seed_everything
 from .data_setup import resolve_data_root
 
 
@@ -77,36 +77,6 @@ class SnapshotRecorder:
 
     def load_state_dict(self, sd: dict) -> None:
         self.maps, self.seen = sd["maps"], sd["seen"]
-
-
-@torch.no_grad()
-def infer_attention(model: torch.nn.Module, dataset, size: tuple[int, int], crop_size: int,
-                    device: torch.device, batch_size: int = 32, progress: bool = False,
-                    scales=(1.0,), flip: bool = False, amp: bool = True):
-    """Attention (eq. 2) and logits of every image, in the image frame at ``size``.
-
-    Images are resized to ``crop_size`` (the training resolution); single scale without flip by
-    default, so every attention source of a table is read the same way as the OAA store's maps.
-    Returns ``(maps N x K x H x W, logits N x K)`` (for a two-branch model, maps is a tuple)."""
-    from tqdm.auto import tqdm
-
-    from ..attention import multiscale_attention
-
-    was_training = model.training
-    model.eval()
-    all_maps, all_logits = [], []
-    ident = ViewGeometry().as_tensor()
-    for start in tqdm(range(0, len(dataset), batch_size), desc="inference", leave=False, disable=not progress):
-        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        geo = ident.expand(len(samples), 5).clone()
-        x = make_views([s["image"] for s in samples], geo, crop_size, device)
-        maps, logits = multiscale_attention(model, x, scales, flip, out_size=size, amp=amp, return_logits=True)
-        all_maps.append(tuple(m.cpu() for m in maps) if isinstance(maps, tuple) else maps.cpu())
-        all_logits.append((logits[0] if isinstance(logits, tuple) else logits).cpu())
-    model.train(was_training)
-    if isinstance(all_maps[0], tuple):
-        return tuple(torch.cat(parts) for parts in zip(*all_maps)), torch.cat(all_logits)
-    return torch.cat(all_maps), torch.cat(all_logits)
 
 
 def run_classifier_stage(data_root: str = "", run_dir: str = "", seed: int = 0, device: str = "auto",
@@ -192,4 +162,4 @@ def _dense(store: OAAStore, kind: str, idx: list[int]) -> torch.Tensor:
     return out
 
 
-__all__ = ["ClassifierConfig", "run_classifier_stage", "infer_attention"]
+__all__ = ["ClassifierConfig", "run_classifier_stage"]

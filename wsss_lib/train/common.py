@@ -10,9 +10,11 @@ import numpy as np
 import torch
 
 from ..attention_io import save_attention
+from ..data.transforms import ViewGeometry
 from ..data.voc import VOCLayout, VOCSegDataset
 from ..evaluation import CAMEvaluator
 from ..io import write_json
+from .engine import make_views
 
 
 @dataclass
@@ -63,3 +65,33 @@ def flat_metrics(evals: dict) -> dict:
         for key in ("miou", "best_threshold", "fg_precision", "fg_recall"):
             m[f"{name}_{key}"] = ev[key]
     return m
+
+
+@torch.no_grad()
+def infer_attention(model: torch.nn.Module, dataset, size: tuple[int, int], crop_size: int,
+                    device: torch.device, batch_size: int = 32, progress: bool = False,
+                    scales=(1.0,), flip: bool = False, amp: bool = True):
+    """Attention (eq. 2) and logits of every image, in the image frame at ``size``.
+
+    Images are resized to ``crop_size`` (the training resolution); single scale without flip by
+    default, so every attention source of a table is read the same way as the OAA store's maps.
+    Returns ``(maps N x K x H x W, logits N x K)`` (for a two-branch model, maps is a tuple)."""
+    from tqdm.auto import tqdm
+
+    from ..attention import multiscale_attention
+
+    was_training = model.training
+    model.eval()
+    all_maps, all_logits = [], []
+    ident = ViewGeometry().as_tensor()
+    for start in tqdm(range(0, len(dataset), batch_size), desc="inference", leave=False, disable=not progress):
+        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        geo = ident.expand(len(samples), 5).clone()
+        x = make_views([s["image"] for s in samples], geo, crop_size, device)
+        maps, logits = multiscale_attention(model, x, scales, flip, out_size=size, amp=amp, return_logits=True)
+        all_maps.append(tuple(m.cpu() for m in maps) if isinstance(maps, tuple) else maps.cpu())
+        all_logits.append((logits[0] if isinstance(logits, tuple) else logits).cpu())
+    model.train(was_training)
+    if isinstance(all_maps[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*all_maps)), torch.cat(all_logits)
+    return torch.cat(all_maps), torch.cat(all_logits)

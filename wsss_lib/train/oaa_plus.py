@@ -16,12 +16,11 @@ import torch
 
 from ..attention_io import load_attention
 from ..data.transforms import image_frame_to_views
-from ..io import read_json
 from ..losses import OAA_PLUS_LOSSES
 from ..models.cam import build_cam_net
-from ..runs import is_finished, prepare_run, write_metrics
-from .classifier import infer_attention, run_classifier_stage
-from .common import dense_source, flat_metrics, save_and_score, training_set
+from ..runs import is_finished, prepare_run, run_data_root, write_metrics
+from .classifier import run_classifier_stage
+from .common import dense_source, flat_metrics, infer_attention, save_and_score, training_set
 from .config import TrainConfig
 from .engine import Batch, LoopConfig, fit, resolve_device, seed_everything
 
@@ -79,7 +78,7 @@ def run_oaa_plus_stage(oaa_run: str = "", data_root: str = "", run_dir: str = ""
     cfg = OAAPlusConfig.from_params(quick=quick, **params)
     dev = resolve_device(device)
     upstream = resolve_oaa_run(oaa_run, data_root, seed, device, quick, progress)
-    root = Path(read_json(upstream / "params.json")["params"]["data_root"])
+    root = run_data_root(upstream)
     all_params = {"oaa_run": str(upstream.resolve()), "seed": seed, "quick": quick, "device": str(dev), **asdict(cfg)}
     out = prepare_run(f"oaaplus-{cfg.loss}", all_params, run_dir)
     if is_finished(out):
