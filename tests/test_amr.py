@@ -35,7 +35,7 @@ def test_threshold_zeroes_values_below():
     assert threshold_modulation(g, 0.5).tolist() == pytest.approx([0.0, 0.5, 0.0, 0.9])
 
 
-@pytest.mark.parametrize("kw", [{}, {"spatial_pool": "avgmax", "stats": "batch", "normalize": True},
+@pytest.mark.parametrize("kw", [{}, {"spatial_pool": "maxavg", "stats": "batch", "normalize": True}, {"form": "official"},
                                 {"threshold": 0.3}])
 def test_amm_preserves_shape(kw):
     f = torch.randn(2, 32, 9, 7)
@@ -93,3 +93,33 @@ def test_xi_mix_equals_the_formula():
     assert torch.equal(weighted_cam(Ms, Mc, 1.0), Ms)
     with pytest.raises(ValueError, match="xi"):
         weighted_cam(Ms, Mc, 1.5)
+
+
+def test_official_preset_resolves_and_explicit_parameters_win():
+    from wsss_lib.train.amr import AMRConfig
+
+    c = AMRConfig.from_params(preset="official")
+    assert (c.amm_form, c.cps_maps, c.w_cps, c.detach_stem, c.freeze_spotlight) == ("official", "raw", 0.05, True, True)
+    assert c.placement == "stage"  # tiny has no bottlenecks
+    assert AMRConfig.from_params(preset="official", backbone="resnet50").placement == "bottleneck"
+    assert AMRConfig.from_params(preset="official", w_cps=0.5).w_cps == 0.5
+    d = AMRConfig.from_params()
+    assert (d.amm_form, d.cps_maps, d.w_cps, d.detach_stem) == ("paper", "normalized", 1.0, False)
+    with pytest.raises(ValueError, match="parameter preset='oficial'"):
+        AMRConfig.from_params(preset="oficial")
+    with pytest.raises(ValueError, match="parameter placement='bottleneck'"):
+        AMRConfig.from_params(placement="bottleneck")
+    with pytest.raises(ValueError, match="parameter cps_maps='abs'"):
+        AMRConfig.from_params(cps_maps="abs")
+
+
+def test_detach_stem_stops_gradients_at_the_first_stage():
+    torch.manual_seed(0)
+    net = build_amr("tiny", 4, detach_stem=True, form="official")
+    F_s, F_c = net(torch.randn(2, 3, 32, 32))
+    F_c.sum().backward()
+    comp = net.compensation.backbone
+    assert all(p.grad is None for p in comp[0].parameters())
+    assert all(p.grad is not None for p in comp[1].parameters())
+    stem = {id(p) for p in comp[0].parameters()}
+    assert not any(id(p) in stem for g in net.param_groups(0.01, 0.0) for p in g["params"])

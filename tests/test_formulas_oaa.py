@@ -117,3 +117,25 @@ def test_store_state_dict_roundtrip():
     assert torch.equal(st2.max_maps, st.max_maps) and torch.equal(st2.counts, st.counts)
     with pytest.raises(ValueError, match="other images"):
         OAAStore(["x", "y"], torch.tensor([[1, 0], [1, 1]]), (1, 2)).load_state_dict(st.state_dict())
+
+
+def test_eq10_ave_per_pixel_under_a_partial_view():
+    """Issue example: a crop that sees the left half, [0.4, 0.5, -, -], then a full view,
+    [0.4, 0.5, 0.6, 0.6], gives [0.4, 0.5, 0.6, 0.6] by eq. 10 per pixel (not [.., 0.3, 0.3])."""
+    st = OAAStore(["a"], torch.tensor([[1]]), (1, 4), gate="all")
+    left = torch.tensor([[[[True, True, False, False]]]])
+    crop = torch.tensor([[[[0.4, 0.5, 0.0, 0.0]]]])
+    st.update(torch.tensor([0]), crop, left, torch.zeros(1, 1), torch.tensor([[1]]), 0)
+    full = torch.tensor([[[[0.4, 0.5, 0.6, 0.6]]]])
+    st.update(torch.tensor([0]), full, None, torch.zeros(1, 1), torch.tensor([[1]]), 1)
+    torch.testing.assert_close(st.ave_maps[0], torch.tensor([[0.4, 0.5, 0.6, 0.6]]))
+    torch.testing.assert_close(st.max_maps[0], torch.tensor([[0.4, 0.5, 0.6, 0.6]]))
+    assert st.pixel_counts[0].tolist() == [[2, 2, 1, 1]] and st.counts.tolist() == [2]
+    # a third, right-half view averages only where it looked: (1*0.6 + 0.0) / 2 = 0.3 at pixel 3
+    right = torch.tensor([[[[False, False, True, True]]]])
+    st.update(torch.tensor([0]), torch.tensor([[[[9.0, 9.0, 0.6, 0.0]]]]), right, torch.zeros(1, 1),
+              torch.tensor([[1]]), 2)
+    torch.testing.assert_close(st.ave_maps[0], torch.tensor([[0.4, 0.5, 0.6, 0.3]]))
+    st2 = OAAStore(["a"], torch.tensor([[1]]), (1, 4))
+    st2.load_state_dict(st.state_dict())
+    assert torch.equal(st2.pixel_counts, st.pixel_counts)

@@ -68,7 +68,7 @@ def test_amr_bad_parameters():
         run_amr_stage(variant="AMR++", **Q)
     with pytest.raises(ValueError, match="freeze_spotlight=True is invalid"):
         run_amr_stage(init_from="", freeze_spotlight=True, **Q)
-    with pytest.raises(FileNotFoundError, match="has no checkpoint.pt"):
+    with pytest.raises(FileNotFoundError, match="neither an official AMR checkpoint file nor a run folder"):
         run_amr_stage(init_from="/nonexistent", **Q)
 
 

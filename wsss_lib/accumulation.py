@@ -4,7 +4,10 @@ Fusion strategies, one function each:
 
 - :func:`fuse_max`: eq. 5, ``M_t = max(M_{t-1}, A_t)`` (the paper's default);
 - :func:`fuse_ave`: eq. 10, ``M_t = ((t-1) M_{t-1} + A_t) / t``, where ``t`` counts the updates this
-  (image, class) actually accepted, not epochs.
+  (image, class) actually accepted, not epochs, *per pixel*: a view that saw only part of the image
+  (random crop) updates only the pixels it saw, and each pixel's ``t`` counts the accepted views
+  that saw it (``OAAStore.pixel_counts``), so a pixel first seen late starts at its first value
+  instead of averaging in the zeros of the views that missed it.
 
 Gates, deciding whether an (image, target class) attention map is accumulated at all:
 
@@ -105,7 +108,9 @@ class OAAStore:
         s = len(pairs)
         self.max_maps = torch.zeros((s, *self.size), dtype=dtype, device=device)
         self.ave_maps = torch.zeros((s, *self.size), dtype=dtype, device=device)
-        self.counts = torch.zeros(s, dtype=torch.int32, device=device)
+        self.counts = torch.zeros(s, dtype=torch.int32, device=device)  # accepted updates per slot
+        # eq. 10 per pixel: accepted views that saw each pixel (int16: up to 32767 updates)
+        self.pixel_counts = torch.zeros((s, *self.size), dtype=torch.int16, device=device)
         self.fallback = torch.zeros(s, dtype=torch.bool, device=device)
 
     @property
@@ -113,7 +118,7 @@ class OAAStore:
         return int(self.slot_image.numel())
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.max_maps, self.ave_maps, self.counts,
+        return sum(t.numel() * t.element_size() for t in (self.max_maps, self.ave_maps, self.counts, self.pixel_counts,
                                                             self.fallback, self.slot_image, self.slot_class,
                                                             self.slot_of))
 
@@ -142,11 +147,13 @@ class OAAStore:
             A = attention[b_idx, c_idx].to(self.max_maps.dtype)
             V = valid[b_idx, 0]
             first = (self.counts[slots] == 0).view(-1, 1, 1)
-            t = (self.counts[slots] + 1).view(-1, 1, 1)
             M_max, M_ave = self.max_maps[slots], self.ave_maps[slots]
-            A_first = A * V  # a first update initializes; pixels the view missed start at 0
-            self.max_maps[slots] = torch.where(first, A_first, torch.where(V, fuse_max(M_max, A), M_max))
-            self.ave_maps[slots] = torch.where(first, A_first, torch.where(V, fuse_ave(M_ave, A, t), M_ave))
+            # MAX: a first update initializes; pixels the view missed start at 0 (A >= 0 later)
+            self.max_maps[slots] = torch.where(first, A * V, torch.where(V, fuse_max(M_max, A), M_max))
+            # AVE: eq. 10 with t per pixel; t = 1 (first view that saw the pixel) initializes it
+            t = self.pixel_counts[slots] + V.to(self.pixel_counts.dtype)
+            self.ave_maps[slots] = torch.where(V, fuse_ave(M_ave, A, t.clamp_min(1)), M_ave)
+            self.pixel_counts[slots] = t
             self.counts[slots] += 1
             self.fallback[slots] = False
             n = int(slots.numel())
@@ -160,6 +167,7 @@ class OAAStore:
                 A = attention[fb, fc].to(self.max_maps.dtype) * valid[fb, 0]
                 self.max_maps[slots] = A
                 self.ave_maps[slots] = A
+                self.pixel_counts[slots] = valid[fb, 0].to(self.pixel_counts.dtype)
                 self.fallback[slots] = True
         return n
 
@@ -169,7 +177,8 @@ class OAAStore:
                 "start_epoch": self.start_epoch, "last_epoch_fallback": self.last_epoch_fallback,
                 "slot_image": self.slot_image.cpu(), "slot_class": self.slot_class.cpu(),
                 "max_maps": self.max_maps.cpu(), "ave_maps": self.ave_maps.cpu(),
-                "counts": self.counts.cpu(), "fallback": self.fallback.cpu()}
+                "counts": self.counts.cpu(), "pixel_counts": self.pixel_counts.cpu(),
+                "fallback": self.fallback.cpu()}
 
     def load_state_dict(self, sd: dict) -> None:
         if list(sd["image_ids"]) != self.image_ids or tuple(sd["size"]) != self.size:
@@ -178,7 +187,10 @@ class OAAStore:
                 and torch.equal(sd["slot_class"], self.slot_class.cpu())):
             raise ValueError("OAA store checkpoint has other (image, class) pairs than this training set")
         dev = self.max_maps.device
-        for name in ("max_maps", "ave_maps", "counts", "fallback"):
+        if "pixel_counts" not in sd:
+            raise ValueError("OAA store checkpoint predates per-pixel AVE counts (OAA eq. 10 per pixel); "
+                             "start this run again in a new run folder")
+        for name in ("max_maps", "ave_maps", "counts", "pixel_counts", "fallback"):
             setattr(self, name, sd[name].to(dev))
 
     def attention_source(self, kind: str) -> dict:

@@ -212,6 +212,12 @@ labels (with saliency), so only the ordering is comparable, not the values.
     return {"table": table, "runs": runs}
 
 
+#: the AMR table's rows: label -> run_amr_stage parameters (paper preset unless said)
+AMR_ROWS = {"AMR": {"variant": "AMR"}, "AMR+both": {"variant": "AMR+both"},
+            "AMR (official preset)": {"variant": "AMR", "preset": "official"}}
+AMR_ABLATION_ROWS = {"AMR+threshold": {"variant": "AMR+threshold"}, "AMR+area": {"variant": "AMR+area"}}
+
+
 def run_amr_all(reports: Path, seeds: list[int], quick: bool, oaa_runs: dict[int, Path],
                 ablation: bool = False, notebooks: bool = True) -> dict:
     """AMR and AMR + both modifications (the report's Table 1), and the xi curve (its Table 2);
@@ -221,14 +227,14 @@ def run_amr_all(reports: Path, seeds: list[int], quick: bool, oaa_runs: dict[int
     from .train.amr import REPORT_XI, run_amr_stage
     from .viz import save_figure
 
-    variants = ("AMR", "AMR+both")
+    variants = tuple(AMR_ROWS)
+    todo = {**AMR_ROWS, **(AMR_ABLATION_ROWS if ablation else {})}
     runs = {}
-    for variant in ("AMR", "AMR+threshold", "AMR+area", "AMR+both") if ablation else variants:
+    for label, params in todo.items():
         for seed in seeds:
             t0 = time.perf_counter()
-            runs[variant, seed] = run_amr_stage(seed=seed, quick=quick, variant=variant,
-                                                init_from=str(oaa_runs[seed]))
-            print(f"[amr] {variant} seed {seed}: {runs[variant, seed]} ({time.perf_counter() - t0:.0f} s)")
+            runs[label, seed] = run_amr_stage(seed=seed, quick=quick, init_from=str(oaa_runs[seed]), **params)
+            print(f"[amr] {label} seed {seed}: {runs[label, seed]} ({time.perf_counter() - t0:.0f} s)")
     up = _collect(oaa_runs)
     mets = {v: _collect({s: r for (vv, s), r in runs.items() if vv == v}) for v in variants}
     rows = {"CAM (= frozen spotlight)": [up[s]["cam_miou"] for s in seeds]}
@@ -266,6 +272,13 @@ value, fixed before looking at our sweep). The spotlight branch is each seed's c
 frozen (the official recipe), so the CAM row is exactly the spotlight branch. The report measured
 VOC *test* mIoU after refinement (Original-AMR 56.8, Recurrence-AMR 53.2, Improvement-AMR 54.5).
 
+Rows "AMR" and "AMR+both" use the `paper` preset (the report's equations: paper-form AMM with
+per-image Gaussian statistics, CPS (eq. 6) on max-normalized maps of the present classes, weights
+0.5/0.5/1). "AMR (official preset)" uses the official code's recipe: the official AMM
+(`wsss_lib.models.amm.AMM(form="official")`, tested equal to the official module), CPS on the raw
+ReLU CAMs of all classes, weights 0.5/0.5/0.05, frozen spotlight, the compensation branch's first
+stage detached; on the `tiny` backbone (no bottlenecks) the AMM sits after each stage.
+
 {md}
 
 The xi sweep (the report's Table 2), mean over seeds:
@@ -277,7 +290,7 @@ The xi sweep (the report's Table 2), mean over seeds:
     if ablation:
         _amr_ablation(reports, seeds, runs, up)
     if notebooks:
-        v0 = variants[-1]
+        v0 = "AMR+both"
         execute_notebook("04_train_amr.ipynb", runs[v0, seeds[0]],
                          {"seed": seeds[0], "variant": v0, "init_from": str(oaa_runs[seeds[0]]), "quick": quick})
     return {"table": table, "xi": xi_df, "runs": runs}

@@ -2,15 +2,25 @@
 Gaussian of its gate (report eqs. 1-4), and the reproduction report's Gaussian *threshold*
 modulation (report eq. 9).
 
-- :func:`gaussian_stats`: eq. 2, mean and standard deviation of the gate (detached).
+- :func:`gaussian_stats`: eq. 2, mean and standard deviation of the gate (detached); population
+  form by default (eq. 2), ``unbiased=True`` for ``torch.std``'s N-1 form (the official code).
 - :func:`gaussian_modulation`: eq. 1, ``G(x) = exp(-(x - mu)^2 / (2 sigma^2))``; with
   ``normalize=True`` also divided by ``sqrt(2 pi) sigma`` (the official code).
 - :func:`threshold_modulation`: report eq. 9, values of ``G`` below the threshold become 0.
 
-Choices (DESIGN.md): ``stats="sample"`` (default) takes mu, sigma per image over the gate's
-elements; ``stats="batch"`` over the whole batch tensor, as the official code. The spatial pool is
-the channel mean (as the report says) or ``"avgmax"`` (mean and max concatenated, the official
-code).
+Two forms (``AMM(..., form=...)``, table :data:`AMM_FORMS`):
+
+- ``"paper"`` (default): what the report's equations say: mu, sigma per image over the gate's
+  elements, eq. 2's population std, no normalization, spatial pool = channel mean, a 7x7 conv with
+  bias, hidden width ``max(C // r, 4)``.
+- ``"official"``: numerically the official ``net/amm.py`` of the AMR repository: mu, sigma over the
+  whole batch tensor with ``torch.std`` (N-1), the Gaussian divided by ``sqrt(2 pi) sigma``, hidden
+  width ``C // r``, spatial pool = (max, mean) over channels in that order, a 7x7 conv *without*
+  bias followed by ``BatchNorm2d(1)`` (momentum 0.01). :meth:`AMM.from_official` loads an official
+  module's state dict into it.
+
+Single choices can still be overridden on top of a form (``stats``, ``normalize``, ``spatial_pool``)
+for ablations.
 """
 
 from __future__ import annotations
@@ -20,21 +30,31 @@ import math
 import torch
 from torch import nn
 
+#: the choices each form makes; keys are :class:`AMM`'s keyword arguments
+AMM_FORMS: dict[str, dict] = {
+    "paper": {"stats": "sample", "unbiased": False, "normalize": False, "spatial_pool": "avg",
+              "spatial_bn": False, "min_hidden": 4},
+    "official": {"stats": "batch", "unbiased": True, "normalize": True, "spatial_pool": "maxavg",
+                 "spatial_bn": True, "min_hidden": 1},
+}
+SPATIAL_POOLS = ("avg", "maxavg")
 
-def gaussian_stats(x: torch.Tensor, scope: str = "sample", eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+
+def gaussian_stats(x: torch.Tensor, scope: str = "sample", eps: float = 1e-6,
+                   unbiased: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Report eq. 2: ``mu = mean(x)``, ``sigma = sqrt(mean((x - mu)^2))`` over each image's
-    elements (``scope="sample"``) or the whole batch (``"batch"``); detached, ``sigma >= eps``."""
+    elements (``scope="sample"``) or the whole batch (``"batch"``); detached, ``sigma >= eps``.
+    ``unbiased=True`` divides by N-1 instead of N (``torch.std``, the official code)."""
     x = x.detach()
-    if scope == "batch":
-        mu = x.mean()
-        sigma = ((x - mu) ** 2).mean().sqrt()
-        shape = [1] * x.dim()
-        return mu.view(shape), sigma.clamp_min(eps).view(shape)
-    if scope != "sample":
+    if scope not in ("sample", "batch"):
         raise ValueError(f"scope must be 'sample' or 'batch', got {scope!r}")
-    dims = tuple(range(1, x.dim()))
+    dims = tuple(range(x.dim())) if scope == "batch" else tuple(range(1, x.dim()))
     mu = x.mean(dim=dims, keepdim=True)
-    sigma = ((x - mu) ** 2).mean(dim=dims, keepdim=True).sqrt()
+    if unbiased:
+        n = math.prod(x.shape[d] for d in dims)
+        sigma = (((x - mu) ** 2).sum(dim=dims, keepdim=True) / max(n - 1, 1)).sqrt()
+    else:
+        sigma = ((x - mu) ** 2).mean(dim=dims, keepdim=True).sqrt()
     return mu, sigma.clamp_min(eps)
 
 
@@ -54,12 +74,12 @@ def threshold_modulation(g: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 class _GaussianGate(nn.Module):
-    def __init__(self, stats: str, normalize: bool, threshold: float | None) -> None:
+    def __init__(self, stats: str, normalize: bool, threshold: float | None, unbiased: bool) -> None:
         super().__init__()
-        self.stats, self.normalize, self.threshold = stats, normalize, threshold
+        self.stats, self.normalize, self.threshold, self.unbiased = stats, normalize, threshold, unbiased
 
     def modulate(self, gate: torch.Tensor) -> torch.Tensor:
-        mu, sigma = gaussian_stats(gate, self.stats)
+        mu, sigma = gaussian_stats(gate, self.stats, unbiased=self.unbiased)
         g = gaussian_modulation(gate, mu, sigma, self.normalize)
         if self.threshold is not None:
             g = threshold_modulation(g, self.threshold)
@@ -68,12 +88,15 @@ class _GaussianGate(nn.Module):
 
 class ChannelAMM(_GaussianGate):
     """Report eq. 3: ``F_c = Expand(G(H(P_s(F)))) * F``; ``P_s`` spatial average pool, ``H`` a
-    C -> C/r -> C bottleneck of 1x1 convs."""
+    C -> C/r -> C bottleneck of 1x1 convs (hidden width ``max(C // r, min_hidden)``)."""
 
     def __init__(self, channels: int, reduction: int = 16, stats: str = "sample", normalize: bool = False,
-                 threshold: float | None = None) -> None:
-        super().__init__(stats, normalize, threshold)
-        hidden = max(channels // reduction, 4)
+                 threshold: float | None = None, unbiased: bool = False, min_hidden: int = 4) -> None:
+        super().__init__(stats, normalize, threshold, unbiased)
+        hidden = max(channels // reduction, min_hidden)
+        if hidden < 1:
+            raise ValueError(f"channels // reduction = {channels} // {reduction} = 0: the channel MLP needs "
+                             "a hidden width >= 1")
         self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
@@ -82,32 +105,92 @@ class ChannelAMM(_GaussianGate):
 
 
 class SpatialAMM(_GaussianGate):
-    """Report eq. 4: ``F_s = Expand(G(H(P_c(F_c)))) * F_c``; ``P_c`` channel pool, ``H`` a 7x7 conv."""
+    """Report eq. 4: ``F_s = Expand(G(H(P_c(F_c)))) * F_c``; ``P_c`` channel pool (mean, or
+    (max, mean) as the official code), ``H`` a 7x7 conv (with ``bn``: bias-free, then
+    ``BatchNorm2d(1)`` with momentum 0.01, as the official code)."""
 
     def __init__(self, pool: str = "avg", kernel: int = 7, stats: str = "sample", normalize: bool = False,
-                 threshold: float | None = None) -> None:
-        super().__init__(stats, normalize, threshold)
-        if pool not in ("avg", "avgmax"):
-            raise ValueError(f"spatial pool must be 'avg' or 'avgmax', got {pool!r}")
+                 threshold: float | None = None, unbiased: bool = False, bn: bool = False) -> None:
+        super().__init__(stats, normalize, threshold, unbiased)
+        if pool not in SPATIAL_POOLS:
+            raise ValueError(f"spatial pool must be one of {SPATIAL_POOLS}, got {pool!r}")
         self.pool = pool
-        self.conv = nn.Conv2d(1 if pool == "avg" else 2, 1, kernel, padding=kernel // 2)
+        self.conv = nn.Conv2d(1 if pool == "avg" else 2, 1, kernel, padding=kernel // 2, bias=not bn)
+        self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01) if bn else None
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         p = f.mean(dim=1, keepdim=True)
-        if self.pool == "avgmax":
-            p = torch.cat([p, f.amax(dim=1, keepdim=True)], dim=1)
+        if self.pool == "maxavg":
+            p = torch.cat([f.amax(dim=1, keepdim=True), p], dim=1)
         gate = self.conv(p)  # B x 1 x H x W
+        if self.bn is not None:
+            gate = self.bn(gate)
         return self.modulate(gate) * f
 
 
 class AMM(nn.Module):
-    """Channel modulation, then spatial modulation (shape preserving)."""
+    """Channel modulation, then spatial modulation (shape preserving).
 
-    def __init__(self, channels: int, reduction: int = 16, spatial_pool: str = "avg", stats: str = "sample",
-                 normalize: bool = False, threshold: float | None = None) -> None:
+    ``form`` picks every choice at once (:data:`AMM_FORMS`); ``stats``, ``normalize`` and
+    ``spatial_pool`` given explicitly (not ``None``) override the form's choice."""
+
+    def __init__(self, channels: int, reduction: int = 16, spatial_pool: str | None = None,
+                 stats: str | None = None, normalize: bool | None = None, threshold: float | None = None,
+                 form: str = "paper") -> None:
         super().__init__()
-        self.channel = ChannelAMM(channels, reduction, stats, normalize, threshold)
-        self.spatial = SpatialAMM(spatial_pool, 7, stats, normalize, threshold)
+        if form not in AMM_FORMS:
+            raise ValueError(f"AMM form must be one of {sorted(AMM_FORMS)}, got {form!r}")
+        o = dict(AMM_FORMS[form])
+        for key, value in (("stats", stats), ("normalize", normalize), ("spatial_pool", spatial_pool)):
+            if value is not None:
+                o[key] = value
+        self.form = form
+        self.channel = ChannelAMM(channels, reduction, o["stats"], o["normalize"], threshold, o["unbiased"],
+                                  o["min_hidden"])
+        self.spatial = SpatialAMM(o["spatial_pool"], 7, o["stats"], o["normalize"], threshold, o["unbiased"],
+                                  o["spatial_bn"])
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.spatial(self.channel(f))
+
+    @staticmethod
+    def official_to_ours(sd: dict, prefix: str = "") -> dict:
+        """Rename one official AMM's state dict (keys ``ChannelAMM.mlp.{1,3}.*`` of ``nn.Linear``
+        layers, ``SpatialAMM.spatial.{conv,bn}.*``) to this module's keys, reshaping the linear
+        weights into 1x1 convs. Keys outside ``prefix`` are ignored; unknown keys under it raise."""
+        out = {}
+        for key, value in sd.items():
+            if not key.startswith(prefix):
+                continue
+            k = key[len(prefix):]
+            if k.startswith("ChannelAMM.mlp."):
+                idx, rest = k[len("ChannelAMM.mlp."):].split(".", 1)
+                ours = {"1": "0", "3": "2"}.get(idx)
+                if ours is None:
+                    raise KeyError(f"unexpected official AMM key {key!r}")
+                if rest == "weight" and value.dim() == 2:
+                    value = value[:, :, None, None]
+                out[f"channel.mlp.{ours}.{rest}"] = value
+            elif k.startswith("SpatialAMM.spatial.conv.") or k.startswith("SpatialAMM.spatial.bn."):
+                out["spatial." + k[len("SpatialAMM.spatial."):]] = value
+            else:
+                raise KeyError(f"unexpected official AMM key {key!r}")
+        return out
+
+    @classmethod
+    def from_official(cls, state_dict: dict, threshold: float | None = None) -> "AMM":
+        """The official-form AMM holding the weights of one official ``net/amm.py`` ``AMM`` module.
+
+        Channel count and reduction come from ``ChannelAMM.mlp.1.weight`` (shape ``C/r x C``)."""
+        w = state_dict.get("ChannelAMM.mlp.1.weight")
+        if w is None:
+            raise KeyError("not an official AMM state dict: 'ChannelAMM.mlp.1.weight' is missing "
+                           f"(keys: {sorted(state_dict)[:6]}...)")
+        hidden, channels = int(w.shape[0]), int(w.shape[1])
+        reduction = channels // hidden
+        if channels // reduction != hidden:
+            raise ValueError(f"ChannelAMM.mlp.1.weight has shape {tuple(w.shape)}: no integer reduction r "
+                             f"gives C // r = {hidden} for C = {channels}")
+        amm = cls(channels, reduction, form="official", threshold=threshold)
+        amm.load_state_dict(cls.official_to_ours(state_dict), strict=True)
+        return amm

@@ -49,11 +49,14 @@ def insert_amm(net: CAMNet, placement: str = "stage", **amm_kwargs) -> CAMNet:
 class AMRNet(nn.Module):
     """``forward(x) -> (F_s, F_c)``, the class-aware maps of the spotlight and compensation branches."""
 
-    def __init__(self, spotlight: CAMNet, compensation: CAMNet, freeze_spotlight: bool = False) -> None:
+    def __init__(self, spotlight: CAMNet, compensation: CAMNet, freeze_spotlight: bool = False,
+                 detach_stem: bool = False) -> None:
         super().__init__()
         self.spotlight = spotlight
         self.compensation = compensation
         self.freeze_spotlight = freeze_spotlight
+        # official code: the compensation branch's first stage (stem + layer1) output is detached
+        self.detach_stem = detach_stem
         if freeze_spotlight:
             for p in self.spotlight.parameters():
                 p.requires_grad_(False)
@@ -70,18 +73,29 @@ class AMRNet(nn.Module):
                 F_s = self.spotlight(x)
         else:
             F_s = self.spotlight(x)
-        return F_s, self.compensation(x)
+        if not self.detach_stem:
+            return F_s, self.compensation(x)
+        comp = self.compensation
+        f = comp.backbone[0](x).detach()
+        for stage in list(comp.backbone)[1:]:
+            f = stage(f)
+        return F_s, comp.classifier(comp.head(f))
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
         groups = self.compensation.param_groups(lr, weight_decay)
+        if self.detach_stem:  # no gradient reaches the first stage: leave it out of the optimizer
+            stem = {id(p) for p in self.compensation.backbone[0].parameters()}
+            for g in groups:
+                g["params"] = [p for p in g["params"] if id(p) not in stem]
         if not self.freeze_spotlight:
             groups += self.spotlight.param_groups(lr, weight_decay)
         return groups
 
 
 def build_amr(backbone: str, num_classes: int, pretrained: bool = False, output_stride: int = 8,
-              placement: str = "stage", freeze_spotlight: bool = False, **amm_kwargs) -> AMRNet:
+              placement: str = "stage", freeze_spotlight: bool = False, detach_stem: bool = False,
+              **amm_kwargs) -> AMRNet:
     spot = build_cam_net(backbone, num_classes, pretrained=pretrained, output_stride=output_stride)
     comp = insert_amm(build_cam_net(backbone, num_classes, pretrained=pretrained, output_stride=output_stride),
                       placement, **amm_kwargs)
-    return AMRNet(spot, comp, freeze_spotlight)
+    return AMRNet(spot, comp, freeze_spotlight, detach_stem)

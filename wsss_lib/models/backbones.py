@@ -91,8 +91,11 @@ def vgg16_backbone(pretrained: bool = True, allow_download: bool = True) -> Back
 
 
 def resnet_backbone(depth: int = 50, output_stride: int = 16, pretrained: bool = True,
-                    allow_download: bool = True) -> Backbone:
-    """ResNet-50/101 with dilation instead of stride in the last stage(s)."""
+                    allow_download: bool = True, dilate: bool = True) -> Backbone:
+    """ResNet-50/101 with dilation instead of stride in the last stage(s).
+
+    ``dilate=False`` (output stride 16 only) just drops the last stage's stride and keeps dilation 1,
+    as the official AMR/IRN ``resnet50(strides=(2, 2, 2, 1))``."""
     from torchvision.models import resnet50, resnet101
 
     if output_stride not in (8, 16):
@@ -102,8 +105,13 @@ def resnet_backbone(depth: int = 50, output_stride: int = 16, pretrained: bool =
     if builder is None:
         raise ValueError(f"ResNet depth must be 50 or 101, got {depth}")
     weights = load_pretrained(name, allow_download) if pretrained else None
-    dil = [False, output_stride == 8, True]
+    if not dilate and output_stride != 16:
+        raise ValueError("dilate=False keeps dilation 1 and needs output_stride=16")
+    dil = [False, output_stride == 8, True] if dilate else [False, False, False]
     net = builder(weights=weights, replace_stride_with_dilation=dil)
+    if not dilate:  # strides (2, 2, 2, 1): the first block of layer4 keeps resolution
+        net.layer4[0].conv2.stride = (1, 1)
+        net.layer4[0].downsample[0].stride = (1, 1)
     stages = [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1),
               net.layer2, net.layer3, net.layer4]
     return Backbone(stages, 2048, output_stride, [256, 512, 1024, 2048])

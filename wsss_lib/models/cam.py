@@ -18,7 +18,7 @@ class CAMNet(nn.Module):
     """``forward(x) -> F`` of shape ``B x C x h x w`` (class-aware maps, before any ReLU)."""
 
     def __init__(self, backbone: Backbone, num_classes: int, head_channels: int = 512,
-                 num_head_convs: int = 3) -> None:
+                 num_head_convs: int = 3, classifier_bias: bool = True) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -29,14 +29,15 @@ class CAMNet(nn.Module):
             layers += [nn.Conv2d(cin, head_channels, 3, padding=1), nn.ReLU(inplace=True)]
             cin = head_channels
         self.head = nn.Sequential(*layers)
-        self.classifier = nn.Conv2d(cin, num_classes, 1)
+        self.classifier = nn.Conv2d(cin, num_classes, 1, bias=classifier_bias)
         self.num_classes = num_classes
         for m in self.head.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
         nn.init.normal_(self.classifier.weight, std=0.01)
-        nn.init.zeros_(self.classifier.bias)
+        if classifier_bias:
+            nn.init.zeros_(self.classifier.bias)
 
     @property
     def output_stride(self) -> int:
@@ -53,7 +54,8 @@ class CAMNet(nn.Module):
         for m in list(self.head.modules()) + [self.classifier]:
             if isinstance(m, nn.Conv2d):
                 new_w.append(m.weight)
-                new_b.append(m.bias)
+                if m.bias is not None:
+                    new_b.append(m.bias)
         groups = [{"params": new_w, "lr": head_lr_mult * lr, "weight_decay": weight_decay, "name": "head_w"},
                   {"params": new_b, "lr": 2 * head_lr_mult * lr, "weight_decay": 0.0, "name": "head_b"}]
         if not freeze_backbone:
