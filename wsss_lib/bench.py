@@ -63,8 +63,10 @@ def store_memory_table(sizes=(41, 64), dtypes=(torch.float32, torch.float16)) ->
         for dt in dtypes:
             elem = torch.tensor([], dtype=dt).element_size()
             mb = 2 * slots * s * s * elem / 2**20  # MAX and AVE
+            counts = slots * s * s * 2 / 2**20  # AVE's per-pixel update counts, int16 (eq. 10 per pixel)
             rows.append({"map size": f"{s}x{s}", "dtype": str(dt).replace("torch.", ""), "slots": slots,
-                         "MAX+AVE MiB": round(mb, 1)})
+                         "MAX+AVE MiB": round(mb, 1), "pixel counts MiB": round(counts, 1),
+                         "total MiB": round(mb + counts, 1)})
     return rows
 
 
@@ -150,9 +152,12 @@ def format_memory() -> str:
     rows = store_memory_table()
     lines = [f"### OAA store memory at VOC train_aug size ({VOC_TRAIN_AUG_IMAGES} images x "
              f"{VOC_LABELS_PER_IMAGE} classes = {rows[0]['slots']} maps, MAX and AVE both kept)", "",
-             "| map size | dtype | MAX+AVE MiB |", "|---|---|---:|"]
-    lines += [f"| {r['map size']} | {r['dtype']} | {r['MAX+AVE MiB']} |" for r in rows]
-    lines += ["", "41x41 is the feature map of a 321 px crop at output stride 8 (the default store size)."]
+             "| map size | dtype | MAX+AVE MiB | AVE pixel counts (int16) MiB | total MiB |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {r['map size']} | {r['dtype']} | {r['MAX+AVE MiB']} | {r['pixel counts MiB']} | {r['total MiB']} |"
+              for r in rows]
+    lines += ["", "41x41 is the feature map of a 321 px crop at output stride 8 (the default store size). AVE counts "
+              "its updates per pixel (OAA eq. 10 per pixel: a view that saw part of the image updates only what it "
+              "saw), one int16 per stored pixel."]
     return "\n".join(lines)
 
 
