@@ -98,7 +98,8 @@ def run_oaa_stage(reports: Path, seeds: list[int], quick: bool, notebooks: bool 
 
     run0 = runs[seeds[0]]
     params = read_json(run0 / "params.json")["params"]
-    layout = VOCLayout(params["data_root"], "train")
+    data_root = run_data_root(run0)
+    layout = VOCLayout(data_root, "train")
     evaluation = read_json(run0 / "evaluation.json")
     save_figure(threshold_curves_figure(evaluation["sources"], f"seed {seeds[0]}: CAM mIoU vs threshold"),
                 reports / "oaa_threshold_curves.png")
@@ -108,7 +109,7 @@ def run_oaa_stage(reports: Path, seeds: list[int], quick: bool, notebooks: bool 
     snaps = torch.load(run0 / "snapshots.pt", weights_only=False)
     save_figure(attention_evolution_figure(snaps, layout), reports / "attention_evolution.png")
 
-    props = {label: part_mass(sources[key], params["data_root"]) for label, key in names.items()}
+    props = {label: part_mass(sources[key], data_root) for label, key in names.items()}
     props_df = pd.DataFrame(props).T[["part_mass_share", "part_area_share", "object_precision", "object_recall"]]
     props_md = write_table(props_df.rename_axis(f"seed {seeds[0]}"), reports / "benchmark_cam_properties_table")
     write_text(reports / "benchmark_cam_properties.md", f"""## Measured under a trained classifier (seed {seeds[0]})
@@ -122,7 +123,7 @@ discriminative part, against the part's share of the object's area, and the prec
 
 A part mass share well above the part area share means the map concentrates on the part.
 """)
-    benchmark_report(params["data_root"], reports)  # re-render with the measured CAM properties
+    benchmark_report(data_root, reports)  # re-render with the measured CAM properties
 
     write_text(reports / "oaa.md", f"""# OAA on the embedded benchmark
 

@@ -41,7 +41,7 @@ from ..losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
 from ..models.amm import AMM_FORMS, SPATIAL_POOLS
 from ..models.amr import PLACEMENTS, build_amr, weighted_cam
 from ..io import file_digest
-from ..runs import is_finished, prepare_run, run_data_root, write_metrics
+from ..runs import data_identity, is_finished, prepare_run, run_data_root, run_identity, stage_entry, write_metrics
 from .classifier import run_classifier_stage
 from .common import dense_source, flat_metrics, infer_attention, save_and_score, training_set
 from .config import TrainConfig
@@ -50,6 +50,8 @@ from .engine import Batch, LoopConfig, fit, resolve_device, seed_everything
 VARIANTS = {"AMR": (False, False), "AMR+threshold": (True, False), "AMR+area": (False, True),
             "AMR+both": (True, True)}
 REPORT_XI = (0.1, 0.3, 0.5, 0.7, 0.9)
+#: every AMR run scores the weighted CAM (eq. 8) at each of these xi
+XI_SWEEP = tuple(round(0.1 * i, 1) for i in range(11))
 CPS_MAPS = ("normalized", "raw")
 #: the values a preset sets (explicit parameters win); "placement" is resolved per backbone
 PRESETS: dict[str, dict] = {
@@ -97,9 +99,13 @@ class AMRConfig(TrainConfig):
         self.check("gaussian_stats", self.gaussian_stats in (None, "sample", "batch"), "None, 'sample' or 'batch'")
         self.check("spatial_pool", self.spatial_pool in (None, *SPATIAL_POOLS), f"None or one of {SPATIAL_POOLS}")
         self.check("cps_maps", self.cps_maps in CPS_MAPS, f"one of {CPS_MAPS}")
-        self.xi = tuple(float(x) for x in self.xi)
-        self.check("xi", bool(self.xi) and all(0 <= x <= 1 for x in self.xi), "a non-empty list of numbers in [0, 1]")
-        self.check("xi_main", 0 <= self.xi_main <= 1, "a number in [0, 1]")
+        self.check("xi", isinstance(self.xi, (list, tuple)) and bool(self.xi)
+                   and all(isinstance(x, (int, float)) and round(float(x), 1) in XI_SWEEP for x in self.xi),
+                   f"a non-empty list of values of the scored sweep {XI_SWEEP}")
+        self.xi = tuple(round(float(x), 1) for x in self.xi)
+        self.check("xi_main", isinstance(self.xi_main, (int, float)) and round(float(self.xi_main), 1) in XI_SWEEP,
+                   f"one of {XI_SWEEP}")
+        self.xi_main = round(float(self.xi_main), 1)
         self.check("threshold", 0 <= self.threshold < 1, "a number in [0, 1)")
         self.check("freeze_spotlight", not (self.freeze_spotlight and not self.init_from),
                    "False when init_from is empty (a frozen random spotlight branch is no CAM)")
@@ -117,6 +123,7 @@ class AMRConfig(TrainConfig):
         return super().from_params(quick=quick, **{**values, **overrides})
 
 
+@stage_entry
 def run_amr_stage(data_root: str = "", run_dir: str = "", seed: int = 0, device: str = "auto",
                   quick: bool = False, progress: bool = True, stop_after_steps: int | None = None,
                   **params) -> Path:
@@ -142,9 +149,12 @@ def run_amr_stage(data_root: str = "", run_dir: str = "", seed: int = 0, device:
         from .data_setup import resolve_data_root
         root = resolve_data_root(data_root, quick)
     use_threshold, use_area = VARIANTS[cfg.variant]
-    all_params = {"data_root": str(root), "seed": seed, "quick": quick, "device": str(dev),
-                  "init_run": str(init_run.resolve()) if init_run else "",
-                  "official_checkpoint_sha256": file_digest(official) if official else "", **asdict(cfg)}
+    # xi and xi_main only choose what to show: every run scores the whole sweep XI_SWEEP, so one
+    # AMR run serves every xi (they are left out of its identity)
+    all_params = {"data_root": str(root), "data": data_identity(root), "seed": seed, "quick": quick,
+                  "device": str(dev), "init_run": run_identity(init_run) if init_run else "",
+                  "official_checkpoint_sha256": file_digest(official) if official else "",
+                  **{k: v for k, v in asdict(cfg).items() if k not in ("xi", "xi_main")}}
     if official is not None:
         all_params["init_from"] = official.name  # the file is identified by its digest, not its path
     out = prepare_run(f"amr-{cfg.variant.replace('+', '_')}" + ("-official-ckpt" if official else ""),
@@ -195,11 +205,11 @@ def _score_branches(model, ts, root: Path, out: Path, cfg: AMRConfig, dev, progr
     t0 = time.perf_counter()
     (M_s, M_c), _ = infer_attention(model, ts.dataset, ts.size, ts.crop, dev, progress=progress)
     sources = {"amr_spotlight": dense_source(M_s, ts.layout), "amr_compensation": dense_source(M_c, ts.layout)}
-    xis = sorted(set(cfg.xi) | {cfg.xi_main})
+    xis = list(XI_SWEEP)
     for xi in xis:
         sources[f"amr_xi{xi:g}"] = dense_source(weighted_cam(M_s, M_c, xi), ts.layout)
     evals = save_and_score(out, root, sources, {"history": train_info.get("history", []), "xi": xis})
-    metrics = {**flat_metrics(evals), "amr_miou": evals[f"amr_xi{cfg.xi_main:g}"]["miou"],
+    metrics = {**flat_metrics(evals), "amr_miou": evals["amr_xi0.5"]["miou"],  # the report's xi
                "amr_best_xi": max(xis, key=lambda x: evals[f"amr_xi{x:g}"]["miou"]),
                "eval_seconds": time.perf_counter() - t0,
                **{k: v for k, v in train_info.items() if k != "history"}}
@@ -218,4 +228,4 @@ def _score_official_checkpoint(path: Path, ts, root: Path, out: Path, cfg: AMRCo
     return _score_branches(model, ts, root, out, cfg, dev, progress, {"train_seconds": 0.0})
 
 
-__all__ = ["AMRConfig", "CPS_MAPS", "PRESETS", "VARIANTS", "run_amr_stage"]
+__all__ = ["AMRConfig", "CPS_MAPS", "PRESETS", "VARIANTS", "XI_SWEEP", "run_amr_stage"]

@@ -23,7 +23,7 @@ from ..data.voc import VOCLayout, VOCSegDataset
 from ..evaluation import mean_average_precision
 from ..io import torch_save
 from ..models.cam import build_cam_net
-from ..runs import is_finished, prepare_run, write_metrics
+from ..runs import data_identity, is_finished, prepare_run, stage_entry, write_metrics
 from .common import dense_source, flat_metrics, infer_attention, save_and_score, training_set
 from .config import TrainConfig
 from .engine import Batch, LoopConfig, fit, resolve_device, seed_everything
@@ -79,6 +79,7 @@ class SnapshotRecorder:
         self.maps, self.seen = sd["maps"], sd["seen"]
 
 
+@stage_entry
 def run_classifier_stage(data_root: str = "", run_dir: str = "", seed: int = 0, device: str = "auto",
                          quick: bool = False, progress: bool = True, stop_after_steps: int | None = None,
                          **params) -> Path:
@@ -96,7 +97,8 @@ def run_classifier_stage(data_root: str = "", run_dir: str = "", seed: int = 0, 
     root = resolve_data_root(data_root, quick)
     dev = resolve_device(device)
     layout = VOCLayout(root, "train")
-    all_params = {"data_root": str(root), "seed": seed, "quick": quick, "device": str(dev), **asdict(cfg)}
+    all_params = {"data_root": str(root), "data": data_identity(root), "seed": seed, "quick": quick,
+                  "device": str(dev), **asdict(cfg)}
     out = prepare_run("oaa", all_params, run_dir)
     if is_finished(out):
         return out

@@ -18,7 +18,7 @@ from ..attention_io import load_attention
 from ..data.transforms import image_frame_to_views
 from ..losses import OAA_PLUS_LOSSES
 from ..models.cam import build_cam_net
-from ..runs import is_finished, prepare_run, run_data_root, write_metrics
+from ..runs import data_identity, is_finished, prepare_run, run_data_root, run_identity, stage_entry, write_metrics
 from .classifier import run_classifier_stage
 from .common import dense_source, flat_metrics, infer_attention, save_and_score, training_set
 from .config import TrainConfig
@@ -71,6 +71,7 @@ def resolve_oaa_run(oaa_run: str | Path, data_root: str, seed: int, device: str,
     return run_classifier_stage(data_root=data_root, seed=seed, device=device, quick=quick, progress=progress)
 
 
+@stage_entry
 def run_oaa_plus_stage(oaa_run: str = "", data_root: str = "", run_dir: str = "", seed: int = 0,
                        device: str = "auto", quick: bool = False, progress: bool = True,
                        stop_after_steps: int | None = None, **params) -> Path:
@@ -79,7 +80,8 @@ def run_oaa_plus_stage(oaa_run: str = "", data_root: str = "", run_dir: str = ""
     dev = resolve_device(device)
     upstream = resolve_oaa_run(oaa_run, data_root, seed, device, quick, progress)
     root = run_data_root(upstream)
-    all_params = {"oaa_run": str(upstream.resolve()), "seed": seed, "quick": quick, "device": str(dev), **asdict(cfg)}
+    all_params = {"oaa_run": run_identity(upstream), "data_root": str(root), "data": data_identity(root),
+                  "seed": seed, "quick": quick, "device": str(dev), **asdict(cfg)}
     out = prepare_run(f"oaaplus-{cfg.loss}", all_params, run_dir)
     if is_finished(out):
         return out

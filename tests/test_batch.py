@@ -1,0 +1,160 @@
+"""The batch runner: grid expansion, failures, kill + resume, concurrent batches, upstream sharing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wsss_lib.batch import Grid, GridError, load_grids, main, plan, point_status
+
+TOY = str(Path(__file__).parent / "data" / "toy_point.ipynb")
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "runs"
+    monkeypatch.setenv("WSSS_RUNS", str(root))
+    return root
+
+
+def _executions(log: Path) -> list[int]:
+    return [int(v) for v in log.read_text().split()] if log.exists() else []
+
+
+def test_grid_product_and_zip():
+    g = Grid(TOY, {"sleep": 0}, {"x": [1, 2, 3], "fail": [False, True, False], "seed": [0, 1]}, [["x", "fail"]])
+    pts = g.points()
+    assert len(pts) == 6  # 3 zipped (x, fail) pairs x 2 seeds
+    assert {(p["x"], p["fail"]) for p in pts} == {(1, False), (2, True), (3, False)}
+    assert all(p["sleep"] == 0 for p in pts)
+    assert len(Grid(TOY, {}, {"x": [1, 2], "seed": [0, 1, 2]}).points()) == 6  # plain product
+    assert Grid(TOY, {"x": 5}).points() == [{"x": 5}]  # no axes: one point
+    with pytest.raises(GridError, match="equal lengths"):
+        Grid(TOY, {}, {"x": [1, 2], "fail": [True]}, [["x", "fail"]])
+    with pytest.raises(GridError, match="'y' is not in 'grid'"):
+        Grid(TOY, {}, {"x": [1, 2]}, [["x", "y"]])
+    with pytest.raises(GridError, match="notebook 'nope.ipynb' not found"):
+        Grid("nope.ipynb")
+
+
+def test_grid_files_and_their_errors(tmp_path):
+    f = tmp_path / "g.yaml"
+    f.write_text(f"name: toy\nnotebook: {TOY}\nparams: {{sleep: 0}}\ngrid:\n  x: [1, 2]\n")
+    (g,) = load_grids(f)
+    assert g.name == "toy" and len(g.points()) == 2
+    f.write_text(f"notebook: {TOY}\ngrid:\n  x: 3\n")
+    with pytest.raises(GridError, match=r"g.yaml: .*axis 'x' must be a non-empty list"):
+        load_grids(f)
+    f.write_text(f"notebook: {TOY}\naxes:\n  x: [1]\n")
+    with pytest.raises(GridError, match=r"g.yaml: unknown key 'axes'"):
+        load_grids(f)
+    f.write_text("notebook: [unclosed\n")
+    with pytest.raises(GridError, match="not valid YAML"):
+        load_grids(f)
+    # the shipped grid files all parse and name existing notebooks
+    shipped = sorted((Path(__file__).parents[1] / "notebooks" / "grids").glob("*.yaml"))
+    assert shipped
+    for gf in shipped:
+        assert all(g.points() for g in load_grids(gf)), gf
+
+
+def test_failing_point_is_recorded_others_finish_exit_nonzero(runs, tmp_path, capsys):
+    log = tmp_path / "exec.log"
+    argv = ["--notebook", TOY, "-p", "x", "1", "2", "3", "-p", "fail", "false", "true", "false", "--zip", "x,fail",
+            "-p", "log", str(log)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "x=2" in err
+    pts = plan([Grid(TOY, {"log": str(log)}, {"x": [1, 2, 3], "fail": [False, True, False]}, [["x", "fail"]])])
+    status = {p.params["x"]: point_status(p.folder) for p in pts}
+    assert status == {1: "finished", 2: "failed", 3: "finished"}
+    bad = next(p.folder for p in pts if p.params["x"] == 2)
+    assert "fails on purpose" in (bad / "error.txt").read_text()
+    assert (bad / "toy_point.ipynb").exists()  # the executed notebook is kept
+    assert json.loads((next(p.folder for p in pts if p.params["x"] == 3) / "metrics.json").read_text()) == {"y": 6.0}
+    assert sorted(_executions(log)) == [1, 2, 3]
+    # a second batch skips the finished points and runs the failed one again
+    assert main(argv) == 1
+    assert sorted(_executions(log)) == [1, 2, 2, 3]
+    assert main(argv + ["--skip-failed"]) == 1
+    assert sorted(_executions(log)) == [1, 2, 2, 3]
+
+
+def _batch_cmd(grid_file: Path) -> list[str]:
+    return [sys.executable, "-m", "wsss_lib.batch", str(grid_file)]
+
+
+def test_killed_batch_resumes_without_redoing_finished_points(runs, tmp_path):
+    log = tmp_path / "exec.log"
+    gf = tmp_path / "slow.yaml"
+    gf.write_text(f"notebook: {TOY}\nparams: {{sleep: 2, log: {log}}}\ngrid:\n  x: [1, 2, 3]\n")
+    proc = subprocess.Popen(_batch_cmd(gf), start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=os.environ.copy())
+    pts = plan(load_grids(gf))
+    deadline = time.time() + 120
+    while time.time() < deadline and point_status(pts[0].folder) != "finished":
+        time.sleep(0.2)
+    assert point_status(pts[0].folder) == "finished"
+    while time.time() < deadline and len(_executions(log)) < 2:  # the second point has started
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the batch and its kernels, mid-point
+    proc.wait()
+    assert point_status(pts[1].folder) == "running"  # recognizably unfinished: no metrics.json
+    assert not (pts[1].folder / "metrics.json").exists()
+    assert subprocess.run(_batch_cmd(gf), env=os.environ.copy(), capture_output=True).returncode == 0
+    assert [point_status(p.folder) for p in pts] == ["finished"] * 3
+    assert sorted(_executions(log)) == [1, 2, 2, 3]  # point 1 not redone; point 2 ran again
+    assert json.loads((pts[1].folder / "point.json").read_text())["resumed"] is True
+    leftovers = [f for p in pts for f in p.folder.iterdir() if f.name.endswith(".partial.ipynb")]
+    assert not leftovers
+
+
+def test_concurrent_batches_on_overlapping_grids_run_each_point_once(runs, tmp_path):
+    log = tmp_path / "exec.log"
+    files = []
+    for name, xs in (("a", "[1, 2, 3]"), ("b", "[3, 2, 4]")):
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(f"notebook: {TOY}\nparams: {{sleep: 1, log: {log}}}\ngrid:\n  x: {xs}\n")
+        files.append(f)
+    procs = [subprocess.Popen(_batch_cmd(f), env=os.environ.copy(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for f in files]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert sorted(_executions(log)) == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_xi_grid_shares_one_amr_run_and_one_classifier_run(runs, quick_voc):
+    argv = ["--notebook", "04_train_amr.ipynb", "-p", "xi_main", "0.3", "0.5", "0.7", "-p", "quick", "true",
+            "-p", "variant", "AMR"]
+    assert main(argv) == 0
+    assert len(list(runs.glob("amr-*"))) == 1 and len(list(runs.glob("oaa-*"))) == 1
+    points = sorted((runs / "batch").iterdir())
+    assert len(points) == 3
+    ms = [json.loads((p / "metrics.json").read_text()) for p in points]
+    assert sorted(m["xi_main"] for m in ms) == [0.3, 0.5, 0.7]
+    for m in ms:
+        assert m["amr_miou_at_xi_main"] == m[f"amr_xi{m['xi_main']:g}_miou"]
+        assert json.loads((points[0] / "run.json").read_text())["run"].startswith("amr-")
+
+
+def test_results_collect_and_mean_std(runs, tmp_path):
+    from wsss_lib.results import collect, mean_std
+
+    argv = ["--notebook", TOY, "-p", "x", "1", "2", "3", "-p", "seed", "0", "1", "-p", "fail", "false"]
+    assert main(argv) == 0
+    assert main(["--notebook", TOY, "-p", "x", "9", "-p", "fail", "true"]) == 1
+    df = collect()
+    assert len(df) == 6 and set(df["p.x"]) == {1, 2, 3}  # the failed point is left out
+    assert (df["y"] == 2 * df["p.x"]).all()
+    assert len(collect(include_unfinished=True)) == 7
+    t = mean_std(df, ["p.x"], ["y"])
+    assert t.loc[2, ("y", "mean")] == 4.0 and t.loc[2, ("y", "std")] == 0.0 and t.loc[2, ("y", "n")] == 2
+    with pytest.raises(KeyError, match="p.nope"):
+        mean_std(df, ["p.nope"], ["y"])

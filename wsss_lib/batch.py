@@ -1,0 +1,362 @@
+"""The batch runner: ablation grids of notebook executions (papermill), in parallel, resumable.
+
+    python -m wsss_lib.batch notebooks/grids/amr_xi.yaml -j 2
+    python -m wsss_lib.batch --notebook 04_train_amr.ipynb -p seed 0 1 2 -p xi_main 0.3 0.5 0.7
+    python -m wsss_lib.batch notebooks/grids/oaa_gate.yaml --dry-run     # list the points only
+
+A grid file (YAML or JSON) names a notebook, the parameters every point shares, and the axes::
+
+    name: amr_xi
+    notebook: 04_train_amr.ipynb
+    params: {variant: AMR}           # every point
+    grid:                            # cartesian product of these axes ...
+      seed: [0, 1, 2]
+      xi_main: [0.1, 0.3, 0.5, 0.7, 0.9]
+    zip: [[gate, gate_start_epoch]]  # ... where zipped axes vary together (same lengths)
+
+A file may also hold ``grids: [ {...}, {...} ]``. Each point (notebook + parameters) gets its own
+folder ``<runs root>/batch/<notebook stem>-<hash of notebook and parameters>`` with ``point.json``
+(parameters, status, times, error), the executed notebook, and the point's ``metrics.json`` (the
+notebook's last cell writes it there through :func:`wsss_lib.runs.publish_point`).
+
+Behaviour:
+
+- *Shared upstream work*: a point's notebook runs its stage, which finds its training run by the
+  stage's own parameter hash; points that differ only in what is read from a run (the OAA source,
+  AMR's xi) share it, and an upstream run (the classifier of a seed) is made once for all points
+  that need it. Run folders are locked while written, so parallel points that need the same run
+  wait for it instead of making it twice.
+- *Skip, resume, lock*: a finished point is skipped; a point whose batch was killed runs again and
+  its stage resumes from its last checkpoint; a point is executed under its folder's lock, so two
+  batches started at once on overlapping grids execute each point once.
+- *Failures*: a point that raises is recorded (``status: failed``, ``error.txt`` with the traceback,
+  the executed notebook kept) while the others go on; the exit status is 1 if any point failed. A
+  later batch runs failed points again (``--skip-failed`` leaves them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .io import read_json, write_json, write_text
+from .runs import runs_root
+
+#: the metrics the final table shows per notebook (every metric is in the point's metrics.json)
+MAIN_METRICS = {
+    "01_train_classifier_oaa.ipynb": ("cam_miou", "oaa_ave_miou", "oaa_max_miou", "cls_mAP_val"),
+    "02_attention_evolution.ipynb": ("drift_iou_mean",),
+    "03_train_oaa_plus.ipynb": ("oaa_plus_miou",),
+    "04_train_amr.ipynb": ("amr_miou_at_xi_main", "amr_compensation_miou", "amr_spotlight_miou"),
+}
+
+
+class GridError(ValueError):
+    """A grid file or grid argument that does not describe a grid (names the file and key)."""
+
+
+def notebooks_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@dataclass
+class Grid:
+    """One notebook, the parameters every point shares, and the axes to vary."""
+
+    notebook: str
+    params: dict = field(default_factory=dict)
+    axes: dict = field(default_factory=dict)
+    zip: list = field(default_factory=list)  # groups of axis names that vary together
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"grid {self.name or self.notebook!r}"
+        if not isinstance(self.params, dict) or not isinstance(self.axes, dict):
+            raise GridError(f"{where}: 'params' and 'grid' must be mappings of parameter name to value(s)")
+        for k, v in self.axes.items():
+            if not isinstance(v, list) or not v:
+                raise GridError(f"{where}: axis {k!r} must be a non-empty list of values, got {v!r}")
+        for group in self.zip:
+            if not isinstance(group, list) or len(group) < 2:
+                raise GridError(f"{where}: each 'zip' entry must list two or more axis names, got {group!r}")
+            missing = [a for a in group if a not in self.axes]
+            if missing:
+                raise GridError(f"{where}: zipped axis {missing[0]!r} is not in 'grid' (axes: {sorted(self.axes)})")
+            lengths = {a: len(self.axes[a]) for a in group}
+            if len(set(lengths.values())) > 1:
+                raise GridError(f"{where}: zipped axes must have equal lengths, got {lengths}")
+        zipped = [a for g in self.zip for a in g]
+        if len(zipped) != len(set(zipped)):
+            raise GridError(f"{where}: an axis appears in two 'zip' groups: {self.zip}")
+        overlap = sorted(set(self.params) & set(self.axes))
+        if overlap:
+            raise GridError(f"{where}: {overlap[0]!r} is both a fixed parameter and an axis")
+        if not (notebooks_dir() / self.notebook).exists() and not Path(self.notebook).exists():
+            raise GridError(f"{where}: notebook {self.notebook!r} not found in {notebooks_dir()}")
+
+    def points(self) -> list[dict]:
+        """Every point's parameters: the product over the axes, zipped groups moving together."""
+        zipped = {a for g in self.zip for a in g}
+        units: list[list[dict]] = [[dict(zip(g, vals)) for vals in zip(*(self.axes[a] for a in g))] for g in self.zip]
+        units += [[{a: v} for v in self.axes[a]] for a in self.axes if a not in zipped]
+        out = []
+        for combo in itertools.product(*units) if units else [()]:
+            p = dict(self.params)
+            for part in combo:
+                p.update(part)
+            out.append(p)
+        return out
+
+
+def load_grids(path: str | os.PathLike) -> list[Grid]:
+    """The grids of a YAML or JSON grid file (errors name the file and the key)."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise GridError(f"grid file {path} does not exist")
+    try:
+        doc = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise GridError(f"grid file {path} is not valid {'YAML' if path.suffix != '.json' else 'JSON'}: {e}") from None
+    entries = doc.get("grids") if isinstance(doc, dict) and "grids" in doc else [doc]
+    grids = []
+    for i, g in enumerate(entries):
+        if not isinstance(g, dict) or "notebook" not in g:
+            raise GridError(f"grid file {path}: entry {i} needs a 'notebook' key (e.g. notebook: 04_train_amr.ipynb)")
+        unknown = sorted(set(g) - {"name", "notebook", "params", "grid", "zip"})
+        if unknown:
+            raise GridError(f"grid file {path}: unknown key {unknown[0]!r} in entry {i} "
+                            "(known: name, notebook, params, grid, zip)")
+        try:
+            grids.append(Grid(g["notebook"], dict(g.get("params") or {}), dict(g.get("grid") or {}),
+                              list(g.get("zip") or []), str(g.get("name") or path.stem)))
+        except GridError as e:
+            raise GridError(f"grid file {path}: {e}") from None
+    return grids
+
+
+def parse_value(text: str):
+    """A command-line value as YAML reads it: ``0.5`` a number, ``true`` a bool, ``AMR`` a string."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def point_id(notebook: str, params: dict) -> str:
+    blob = json.dumps({"notebook": Path(notebook).name, "params": params}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def point_dir(notebook: str, params: dict, root: Path | None = None) -> Path:
+    return (root or runs_root()) / "batch" / f"{Path(notebook).stem}-{point_id(notebook, params)}"
+
+
+def point_status(folder: Path) -> str:
+    """``finished`` | ``failed`` | ``running`` (or killed mid-way) | ``new``."""
+    pj = folder / "point.json"
+    if not pj.exists():
+        return "new"
+    status = read_json(pj).get("status", "new")
+    if status == "finished" and not (folder / "metrics.json").exists():
+        return "running"
+    return status
+
+
+def _set_point(folder: Path, **fields) -> None:
+    info = read_json(folder / "point.json") if (folder / "point.json").exists() else {}
+    info.update(fields)
+    write_json(folder / "point.json", info)
+
+
+def run_point(notebook: str, params: dict, folder: str, skip_failed: bool = False) -> dict:
+    """Execute one point (in the calling process; the batch calls it in worker processes).
+
+    Returns ``{"status": "finished" | "cached" | "failed", "seconds": ..., "error": ...}``."""
+    import papermill as pm
+    from filelock import FileLock
+
+    folder_p = Path(folder)
+    folder_p.mkdir(parents=True, exist_ok=True)
+    src = notebooks_dir() / notebook if (notebooks_dir() / notebook).exists() else Path(notebook)
+    with FileLock(str(folder_p / ".lock")):
+        status = point_status(folder_p)
+        if status == "finished" or (status == "failed" and skip_failed):
+            return {"status": "cached" if status == "finished" else "failed", "seconds": 0.0,
+                    "error": "" if status == "finished" else "failed before (not retried: --skip-failed)"}
+        resumed = status == "running"
+        for stale in ("metrics.json", "error.txt"):
+            (folder_p / stale).unlink(missing_ok=True)
+        t0 = time.time()
+        _set_point(folder_p, notebook=Path(notebook).name, params=params, status="running", started=t0,
+                   resumed=resumed, pid=os.getpid())
+        final = folder_p / src.name
+        partial = folder_p / f".{src.stem}.partial.ipynb"
+        error = ""
+        try:
+            pm.execute_notebook(str(src), str(partial), parameters={**params, "point_dir": str(folder_p)},
+                                kernel_name="python3", cwd=str(src.parent), progress_bar=False)
+            if not (folder_p / "metrics.json").exists():
+                raise RuntimeError(f"{src.name} finished without writing {folder_p / 'metrics.json'} "
+                                   "(its last cell should call wsss_lib.runs.publish_point(point_dir, run))")
+        except Exception as e:  # noqa: BLE001 - every failure is recorded, the batch goes on
+            error = f"{type(e).__name__}: {e}"
+            write_text(folder_p / "error.txt", traceback.format_exc())
+        if partial.exists():
+            os.replace(partial, final)
+        seconds = time.time() - t0
+        _set_point(folder_p, status="failed" if error else "finished", ended=time.time(), seconds=seconds,
+                   error=error[-2000:])
+        return {"status": "failed" if error else "finished", "seconds": seconds, "error": error}
+
+
+@dataclass
+class Point:
+    grid: str
+    notebook: str
+    params: dict
+    folder: Path
+
+
+def plan(grids: list[Grid], quick: bool | None = None, root: Path | None = None) -> list[Point]:
+    """Every point of the grids, once (a point that two grids share is listed once)."""
+    seen, out = set(), []
+    for g in grids:
+        for p in g.points():
+            if quick is not None:
+                p = {**p, "quick": quick}
+            folder = point_dir(g.notebook, p, root)
+            if folder not in seen:
+                seen.add(folder)
+                out.append(Point(g.name, g.notebook, p, folder))
+    return out
+
+
+def _label(point: Point, varying: set[str]) -> str:
+    return ", ".join(f"{k}={point.params[k]}" for k in sorted(point.params) if k in varying) or "(defaults)"
+
+
+def run_batch(grids: list[Grid], jobs: int = 1, quick: bool | None = None, root: Path | None = None,
+              progress: bool = True, skip_failed: bool = False) -> pd.DataFrame:
+    """Execute every point of ``grids`` with ``jobs`` worker processes; returns the summary table
+    (grid, point, status, seconds, main metrics, folder)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    points = plan(grids, quick, root)
+    varying = {k for g in grids for k in g.axes}
+    results: dict[int, dict] = {}
+    bar = tqdm(total=len(points), desc="batch", unit="point", disable=not progress)
+    if jobs <= 1:
+        for i, pt in enumerate(points):
+            bar.set_postfix_str(f"{pt.notebook} {_label(pt, varying)}"[:60])
+            results[i] = run_point(pt.notebook, pt.params, str(pt.folder), skip_failed)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
+            futs = {ex.submit(run_point, pt.notebook, pt.params, str(pt.folder), skip_failed): i
+                    for i, pt in enumerate(points)}
+            for fut in as_completed(futs):
+                i = futs[fut]
+                try:
+                    results[i] = fut.result()
+                except Exception as e:  # noqa: BLE001 - a worker that died
+                    results[i] = {"status": "failed", "seconds": 0.0, "error": f"{type(e).__name__}: {e}"}
+                bar.update()
+    bar.close()
+    rows = []
+    for i, pt in enumerate(points):
+        r = results[i]
+        row = {"grid": pt.grid, "notebook": Path(pt.notebook).name, "point": _label(pt, varying), "status": r["status"],
+               "seconds": round(r["seconds"], 1)}
+        mfile = pt.folder / "metrics.json"
+        metrics = read_json(mfile) if mfile.exists() and r["status"] != "failed" else {}
+        for key in MAIN_METRICS.get(Path(pt.notebook).name, tuple(metrics)[:4]):
+            if key in metrics:
+                row[key] = metrics[key]
+        row["error"] = r.get("error", "")
+        row["folder"] = str(pt.folder)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _grids_from_args(args) -> list[Grid]:
+    grids = [g for f in args.grid_files for g in load_grids(f)]
+    if args.param or args.notebook:
+        if not args.notebook:
+            raise GridError("-p needs --notebook (which notebook the parameters are for)")
+        axes = {}
+        for name, *values in args.param or []:
+            if not values:
+                raise GridError(f"-p {name}: give at least one value")
+            axes[name] = [parse_value(v) for v in values]
+        zips = [z.split(",") for z in args.zip or []]
+        grids.append(Grid(args.notebook, {}, axes, zips, name=Path(args.notebook).stem))
+    if not grids:
+        raise GridError("nothing to run: give grid files, or --notebook with -p NAME VALUES...")
+    return grids
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m wsss_lib.batch", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("grid_files", nargs="*", help="YAML/JSON grid files (see notebooks/grids/)")
+    ap.add_argument("--notebook", help="notebook for -p axes (a name in notebooks/, or a path)")
+    ap.add_argument("-p", "--param", nargs="+", action="append", metavar=("NAME", "VALUE"),
+                    help="an axis: -p NAME V1 V2 ... (values read as YAML: 0.5, true, AMR)")
+    ap.add_argument("--zip", action="append", metavar="A,B", help="axes that vary together (equal lengths)")
+    ap.add_argument("-j", "--jobs", type=int, default=1, help="points executed at once (processes)")
+    ap.add_argument("--quick", action="store_true", default=None, help="set quick=True on every point")
+    ap.add_argument("--skip-failed", action="store_true", help="do not run again the points that failed before")
+    ap.add_argument("--dry-run", action="store_true", help="list the points and their status; run nothing")
+    ap.add_argument("--summary", type=Path, help="also write the summary table here (.csv or .md)")
+    args = ap.parse_args(argv)
+    try:
+        grids = _grids_from_args(args)
+    except GridError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        pts = plan(grids, args.quick)
+        varying = {k for g in grids for k in g.axes}
+        df = pd.DataFrame([{"grid": p.grid, "notebook": Path(p.notebook).name, "point": _label(p, varying),
+                            "status": point_status(p.folder), "folder": str(p.folder)} for p in pts])
+        print(df.to_string(index=False))
+        return 0
+    t0 = time.time()
+    df = run_batch(grids, args.jobs, args.quick, skip_failed=args.skip_failed)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        print(df.drop(columns=["folder"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    n_failed = int((df["status"] == "failed").sum())
+    print(f"[batch] {len(df)} points in {time.time() - t0:.0f} s: "
+          + ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items()))
+    if args.summary:
+        args.summary.parent.mkdir(parents=True, exist_ok=True)
+        if args.summary.suffix == ".csv":
+            df.to_csv(args.summary, index=False)
+        else:
+            write_text(args.summary, df.drop(columns=["folder"]).to_markdown(index=False) + "\n")
+    if n_failed:
+        for _, r in df[df["status"] == "failed"].iterrows():
+            print(f"[batch] FAILED {r['notebook']} {r['point']}: {r['error']} (see {r['folder']}/error.txt)",
+                  file=sys.stderr)
+    return 1 if n_failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
