@@ -123,3 +123,17 @@ def test_detach_stem_stops_gradients_at_the_first_stage():
     assert all(p.grad is not None for p in comp[1].parameters())
     stem = {id(p) for p in comp[0].parameters()}
     assert not any(id(p) in stem for g in net.param_groups(0.01, 0.0) for p in g["params"])
+
+
+@pytest.mark.parametrize("kw,match", [({"seed": "abc"}, "parameter seed='abc' is invalid"),
+                                      ({"seed": -1}, "parameter seed=-1 is invalid"),
+                                      ({"device": "gpu"}, "parameter device='gpu' is invalid"),
+                                      ({"quick": "yes"}, "parameter quick='yes' is invalid")])
+def test_run_arguments_fail_before_any_folder_is_made(tmp_path, kw, match):
+    from wsss_lib.train.amr import run_amr_stage
+    from wsss_lib.train.classifier import run_classifier_stage
+
+    for stage in (run_classifier_stage, run_amr_stage):
+        with pytest.raises(ValueError, match=match):
+            stage(run_dir=str(tmp_path / "run"), progress=False, **kw)
+    assert not (tmp_path / "run").exists()

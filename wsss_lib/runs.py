@@ -123,9 +123,12 @@ def lock_run(path: Path) -> None:
     _FRAMES[-1].append(key)
 
 
-def prepare_run(stage: str, params: dict, run_dir: str | os.PathLike = "") -> Path:
+def prepare_run(stage: str, params: dict, run_dir: str | os.PathLike = "", upstream: dict | None = None) -> Path:
     """Create (or find) the run folder for ``params``, take its lock (inside a stage call) and
     write ``params.json``.
+
+    ``upstream``: name -> folder of the upstream runs (their identities are in ``params``; the
+    folders are recorded under ``paths`` so :func:`upstream_run` finds them).
 
     Raises :class:`RunConflictError` when ``run_dir`` holds a run with other parameters; warns
     (:class:`StaleRunWarning`) when a finished run found there was made by other library code."""
@@ -152,6 +155,7 @@ def prepare_run(stage: str, params: dict, run_dir: str | os.PathLike = "") -> Pa
             print(f"[runs] WARNING: {msg}", file=sys.stderr, flush=True)
         return path
     paths = {k: str(params[k]) for k in PATH_KEYS if k in params}
+    paths.update({k: str(Path(v).resolve()) for k, v in (upstream or {}).items() if v})
     write_json(pfile, {"stage": stage, "params": mine, "paths": paths, "code_digest": code_digest(),
                        "environment": environment_summary()})
     return path
@@ -164,6 +168,34 @@ def run_data_root(run_dir: str | os.PathLike) -> Path:
     if root is None:
         raise ValueError(f"{Path(run_dir) / 'params.json'} names no data_root: not a run folder of this suite")
     return Path(root)
+
+
+def upstream_run(run_dir: str | os.PathLike, name: str) -> Path:
+    """The upstream run ``name`` (e.g. ``"oaa_run"``) that ``run_dir`` was made from: the folder
+    recorded in its ``params.json``, or else the folder named by the upstream's identity under the
+    runs root (a moved checkout). Raises ``FileNotFoundError`` saying what is missing."""
+    pfile = Path(run_dir) / "params.json"
+    info = read_json(pfile)
+    ident = info.get("params", {}).get(name)
+    if not ident:
+        raise FileNotFoundError(f"{pfile} names no upstream run {name!r}")
+    for cand in (info.get("paths", {}).get(name), runs_root() / str(ident)):
+        if cand and (Path(cand) / "params.json").exists() and run_identity(cand) == ident:
+            return Path(cand)
+    raise FileNotFoundError(f"upstream run {name}={ident!r} of {run_dir} is not at "
+                            f"{info.get('paths', {}).get(name)!r} nor under {runs_root()}: run its stage again "
+                            "(same parameters) or point WSSS_RUNS at the runs folder that holds it")
+
+
+def find_run(run: str | os.PathLike) -> Path:
+    """A run given by folder or by identity (``oaa-6d4fc2c452``, looked up under the runs root)."""
+    p = Path(run)
+    if (p / "params.json").exists():
+        return p
+    if (runs_root() / str(run) / "params.json").exists():
+        return runs_root() / str(run)
+    raise FileNotFoundError(f"no run folder {str(run)!r} (neither a folder with params.json nor a run identity "
+                            f"under {runs_root()})")
 
 
 def is_stale(run_dir: str | os.PathLike) -> bool:

@@ -170,14 +170,18 @@ def attention_explorer(snapshots: dict, layout):
     kind = W.ToggleButtons(options=["epoch map", "OAA-MAX", "OAA-AVE", "final CAM"], value="epoch map")
     out = W.Output()
 
+    def present(j) -> list[int]:
+        return [int(c) for c in np.flatnonzero(layout.labels[snapshots["indices"][j]])] or [0]
+
     def classes(*_):
-        i = snapshots["indices"][img_dd.value]
-        cls_dd.options = [(names[c], int(c)) for c in np.flatnonzero(layout.labels[i])] or [(names[0], 0)]
+        opts = present(img_dd.value)
+        cls_dd.options = [(names[c], c) for c in opts]
+        cls_dd.value = opts[0]  # a present class is always selected (never a blank dropdown)
 
     def draw(*_):
         j = img_dd.value
         i = snapshots["indices"][j]
-        c = cls_dd.value if cls_dd.value is not None else 0
+        c = cls_dd.value if cls_dd.value in present(j) else present(j)[0]
         img = layout.load_image(i)
         m = {"epoch map": lambda: maps[ep.value - 1, j, c],
              "OAA-MAX": lambda: snapshots["oaa_max"][j, c].float().numpy(),

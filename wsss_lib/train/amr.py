@@ -112,7 +112,7 @@ class AMRConfig(TrainConfig):
         return self
 
     @classmethod
-    def from_params(cls, quick: bool = False, **overrides) -> "AMRConfig":
+    def from_params(cls, quick: bool = False, seed=0, device="auto", **overrides) -> "AMRConfig":
         """As :meth:`TrainConfig.from_params`, with the preset's values applied under ``overrides``."""
         preset = overrides.get("preset", cls.preset)
         if preset not in PRESETS:
@@ -120,7 +120,7 @@ class AMRConfig(TrainConfig):
         values = dict(PRESETS[preset])
         if values.get("placement") == "bottleneck" and not str(overrides.get("backbone", cls.backbone)).startswith("resnet"):
             values["placement"] = "stage"  # no bottlenecks to put the AMM into
-        return super().from_params(quick=quick, **{**values, **overrides})
+        return super().from_params(quick=quick, seed=seed, device=device, **{**values, **overrides})
 
 
 @stage_entry
@@ -128,7 +128,7 @@ def run_amr_stage(data_root: str = "", run_dir: str = "", seed: int = 0, device:
                   quick: bool = False, progress: bool = True, stop_after_steps: int | None = None,
                   **params) -> Path:
     """Train (or resume, or reuse) an AMR run; returns its folder."""
-    cfg = AMRConfig.from_params(quick=quick, **params)
+    cfg = AMRConfig.from_params(quick=quick, seed=seed, device=device, **params)
     dev = resolve_device(device)
     init_run = official = None
     if cfg.init_from == "auto":
@@ -158,7 +158,7 @@ def run_amr_stage(data_root: str = "", run_dir: str = "", seed: int = 0, device:
     if official is not None:
         all_params["init_from"] = official.name  # the file is identified by its digest, not its path
     out = prepare_run(f"amr-{cfg.variant.replace('+', '_')}" + ("-official-ckpt" if official else ""),
-                      all_params, run_dir)
+                      all_params, run_dir, upstream={"init_run": init_run})
     if is_finished(out):
         return out
     seed_everything(seed)

@@ -93,7 +93,7 @@ def run_classifier_stage(data_root: str = "", run_dir: str = "", seed: int = 0, 
         quick: tiny settings for tests and smoke runs.
         **params: any :class:`ClassifierConfig` field.
     """
-    cfg = ClassifierConfig.from_params(quick=quick, **params)
+    cfg = ClassifierConfig.from_params(quick=quick, seed=seed, device=device, **params)
     root = resolve_data_root(data_root, quick)
     dev = resolve_device(device)
     layout = VOCLayout(root, "train")

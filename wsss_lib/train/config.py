@@ -56,8 +56,10 @@ class TrainConfig:
         return self
 
     @classmethod
-    def from_params(cls, quick: bool = False, **overrides):
-        """Defaults, then the quick-mode settings (if ``quick``), then ``overrides``; validated."""
+    def from_params(cls, quick: bool = False, seed=0, device="auto", **overrides):
+        """Defaults, then the quick-mode settings (if ``quick``), then ``overrides``; validated,
+        together with the run's ``seed`` and ``device`` (before any folder is made)."""
+        check_run_args(seed, device, quick)
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - names)
         if unknown:
@@ -66,3 +68,23 @@ class TrainConfig:
         for k, v in overrides.items():
             setattr(cfg, k, v)
         return cfg.validate()
+
+
+def check_run_args(seed, device, quick=False) -> None:
+    """Validate the arguments every stage takes besides its config (errors name the parameter)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise TrainConfig.invalid("seed", seed, "an integer >= 0")
+    if not isinstance(quick, bool):
+        raise TrainConfig.invalid("quick", quick, "True or False")
+    if device in ("auto", "", None):
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TrainConfig.invalid("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainConfig.invalid("device", device, "'auto' or 'cpu': CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise TrainConfig.invalid("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'")

@@ -76,13 +76,13 @@ def run_oaa_plus_stage(oaa_run: str = "", data_root: str = "", run_dir: str = ""
                        device: str = "auto", quick: bool = False, progress: bool = True,
                        stop_after_steps: int | None = None, **params) -> Path:
     """Train (or resume, or reuse) an OAA+ run on the accumulated maps of ``oaa_run``."""
-    cfg = OAAPlusConfig.from_params(quick=quick, **params)
+    cfg = OAAPlusConfig.from_params(quick=quick, seed=seed, device=device, **params)
     dev = resolve_device(device)
     upstream = resolve_oaa_run(oaa_run, data_root, seed, device, quick, progress)
     root = run_data_root(upstream)
     all_params = {"oaa_run": run_identity(upstream), "data_root": str(root), "data": data_identity(root),
                   "seed": seed, "quick": quick, "device": str(dev), **asdict(cfg)}
-    out = prepare_run(f"oaaplus-{cfg.loss}", all_params, run_dir)
+    out = prepare_run(f"oaaplus-{cfg.loss}", all_params, run_dir, upstream={"oaa_run": upstream})
     if is_finished(out):
         return out
     seed_everything(seed)
