@@ -115,3 +115,20 @@ def test_train_aug_from_sbd(small_voc, tmp_path):
     k = lay.ids.index(extra)
     assert np.flatnonzero(lay.labels[k]).tolist() == [2]
     np.testing.assert_array_equal(lay.load_mask(k), m)
+
+
+def test_check_lists_every_bad_file_before_training(small_voc, tmp_path):
+    """A corrupt JPEG and a mask of the wrong size are both reported at once, before any training,
+    and no run folder is left behind."""
+    from wsss_lib.train.classifier import run_classifier_stage
+
+    lay = VOCLayout(small_voc, "train", label_cache=tmp_path)
+    lay.check()  # a clean split passes (and the pass is remembered)
+    lay.image_path(1).write_bytes(b"\xff\xd8 not really a jpeg")
+    Image.fromarray(np.zeros((40, 48), np.uint8), mode="L").save(lay.mask_path(3))
+    with pytest.raises(DataError, match=r"2 bad file\(s\)(.|\n)*" + f"{lay.ids[1]}.jpg could not be decoded"
+                       + r"(.|\n)*is 48x40 but image"):
+        lay.check()
+    with pytest.raises(DataError, match=r"2 bad file\(s\)"):
+        run_classifier_stage(data_root=str(small_voc), run_dir=str(tmp_path / "run"), quick=True, progress=False)
+    assert not (tmp_path / "run").exists()

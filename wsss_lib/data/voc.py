@@ -184,6 +184,55 @@ class VOCLayout:
     def load_image(self, i: int) -> np.ndarray:
         return load_image(self.image_path(i))
 
+    # -- integrity -----------------------------------------------------------------------------
+    def check(self, masks: bool = True, progress: bool = False) -> None:
+        """Decode every image (and mask) of the split before any training starts; raise one
+        :class:`DataError` that lists *every* bad file (missing, undecodable, mask of another size).
+        A successful check is remembered (keyed by the files' sizes and times), so it costs a
+        ``stat`` per file on later runs."""
+        from tqdm.auto import tqdm
+
+        files = [self.image_path(i) for i in range(len(self))]
+        if masks:
+            files += [p for p in (self.mask_path(i) for i in range(len(self))) if p is not None]
+        stamp = hashlib.sha256()
+        for f in files:
+            try:
+                st = f.stat()
+                stamp.update(f"{f}|{st.st_size}|{st.st_mtime_ns}".encode())
+            except OSError:
+                stamp.update(f"{f}|missing".encode())
+        marker = self._cache_file().with_name(f"checked-{stamp.hexdigest()[:16]}")
+        if marker.exists():
+            return
+        bad: list[str] = []
+        for i in tqdm(range(len(self)), desc=f"checking {self.split}", disable=not progress, leave=False):
+            try:
+                img = self.load_image(i)
+            except DataError as e:
+                bad.append(str(e))
+                continue
+            if not masks:
+                continue
+            try:
+                m = self.load_mask(i)
+            except DataError as e:
+                bad.append(str(e))
+                continue
+            if m is not None and m.shape != img.shape[:2]:
+                bad.append(f"mask {self.mask_path(i)} is {m.shape[1]}x{m.shape[0]} but image {self.image_path(i)} "
+                           f"is {img.shape[1]}x{img.shape[0]}")
+        if bad:
+            shown = "\n  ".join(bad[:20])
+            more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+            raise DataError(f"{len(bad)} bad file(s) in split {self.split!r} of {self.root} (nothing was trained):"
+                            f"\n  {shown}{more}")
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("ok\n")
+        except OSError:
+            pass  # a read-only cache only costs time
+
     # -- labels ------------------------------------------------------------------------------
     def _cache_file(self) -> Path:
         from .synthetic import default_cache_dir

@@ -97,6 +97,7 @@ def run_classifier_stage(data_root: str = "", run_dir: str = "", seed: int = 0, 
     root = resolve_data_root(data_root, quick)
     dev = resolve_device(device)
     layout = VOCLayout(root, "train")
+    layout.check(progress=progress)  # before any folder is made: lists every bad file at once
     all_params = {"data_root": str(root), "data": data_identity(root), "seed": seed, "quick": quick,
                   "device": str(dev), **asdict(cfg)}
     out = prepare_run("oaa", all_params, run_dir)
