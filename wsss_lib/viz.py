@@ -116,11 +116,30 @@ def attention_drift(snapshots: dict, labels: np.ndarray, threshold: float = 0.5)
     return np.array(out)
 
 
+#: how tables and figures name the attention sources (code name -> display name)
+SOURCE_NAMES = {"cam": "CAM", "oaa_max": "OAA-MAX", "oaa_ave": "OAA-AVE", "oaa_plus": "OAA+",
+                "amr_spotlight": "AMR spotlight", "amr_compensation": "AMR compensation"}
+
+
+def display_name(source: str) -> str:
+    """``oaa_max`` -> ``OAA-MAX``, ``amr_xi0.5`` -> ``AMR (xi 0.5)``; unknown names pass through."""
+    if source.startswith("amr_xi"):
+        return f"AMR (xi {source[len('amr_xi'):]})"
+    return SOURCE_NAMES.get(source, source)
+
+
 def sources_figure(layout, sources: dict[str, dict], indices: Sequence[int]) -> "plt.Figure":
-    """Rows of images: the image, each attention source's map of its first class, and the GT."""
+    """Rows of images: the image, each attention source's map of one present class (named at the
+    row's left), and the ground truth; a colour bar for the attention and a legend for the classes."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Patch
+
     names = list(sources)
-    fig, axes = plt.subplots(len(indices), len(names) + 2, figsize=(1.8 * (len(names) + 2), 1.8 * len(indices)),
-                             squeeze=False)
+    ncol = len(names) + 2
+    fig, axes = plt.subplots(len(indices), ncol, figsize=(1.8 * ncol + 0.9, 1.8 * len(indices) + 0.9), squeeze=False)
+    class_names = layout.class_names
+    seen_classes = {0}
     for r, i in enumerate(indices):
         img = layout.load_image(i)
         c = _first_class(layout.labels[i])
@@ -130,15 +149,27 @@ def sources_figure(layout, sources: dict[str, dict], indices: Sequence[int]) -> 
             sel = ((src["slot_image"] == i) & (src["slot_class"] == c)).nonzero().flatten()
             m = src["maps"][int(sel[0])].float().numpy() if sel.numel() else np.zeros((2, 2))
             panels.append(overlay(img, _up(m, img.shape[:2])))
-            titles.append(name)
-        panels.append(colorize_mask(layout.load_mask(i)))
+            titles.append(display_name(name))
+        mask = layout.load_mask(i)
+        seen_classes |= {int(v) for v in np.unique(mask) if v != 255}
+        panels.append(colorize_mask(mask))
         titles.append("ground truth")
         for ax, p, t in zip(axes[r], panels, titles):
             ax.imshow(p)
-            ax.axis("off")
+            ax.set_xticks([])
+            ax.set_yticks([])
             if r == 0:
                 ax.set_title(t, fontsize=8)
-    fig.tight_layout()
+        axes[r, 0].set_ylabel(f"{layout.ids[i]}\nclass: {class_names[c + 1]}", fontsize=7)
+    fig.tight_layout(rect=(0, 0.08, 0.93, 1))
+    cax = fig.add_axes((0.945, 0.2, 0.012, 0.6))
+    cb = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap="jet"), cax=cax)
+    cb.set_label("attention (eq. 2), class named at left", fontsize=7)
+    cb.ax.tick_params(labelsize=6)
+    handles = [Patch(color=_CMAP[k] / 255.0, label=class_names[k]) for k in sorted(seen_classes)]
+    handles.append(Patch(color=_CMAP[255] / 255.0, label="ignore (boundary)"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False,
+               title="ground-truth colours", title_fontsize=7)
     return fig
 
 
