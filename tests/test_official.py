@@ -312,3 +312,20 @@ def test_amr_stage_scores_an_official_checkpoint(tmp_path, quick_voc):
     with pytest.raises(ValueError, match="3 classes.*8 foreground classes"):
         run_amr_stage(run_dir=str(tmp_path / "run3"), init_from=str(tmp_path / "k3.pth"), backbone="resnet50",
                       output_stride=16, quick=True, progress=False)
+
+
+def test_classifier_stage_scores_an_official_oaa_checkpoint(tmp_path, quick_voc):
+    """Notebook 01's ``init_from`` = an official OAA/OAA+ checkpoint: its CAMs scored, nothing trained."""
+    import json
+
+    from wsss_lib.train.classifier import run_classifier_stage
+
+    torch.manual_seed(8)
+    torch.save({"state_dict": OfficialOAAVGG(num_classes=8).state_dict()}, tmp_path / "oaa.pth")
+    run = run_classifier_stage(run_dir=str(tmp_path / "run"), init_from=str(tmp_path / "oaa.pth"), quick=True,
+                               progress=False)
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["train_seconds"] == 0.0 and 0 <= m["cam_miou"] <= 1 and "oaa_max_miou" not in m
+    assert json.loads((run / "params.json").read_text())["params"]["init_from"] == "oaa.pth"
+    with pytest.raises(ValueError, match="parameter init_from='nope.pth'"):
+        run_classifier_stage(run_dir=str(tmp_path / "r2"), init_from="nope.pth", quick=True, progress=False)

@@ -21,7 +21,7 @@ from ..attention import attention_maps, class_scores
 from ..data.transforms import views_to_image_frame
 from ..data.voc import VOCLayout, VOCSegDataset
 from ..evaluation import mean_average_precision
-from ..io import torch_save
+from ..io import file_digest, torch_save
 from ..models.cam import build_cam_net
 from ..runs import data_identity, is_finished, prepare_run, stage_entry, write_metrics
 from .common import dense_source, flat_metrics, infer_attention, save_and_score, training_set
@@ -44,6 +44,7 @@ class ClassifierConfig(TrainConfig):
     last_epoch_fallback: bool = False
     store_size: int = 0  # 0: crop_size / output_stride (the feature map's own resolution)
     n_snapshots: int = 8
+    init_from: str = ""  # an official OAA / OAA+ checkpoint (.pth): score its CAMs, train nothing
 
     QUICK: ClassVar[dict] = {"epochs": 2, "batch_size": 8, "n_snapshots": 4}
 
@@ -52,6 +53,8 @@ class ClassifierConfig(TrainConfig):
         self.check("gate", self.gate in GATES, f"one of {GATES}")
         self.check("gate_start_epoch", self.gate_start_epoch >= 0, "an integer >= 0")
         self.check("store_size", self.store_size >= 0, "an integer >= 0 (0 = automatic)")
+        self.check("init_from", not self.init_from or Path(self.init_from).is_file(),
+                   "empty, or an existing official OAA/OAA+ checkpoint file (.pth)")
         return self
 
 
@@ -100,10 +103,14 @@ def run_classifier_stage(data_root: str = "", run_dir: str = "", seed: int = 0, 
     layout.check(progress=progress)  # before any folder is made: lists every bad file at once
     all_params = {"data_root": str(root), "data": data_identity(root), "seed": seed, "quick": quick,
                   "device": str(dev), **asdict(cfg)}
-    out = prepare_run("oaa", all_params, run_dir)
+    if cfg.init_from:  # identified by the file's digest, not its path
+        all_params.update(init_from=Path(cfg.init_from).name, official_checkpoint_sha256=file_digest(cfg.init_from))
+    out = prepare_run("oaa-official-ckpt" if cfg.init_from else "oaa", all_params, run_dir)
     if is_finished(out):
         return out
     seed_everything(seed)
+    if cfg.init_from:
+        return _score_official_checkpoint(Path(cfg.init_from), cfg, root, layout, out, dev, progress)
     ts = training_set(root, cfg.crop_size, cfg.output_stride, cfg.store_size, layout=layout)
     dataset, crop, size, k = ts.dataset, ts.crop, ts.size, ts.num_classes
     model = build_cam_net(cfg.backbone, k, pretrained=cfg.pretrained, output_stride=cfg.output_stride).to(dev)
@@ -150,6 +157,24 @@ def run_classifier_stage(data_root: str = "", run_dir: str = "", seed: int = 0, 
                "oaa_mean_accepted_updates": float(store.counts.float().mean()),
                "store_megabytes": store.nbytes() / 2**20}
     write_metrics(out, metrics)
+    return out
+
+
+def _score_official_checkpoint(path: Path, cfg: ClassifierConfig, root: Path, layout: VOCLayout, out: Path,
+                               dev, progress: bool) -> Path:
+    """An official OAA classifier or OAA+ model: its CAMs (eq. 2) by our batched inference, scored
+    like a trained run's ``cam`` source (no OAA maps: those exist only while training)."""
+    from ..models.official import load_official_checkpoint
+
+    model = load_official_checkpoint(path, "oaa").to(dev)
+    ts = training_set(root, cfg.crop_size, model.output_stride, cfg.store_size, layout=layout)
+    if model.num_classes != ts.num_classes:
+        raise ValueError(f"init_from={str(path)!r}: the official checkpoint has {model.num_classes} classes, the "
+                         f"data at {root} has {ts.num_classes} foreground classes")
+    t0 = time.perf_counter()
+    cam_maps, _ = infer_attention(model, ts.dataset, ts.size, ts.crop, dev, progress=progress)
+    evals = save_and_score(out, root, {"cam": dense_source(cam_maps, layout)}, {"history": []})
+    write_metrics(out, {**flat_metrics(evals), "train_seconds": 0.0, "eval_seconds": time.perf_counter() - t0})
     return out
 
 
