@@ -65,3 +65,15 @@ def test_stage_lock_is_held_during_the_stage_and_released_after(tmp_path):
     lk = FileLock(str(run / ".lock"))
     lk.acquire(timeout=0.1)  # released when the stage returned
     lk.release()
+
+
+def test_amr_identity_holds_no_path_auto_and_folder_are_one_run(quick_voc):
+    from wsss_lib.train.amr import run_amr_stage
+    from wsss_lib.train.classifier import run_classifier_stage
+
+    up = run_classifier_stage(quick=True, progress=False)
+    a = run_amr_stage(quick=True, progress=False)  # init_from "auto"
+    b = run_amr_stage(quick=True, progress=False, init_from=str(up.resolve()))
+    assert a == b
+    params = json.loads((a / "params.json").read_text())["params"]
+    assert params["init_run"] == run_identity(up) and "/" not in params["init_from"]

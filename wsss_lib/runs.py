@@ -198,11 +198,6 @@ def find_run(run: str | os.PathLike) -> Path:
                             f"under {runs_root()})")
 
 
-def is_stale(run_dir: str | os.PathLike) -> bool:
-    """True when the run was made by other library code than the running one."""
-    return read_json(Path(run_dir) / "params.json").get("code_digest") != code_digest()
-
-
 def is_finished(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / "metrics.json").exists()
 

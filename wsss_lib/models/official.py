@@ -100,14 +100,15 @@ def _amr_to_ours(sd: dict) -> tuple[dict, list[str]]:
             out["spotlight.classifier.weight"] = v
         elif k == "classifier2.weight":
             out["compensation.classifier.weight"] = v
-        elif k.startswith("resnet50."):
-            m = _map_resnet(k[len("resnet50."):], with_amm=False)
-            (out.__setitem__("spotlight." + m, v) if m else unexpected.append(k))
-        elif k.startswith("resnet50_2."):
-            if ".amm." in k:
+        elif k.startswith(("resnet50.", "resnet50_2.")):
+            branch, rest = k.split(".", 1)
+            if branch == "resnet50_2" and ".amm." in k:  # mapped above, with its AMM
                 continue
-            m = _map_resnet(k[len("resnet50_2."):], with_amm=True)
-            (out.__setitem__("compensation." + m, v) if m else unexpected.append(k))
+            m = _map_resnet(rest, with_amm=branch == "resnet50_2")
+            if m is None:
+                unexpected.append(k)
+            else:
+                out[("compensation." if branch == "resnet50_2" else "spotlight.") + m] = v
         else:
             unexpected.append(k)
     return out, unexpected

@@ -155,8 +155,9 @@ def run_amr_stage(data_root: str = "", run_dir: str = "", seed: int = 0, device:
                   "device": str(dev), "init_run": run_identity(init_run) if init_run else "",
                   "official_checkpoint_sha256": file_digest(official) if official else "",
                   **{k: v for k, v in asdict(cfg).items() if k not in ("xi", "xi_main")}}
-    if official is not None:
-        all_params["init_from"] = official.name  # the file is identified by its digest, not its path
+    # init_from is identified by what it names (the upstream run's identity, or the checkpoint's
+    # digest), never by a path: "auto" and the same run's folder are one run
+    all_params["init_from"] = official.name if official is not None else ("run" if init_run else "")
     out = prepare_run(f"amr-{cfg.variant.replace('+', '_')}" + ("-official-ckpt" if official else ""),
                       all_params, run_dir, upstream={"init_run": init_run})
     if is_finished(out):

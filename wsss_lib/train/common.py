@@ -28,8 +28,9 @@ class TrainingSet:
 
 def training_set(root: Path, crop_size: int, output_stride: int, store_size: int = 0,
                  layout: VOCLayout | None = None) -> TrainingSet:
-    layout = layout or VOCLayout(root, "train")
-    layout.check()  # every image decodes and every mask fits it, before any training (lists all bad files)
+    if layout is None:  # a layout passed in was checked by its stage already
+        layout = VOCLayout(root, "train")
+        layout.check()  # every image decodes and every mask fits it, before any training (lists all bad files)
     dataset = VOCSegDataset(layout, with_mask=False, cache_in_memory=len(layout) <= 20000)
     h0, w0 = dataset[0]["image"].shape[1:]
     crop = crop_size or int(max(h0, w0))
