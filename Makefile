@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.wsss-installed
 
-# Extra arguments for the main job, e.g. `make run ARGS="--seeds 0 1 2"`.
+# Extra arguments for the main job, e.g. `make run ARGS="-j 1"` or `make run ARGS="--quick"`.
 ARGS ?=
 
 .PHONY: run test env clean-runs
@@ -22,9 +22,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $(STAMP)
 
-# Command 1: the whole pipeline on the embedded benchmark; tables and figures land in reports/.
+# Command 1: the main job on the embedded benchmark: the grids of notebooks/grids/ through the batch
+# runner (2 points at a time), then notebook 07 renders the tables and figures into reports/.
 run: $(STAMP)
-	$(BIN)/python -m wsss_lib.pipeline $(ARGS)
+	$(BIN)/python -m wsss_lib.main $(ARGS)
 
 # Command 2: the whole test suite: unit and integration tests (pytest) and every notebook (nbval),
 # notebooks in quick mode (WSSS_QUICK=1).

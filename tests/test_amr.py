@@ -96,7 +96,7 @@ def test_xi_mix_equals_the_formula():
 
 
 def test_official_preset_resolves_and_explicit_parameters_win():
-    from wsss_lib.train.amr import AMRConfig
+    from wsss_lib.stages.amr import AMRConfig
 
     c = AMRConfig.from_params(preset="official")
     assert (c.amm_form, c.cps_maps, c.w_cps, c.detach_stem, c.freeze_spotlight) == ("official", "raw", 0.05, True, True)
@@ -130,8 +130,8 @@ def test_detach_stem_stops_gradients_at_the_first_stage():
                                       ({"device": "gpu"}, "parameter device='gpu' is invalid"),
                                       ({"quick": "yes"}, "parameter quick='yes' is invalid")])
 def test_run_arguments_fail_before_any_folder_is_made(tmp_path, kw, match):
-    from wsss_lib.train.amr import run_amr_stage
-    from wsss_lib.train.classifier import run_classifier_stage
+    from wsss_lib.stages.amr import run_amr_stage
+    from wsss_lib.stages.classifier import run_classifier_stage
 
     for stage in (run_classifier_stage, run_amr_stage):
         with pytest.raises(ValueError, match=match):

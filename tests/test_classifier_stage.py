@@ -8,7 +8,7 @@ import torch
 from wsss_lib.attention_io import load_attention
 from wsss_lib.data.voc import DataError
 from wsss_lib.runs import RunConflictError
-from wsss_lib.train.classifier import run_classifier_stage
+from wsss_lib.stages.classifier import run_classifier_stage
 from wsss_lib.train.engine import TrainingInterrupted
 
 SMALL = dict(quick=True, progress=False, epochs=3, batch_size=8)

@@ -66,21 +66,21 @@ def test_store_first_init_max_and_ave_count_accepted_updates_only():
     A1 = torch.tensor([[[[0.2, 0.8]], [[0, 0]]], [[[1.0, 0.0]], [[0.4, 0.4]]]])
     assert _upd(st, A1, good) == 3
     # first accepted map initializes both MAX and AVE
-    torch.testing.assert_close(st.max_maps, torch.tensor([[[0.2, 0.8]], [[1.0, 0.0]], [[0.4, 0.4]]]))
-    torch.testing.assert_close(st.ave_maps, st.max_maps)
+    torch.testing.assert_close(st.maps["max"], torch.tensor([[[0.2, 0.8]], [[1.0, 0.0]], [[0.4, 0.4]]]))
+    torch.testing.assert_close(st.maps["ave"], st.maps["max"])
     # epoch 2: image 'a' class 0 is rejected (a non-target scores higher) -> unchanged, not counted
     bad_a = torch.tensor([[0.0, 9.0], [5.0, 5.0]])
     A2 = torch.tensor([[[[0.9, 0.9]], [[0, 0]]], [[[0.0, 0.6]], [[1.0, 0.0]]]])
     assert _upd(st, A2, bad_a, epoch=1) == 2
     assert st.counts.tolist() == [1, 2, 2]
-    torch.testing.assert_close(st.max_maps[0], torch.tensor([[0.2, 0.8]]))
-    torch.testing.assert_close(st.max_maps[1], torch.tensor([[1.0, 0.6]]))
-    torch.testing.assert_close(st.ave_maps[1], torch.tensor([[0.5, 0.3]]))  # (1*[1,0] + [0,.6]) / 2
-    torch.testing.assert_close(st.ave_maps[2], torch.tensor([[0.7, 0.2]]))
+    torch.testing.assert_close(st.maps["max"][0], torch.tensor([[0.2, 0.8]]))
+    torch.testing.assert_close(st.maps["max"][1], torch.tensor([[1.0, 0.6]]))
+    torch.testing.assert_close(st.maps["ave"][1], torch.tensor([[0.5, 0.3]]))  # (1*[1,0] + [0,.6]) / 2
+    torch.testing.assert_close(st.maps["ave"][2], torch.tensor([[0.7, 0.2]]))
     # epoch 3 on 'b' class 1: t = 3 (accepted updates), not 3 epochs by coincidence only
     A3 = torch.tensor([[[[0.0, 0.0]], [[0.1, 0.9]]]])
     _upd(st, A3, torch.tensor([[5.0, 5.0]]), epoch=2, idx=(1,))
-    torch.testing.assert_close(st.ave_maps[2], torch.tensor([[0.5, 1.3 / 3]]))  # (2*[.7,.2] + [.1,.9]) / 3
+    torch.testing.assert_close(st.maps["ave"][2], torch.tensor([[0.5, 1.3 / 3]]))  # (2*[.7,.2] + [.1,.9]) / 3
 
 
 def test_store_start_epoch_and_last_epoch_fallback():
@@ -91,11 +91,11 @@ def test_store_start_epoch_and_last_epoch_fallback():
     # last epoch, 'a' rejected -> fallback writes the current map; 'b' accepted normally
     assert _upd(st, A, torch.tensor([[0.0, 9.0], [5.0, 5.0]]), epoch=1, last=True) == 2
     assert st.fallback.tolist() == [True, False, False]
-    torch.testing.assert_close(st.max_maps[0], torch.tensor([[0.3, 0.7]]))
+    torch.testing.assert_close(st.maps["max"][0], torch.tensor([[0.3, 0.7]]))
     assert st.counts.tolist() == [0, 1, 1]
     st2 = _store(gate="paper")
     _upd(st2, A, torch.tensor([[0.0, 9.0], [5.0, 5.0]]), epoch=1, last=True)
-    assert st2.max_maps[0].abs().sum() == 0  # no fallback unless asked
+    assert st2.maps["max"][0].abs().sum() == 0  # no fallback unless asked
 
 
 def test_store_partial_view_keeps_unseen_pixels():
@@ -105,8 +105,8 @@ def test_store_partial_view_keeps_unseen_pixels():
     valid = torch.tensor([[[[True, False]]], [[[True, False]]]])
     A2 = torch.ones(2, 2, 1, 2)
     _upd(st, A2, torch.zeros(2, 2), valid=valid)
-    torch.testing.assert_close(st.max_maps[0], torch.tensor([[1.0, 0.4]]))
-    torch.testing.assert_close(st.ave_maps[0], torch.tensor([[0.7, 0.4]]))
+    torch.testing.assert_close(st.maps["max"][0], torch.tensor([[1.0, 0.4]]))
+    torch.testing.assert_close(st.maps["ave"][0], torch.tensor([[0.7, 0.4]]))
 
 
 def test_store_state_dict_roundtrip():
@@ -114,7 +114,7 @@ def test_store_state_dict_roundtrip():
     _upd(st, torch.rand(2, 2, 1, 2), torch.tensor([[5.0, 0.0], [5.0, 5.0]]))
     st2 = _store()
     st2.load_state_dict(st.state_dict())
-    assert torch.equal(st2.max_maps, st.max_maps) and torch.equal(st2.counts, st.counts)
+    assert torch.equal(st2.maps["max"], st.maps["max"]) and torch.equal(st2.counts, st.counts)
     with pytest.raises(ValueError, match="other images"):
         OAAStore(["x", "y"], torch.tensor([[1, 0], [1, 1]]), (1, 2)).load_state_dict(st.state_dict())
 
@@ -128,14 +128,14 @@ def test_eq10_ave_per_pixel_under_a_partial_view():
     st.update(torch.tensor([0]), crop, left, torch.zeros(1, 1), torch.tensor([[1]]), 0)
     full = torch.tensor([[[[0.4, 0.5, 0.6, 0.6]]]])
     st.update(torch.tensor([0]), full, None, torch.zeros(1, 1), torch.tensor([[1]]), 1)
-    torch.testing.assert_close(st.ave_maps[0], torch.tensor([[0.4, 0.5, 0.6, 0.6]]))
-    torch.testing.assert_close(st.max_maps[0], torch.tensor([[0.4, 0.5, 0.6, 0.6]]))
+    torch.testing.assert_close(st.maps["ave"][0], torch.tensor([[0.4, 0.5, 0.6, 0.6]]))
+    torch.testing.assert_close(st.maps["max"][0], torch.tensor([[0.4, 0.5, 0.6, 0.6]]))
     assert st.pixel_counts[0].tolist() == [[2, 2, 1, 1]] and st.counts.tolist() == [2]
     # a third, right-half view averages only where it looked: (1*0.6 + 0.0) / 2 = 0.3 at pixel 3
     right = torch.tensor([[[[False, False, True, True]]]])
     st.update(torch.tensor([0]), torch.tensor([[[[9.0, 9.0, 0.6, 0.0]]]]), right, torch.zeros(1, 1),
               torch.tensor([[1]]), 2)
-    torch.testing.assert_close(st.ave_maps[0], torch.tensor([[0.4, 0.5, 0.6, 0.3]]))
+    torch.testing.assert_close(st.maps["ave"][0], torch.tensor([[0.4, 0.5, 0.6, 0.3]]))
     st2 = OAAStore(["a"], torch.tensor([[1]]), (1, 4))
     st2.load_state_dict(st.state_dict())
     assert torch.equal(st2.pixel_counts, st.pixel_counts)

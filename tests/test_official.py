@@ -297,7 +297,7 @@ def test_amr_stage_scores_an_official_checkpoint(tmp_path, quick_voc):
     """``init_from`` = an official AMR checkpoint: no training, our batched inference, metrics."""
     import json
 
-    from wsss_lib.train.amr import run_amr_stage
+    from wsss_lib.stages.amr import run_amr_stage
 
     torch.manual_seed(7)
     net = OfficialAMRNet(num_classes=8)  # the quick benchmark's 8 classes
@@ -318,7 +318,7 @@ def test_classifier_stage_scores_an_official_oaa_checkpoint(tmp_path, quick_voc)
     """Notebook 01's ``init_from`` = an official OAA/OAA+ checkpoint: its CAMs scored, nothing trained."""
     import json
 
-    from wsss_lib.train.classifier import run_classifier_stage
+    from wsss_lib.stages.classifier import run_classifier_stage
 
     torch.manual_seed(8)
     torch.save({"state_dict": OfficialOAAVGG(num_classes=8).state_dict()}, tmp_path / "oaa.pth")

@@ -68,8 +68,8 @@ def test_stage_lock_is_held_during_the_stage_and_released_after(tmp_path):
 
 
 def test_amr_identity_holds_no_path_auto_and_folder_are_one_run(quick_voc):
-    from wsss_lib.train.amr import run_amr_stage
-    from wsss_lib.train.classifier import run_classifier_stage
+    from wsss_lib.stages.amr import run_amr_stage
+    from wsss_lib.stages.classifier import run_classifier_stage
 
     up = run_classifier_stage(quick=True, progress=False)
     a = run_amr_stage(quick=True, progress=False)  # init_from "auto"

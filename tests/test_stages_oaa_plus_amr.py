@@ -9,9 +9,9 @@ import torch
 from wsss_lib.attention import attention_maps, multiscale_attention
 from wsss_lib.attention_io import load_attention
 from wsss_lib.models.cam import build_cam_net
-from wsss_lib.train.amr import run_amr_stage
-from wsss_lib.train.classifier import run_classifier_stage
-from wsss_lib.train.oaa_plus import SoftLabels, run_oaa_plus_stage
+from wsss_lib.stages.amr import run_amr_stage
+from wsss_lib.stages.classifier import run_classifier_stage
+from wsss_lib.stages.oaa_plus import SoftLabels, run_oaa_plus_stage
 
 Q = dict(quick=True, progress=False)
 
@@ -44,7 +44,7 @@ def test_oaa_plus_stage(tmp_path, oaa_run, loss):
 def test_oaa_plus_bad_inputs(tmp_path, oaa_run):
     with pytest.raises(ValueError, match="loss='bce' is invalid"):
         run_oaa_plus_stage(oaa_run=str(oaa_run), loss="bce", **Q)
-    with pytest.raises(FileNotFoundError, match="not a finished classifier"):
+    with pytest.raises(FileNotFoundError, match="expected a finished classifier run"):
         run_oaa_plus_stage(oaa_run=str(tmp_path), **Q)
 
 
@@ -68,7 +68,7 @@ def test_amr_bad_parameters():
         run_amr_stage(variant="AMR++", **Q)
     with pytest.raises(ValueError, match="freeze_spotlight=True is invalid"):
         run_amr_stage(init_from="", freeze_spotlight=True, **Q)
-    with pytest.raises(FileNotFoundError, match="neither an official AMR checkpoint file nor a run folder"):
+    with pytest.raises(FileNotFoundError, match="expected a finished classifier run.*or an official AMR checkpoint file"):
         run_amr_stage(init_from="/nonexistent", **Q)
 
 

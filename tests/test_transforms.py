@@ -54,7 +54,7 @@ def test_a_blob_seen_in_a_flipped_crop_fuses_at_its_image_position():
     back, valid = views_to_image_frame(view_att, geo, (16, 16))
     st = OAAStore(["x"], torch.tensor([[1]]), (16, 16), gate="all")
     st.update(torch.tensor([0]), back, valid, torch.zeros(1, 1), torch.tensor([[1]]), epoch=0)
-    m = st.max_maps[0]
+    m = st.maps["max"][0]
     assert m[2:6, 10:14].mean() > 0.8
     assert m[obj[0, 0] == 0].max() < 0.6 and m[obj[0, 0] == 0].mean() < 0.05
 

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from wsss_lib.data import VOCLayout
-from wsss_lib.train.classifier import run_classifier_stage
+from wsss_lib.stages.classifier import run_classifier_stage
 
 
 def test_explorer_selects_a_present_class_for_every_image(tmp_path, quick_voc):

@@ -120,7 +120,7 @@ def test_train_aug_from_sbd(small_voc, tmp_path):
 def test_check_lists_every_bad_file_before_training(small_voc, tmp_path):
     """A corrupt JPEG and a mask of the wrong size are both reported at once, before any training,
     and no run folder is left behind."""
-    from wsss_lib.train.classifier import run_classifier_stage
+    from wsss_lib.stages.classifier import run_classifier_stage
 
     lay = VOCLayout(small_voc, "train", label_cache=tmp_path)
     lay.check()  # a clean split passes (and the pass is remembered)

@@ -19,7 +19,9 @@ Gates, deciding whether an (image, target class) attention map is accumulated at
 The official code also starts accumulating at the second epoch (``start_epoch=1`` here) and at the
 last epoch writes the current map for pairs never accumulated (``last_epoch_fallback=True``).
 
-Both MAX and AVE are maintained in one run, so one training yields CAM, OAA-MAX and OAA-AVE. Maps
+Fusions live in a registry (:data:`FUSIONS`, like :data:`GATE_FUNCTIONS` for gates); the store
+maintains every registered fusion in one run, so one training yields CAM, OAA-MAX and OAA-AVE, and
+the attention-source names (``oaa_max``, ``oaa_ave``) derive from it (:data:`FUSION_SOURCES`). Maps
 live as tensors on the training device (no file I/O in the training step), in the *image frame*
 (views are mapped back by :func:`wsss_lib.data.transforms.views_to_image_frame` first), keyed by
 image id, and go into the checkpoint via :meth:`OAAStore.state_dict`.
@@ -27,6 +29,7 @@ image id, and go into the checkpoint via :meth:`OAAStore.state_dict`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -73,6 +76,54 @@ GATE_FUNCTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] 
     "paper": gate_paper, "topk": gate_topk, "all": gate_all}
 
 
+def update_max(M: torch.Tensor, A: torch.Tensor, V: torch.Tensor, first: torch.Tensor,
+               t: torch.Tensor) -> torch.Tensor:
+    """A store update by eq. 5: the first accepted view initializes (pixels it missed start at 0,
+    and ``A >= 0`` later); later views fuse the pixels they saw."""
+    return torch.where(first, A * V, torch.where(V, fuse_max(M, A), M))
+
+
+def update_ave(M: torch.Tensor, A: torch.Tensor, V: torch.Tensor, first: torch.Tensor,
+               t: torch.Tensor) -> torch.Tensor:
+    """A store update by eq. 10 with ``t`` per pixel (the first view that saw a pixel initializes it)."""
+    return torch.where(V, fuse_ave(M, A, t.clamp_min(1)), M)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """A fusion strategy of the OAA store: how an accepted map enters the accumulated one.
+
+    ``update(M, A, V, first, t)``: stored maps ``M``, new attention ``A`` (both ``S x H x W``), the
+    pixels the view saw ``V``, ``first`` (``S x 1 x 1``: the pair's first accepted update) and the
+    per-pixel update index ``t``. The attention source it yields is named ``oaa_<name>``."""
+
+    name: str
+    label: str  # as tables and figures show it
+    equation: str
+    update: Callable[..., torch.Tensor]
+
+    @property
+    def source(self) -> str:
+        return f"oaa_{self.name}"
+
+
+#: the fusion strategies every classifier run maintains side by side (one run yields all of them)
+FUSIONS: dict[str, Fusion] = {
+    "max": Fusion("max", "OAA-MAX", "OAA eq. 5", update_max),
+    "ave": Fusion("ave", "OAA-AVE", "OAA eq. 10", update_ave),
+}
+#: attention-source name -> label, for every fusion (``oaa_max`` -> ``OAA-MAX``)
+FUSION_SOURCES: dict[str, str] = {f.source: f.label for f in FUSIONS.values()}
+
+
+def fusion_of_source(source: str) -> Fusion:
+    """The fusion behind an attention-source name (``oaa_max`` -> ``FUSIONS["max"]``)."""
+    for f in FUSIONS.values():
+        if f.source == source:
+            return f
+    raise KeyError(f"{source!r} is not an OAA fusion source (known: {', '.join(FUSION_SOURCES)})")
+
+
 class OAAStore:
     """Accumulated maps for every (image, present class) pair of a training set.
 
@@ -106,8 +157,8 @@ class OAAStore:
         slot_of[pairs[:, 0], pairs[:, 1]] = torch.arange(len(pairs))
         self.slot_of = slot_of.to(device)
         s = len(pairs)
-        self.max_maps = torch.zeros((s, *self.size), dtype=dtype, device=device)
-        self.ave_maps = torch.zeros((s, *self.size), dtype=dtype, device=device)
+        #: fusion name -> ``S x H x W`` accumulated maps (one per :data:`FUSIONS` entry)
+        self.maps = {name: torch.zeros((s, *self.size), dtype=dtype, device=device) for name in FUSIONS}
         self.counts = torch.zeros(s, dtype=torch.int32, device=device)  # accepted updates per slot
         # eq. 10 per pixel: accepted views that saw each pixel (int16: up to 32767 updates)
         self.pixel_counts = torch.zeros((s, *self.size), dtype=torch.int16, device=device)
@@ -118,9 +169,13 @@ class OAAStore:
         return int(self.slot_image.numel())
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.max_maps, self.ave_maps, self.counts, self.pixel_counts,
+        return sum(t.numel() * t.element_size() for t in (*self.maps.values(), self.counts, self.pixel_counts,
                                                             self.fallback, self.slot_image, self.slot_class,
                                                             self.slot_of))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(iter(self.maps.values())).dtype
 
     @torch.no_grad()
     def update(self, indices: torch.Tensor, attention: torch.Tensor, valid: torch.Tensor | None,
@@ -144,15 +199,12 @@ class OAAStore:
         n = 0
         if b_idx.numel():
             slots = self.slot_of[indices[b_idx], c_idx]
-            A = attention[b_idx, c_idx].to(self.max_maps.dtype)
+            A = attention[b_idx, c_idx].to(self.dtype)
             V = valid[b_idx, 0]
             first = (self.counts[slots] == 0).view(-1, 1, 1)
-            M_max, M_ave = self.max_maps[slots], self.ave_maps[slots]
-            # MAX: a first update initializes; pixels the view missed start at 0 (A >= 0 later)
-            self.max_maps[slots] = torch.where(first, A * V, torch.where(V, fuse_max(M_max, A), M_max))
-            # AVE: eq. 10 with t per pixel; t = 1 (first view that saw the pixel) initializes it
-            t = self.pixel_counts[slots] + V.to(self.pixel_counts.dtype)
-            self.ave_maps[slots] = torch.where(V, fuse_ave(M_ave, A, t.clamp_min(1)), M_ave)
+            t = self.pixel_counts[slots] + V.to(self.pixel_counts.dtype)  # eq. 10's t, per pixel
+            for name, fusion in FUSIONS.items():
+                self.maps[name][slots] = fusion.update(self.maps[name][slots], A, V, first, t)
             self.pixel_counts[slots] = t
             self.counts[slots] += 1
             self.fallback[slots] = False
@@ -164,9 +216,9 @@ class OAAStore:
                 slots = self.slot_of[indices[fb], fc]
                 never = self.counts[slots] == 0
                 slots, fb, fc = slots[never], fb[never], fc[never]
-                A = attention[fb, fc].to(self.max_maps.dtype) * valid[fb, 0]
-                self.max_maps[slots] = A
-                self.ave_maps[slots] = A
+                A = attention[fb, fc].to(self.dtype) * valid[fb, 0]
+                for maps in self.maps.values():
+                    maps[slots] = A
                 self.pixel_counts[slots] = valid[fb, 0].to(self.pixel_counts.dtype)
                 self.fallback[slots] = True
         return n
@@ -176,7 +228,7 @@ class OAAStore:
         return {"image_ids": self.image_ids, "size": self.size, "gate": self.gate,
                 "start_epoch": self.start_epoch, "last_epoch_fallback": self.last_epoch_fallback,
                 "slot_image": self.slot_image.cpu(), "slot_class": self.slot_class.cpu(),
-                "max_maps": self.max_maps.cpu(), "ave_maps": self.ave_maps.cpu(),
+                **{f"{name}_maps": maps.cpu() for name, maps in self.maps.items()},
                 "counts": self.counts.cpu(), "pixel_counts": self.pixel_counts.cpu(),
                 "fallback": self.fallback.cpu()}
 
@@ -186,18 +238,24 @@ class OAAStore:
         if not (torch.equal(sd["slot_image"], self.slot_image.cpu())
                 and torch.equal(sd["slot_class"], self.slot_class.cpu())):
             raise ValueError("OAA store checkpoint has other (image, class) pairs than this training set")
-        dev = self.max_maps.device
+        dev = self.counts.device
         if "pixel_counts" not in sd:
             raise ValueError("OAA store checkpoint predates per-pixel AVE counts (OAA eq. 10 per pixel); "
                              "start this run again in a new run folder")
-        for name in ("max_maps", "ave_maps", "counts", "pixel_counts", "fallback"):
+        missing = [f"{name}_maps" for name in FUSIONS if f"{name}_maps" not in sd]
+        if missing:
+            raise ValueError(f"OAA store checkpoint has no {missing[0]} (fusions: {', '.join(FUSIONS)}); "
+                             "start this run again in a new run folder")
+        self.maps = {name: sd[f"{name}_maps"].to(dev) for name in FUSIONS}
+        for name in ("counts", "pixel_counts", "fallback"):
             setattr(self, name, sd[name].to(dev))
 
-    def attention_source(self, kind: str) -> dict:
-        """The store's maps in the run's attention format (see :mod:`wsss_lib.attention_io`)."""
-        if kind not in ("max", "ave"):
-            raise ValueError(f"kind must be 'max' or 'ave', got {kind!r}")
-        maps = self.max_maps if kind == "max" else self.ave_maps
+    def attention_source(self, fusion: str) -> dict:
+        """The maps of one fusion (a :data:`FUSIONS` name) in the run's attention format (see
+        :mod:`wsss_lib.attention_io`)."""
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        maps = self.maps[fusion]
         return {"image_ids": self.image_ids, "slot_image": self.slot_image.cpu(),
                 "slot_class": self.slot_class.cpu(), "maps": maps.detach().cpu().float(),
                 "counts": self.counts.cpu(), "frame": "image"}

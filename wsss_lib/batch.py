@@ -52,13 +52,13 @@ import pandas as pd
 from .io import read_json, write_json, write_text
 from .runs import runs_root
 
-#: the metrics the final table shows per notebook (every metric is in the point's metrics.json)
-MAIN_METRICS = {
-    "01_train_classifier_oaa.ipynb": ("cam_miou", "oaa_ave_miou", "oaa_max_miou", "cls_mAP_val"),
-    "02_attention_evolution.ipynb": ("drift_iou_mean",),
-    "03_train_oaa_plus.ipynb": ("oaa_plus_miou",),
-    "04_train_amr.ipynb": ("amr_miou_at_xi_main", "amr_compensation_miou", "amr_spotlight_miou"),
-}
+def main_metrics(notebook: str) -> tuple[str, ...] | None:
+    """The metrics the final table shows for a notebook: its stage's ``main_metrics`` (every
+    metric is in the point's metrics.json); ``None`` for a notebook that runs no stage."""
+    from .stages import stage_of_notebook
+
+    st = stage_of_notebook(notebook)
+    return st.main_metrics if st is not None else None
 
 
 class GridError(ValueError):
@@ -261,6 +261,9 @@ def run_batch(grids: list[Grid], jobs: int = 1, quick: bool | None = None, root:
     points = plan(grids, quick, root)
     varying = {k for g in grids for k in g.axes}
     results: dict[int, dict] = {}
+    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # the points' kernels share the cores instead of each taking all of them
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     bar = tqdm(total=len(points), desc="batch", unit="point", disable=not progress)
     if jobs <= 1:
         for i, pt in enumerate(points):
@@ -286,7 +289,7 @@ def run_batch(grids: list[Grid], jobs: int = 1, quick: bool | None = None, root:
                "seconds": round(r["seconds"], 1)}
         mfile = pt.folder / "metrics.json"
         metrics = read_json(mfile) if mfile.exists() and r["status"] != "failed" else {}
-        for key in MAIN_METRICS.get(Path(pt.notebook).name, tuple(metrics)[:4]):
+        for key in main_metrics(pt.notebook) or tuple(metrics)[:4]:
             if key in metrics:
                 row[key] = metrics[key]
         row["error"] = r.get("error", "")

@@ -9,6 +9,7 @@ from typing import Sequence
 import matplotlib.pyplot as plt  # matplotlib picks a headless backend when there is no display
 import numpy as np
 
+from .accumulation import FUSION_SOURCES
 from .data.synthetic import voc_colormap
 from .io import atomic_path
 
@@ -117,7 +118,8 @@ def attention_drift(snapshots: dict, labels: np.ndarray, threshold: float = 0.5)
 
 
 #: how tables and figures name the attention sources (code name -> display name)
-SOURCE_NAMES = {"cam": "CAM", "oaa_max": "OAA-MAX", "oaa_ave": "OAA-AVE", "oaa_plus": "OAA+",
+#: (the OAA fusions' names come from their registry, :data:`wsss_lib.accumulation.FUSIONS`)
+SOURCE_NAMES = {"cam": "CAM", **FUSION_SOURCES, "oaa_plus": "OAA+",
                 "amr_spotlight": "AMR spotlight", "amr_compensation": "AMR compensation"}
 
 

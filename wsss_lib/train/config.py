@@ -1,18 +1,85 @@
-"""The hyper-parameters every training stage shares, their checks, and quick-mode overrides."""
+"""Stage configurations: the base every stage's config derives from (defaults, quick settings,
+validation whose errors name the parameter), the training hyper-parameters every training stage
+shares, and the one place that resolves ``quick``."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from ..data.transforms import AUGMENTATIONS
 from ..models.backbones import BACKBONES
-from .engine import SCHEDULES
+from .engine import SCHEDULES, LoopConfig
+
+#: the environment variable that forces quick mode (the test suite sets it to 1)
+QUICK_ENV = "WSSS_QUICK"
+
+
+def resolve_quick(quick=False, announce: bool = False) -> bool:
+    """The one place that decides quick mode: the ``quick`` parameter, or ``WSSS_QUICK=1`` in the
+    environment (which forces it). With ``announce``, say so (notebooks print it)."""
+    if not isinstance(quick, bool) and quick not in (0, 1):
+        raise StageConfig.invalid("quick", quick, "True or False")
+    forced = os.environ.get(QUICK_ENV, "0") == "1"
+    on = bool(quick) or forced
+    if on and announce:
+        print("quick mode: tiny benchmark and tiny settings (numbers are a smoke test, not results)"
+              + (f" (forced by {QUICK_ENV}=1)" if forced and not quick else ""))
+    return on
 
 
 @dataclass
-class TrainConfig:
-    """Optimization and data settings common to all stages (defaults: embedded benchmark, CPU)."""
+class StageConfig:
+    """The base of every stage's config: a dataclass of the stage's own parameters (its defaults),
+    ``QUICK`` (the values quick mode sets), and :meth:`validate` (errors name the parameter)."""
+
+    QUICK: ClassVar[dict] = {}
+
+    @staticmethod
+    def invalid(name: str, value, expected: str) -> ValueError:
+        return ValueError(f"parameter {name}={value!r} is invalid: expected {expected}")
+
+    def check(self, name: str, ok: bool, expected: str) -> None:
+        if not ok:
+            raise self.invalid(name, getattr(self, name), expected)
+
+    def check_int(self, name: str, minimum: int = 0) -> None:
+        v = getattr(self, name)
+        self.check(name, isinstance(v, int) and not isinstance(v, bool) and v >= minimum, f"an integer >= {minimum}")
+
+    def check_number(self, name: str, lo: float, hi: float, closed_hi: bool = True) -> None:
+        v = getattr(self, name)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v and (v <= hi if closed_hi else v < hi)
+        self.check(name, ok, f"a number in [{lo}, {hi}{']' if closed_hi else ')'}")
+
+    def validate(self):
+        return self
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_params(cls, quick: bool = False, seed=0, device="auto", **overrides):
+        """Defaults, then the quick-mode settings (if ``quick``), then ``overrides`` (``None`` = the
+        default); validated, together with the run's ``seed`` and ``device`` (before any folder is
+        made). Unknown names are refused, listing the known ones."""
+        check_run_args(seed, device, quick)
+        names = set(cls.field_names())
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
+        cfg = cls(**(cls.QUICK if quick else {}))
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(cfg, k, v)
+        return cfg.validate()
+
+
+@dataclass
+class TrainConfig(StageConfig):
+    """Optimization and data settings common to all training stages (defaults: embedded benchmark, CPU)."""
 
     backbone: str = "tiny"
     pretrained: bool = False
@@ -32,50 +99,42 @@ class TrainConfig:
 
     QUICK: ClassVar[dict] = {"epochs": 2, "batch_size": 8}
 
-    @staticmethod
-    def invalid(name: str, value, expected: str) -> ValueError:
-        return ValueError(f"parameter {name}={value!r} is invalid: expected {expected}")
-
-    def check(self, name: str, ok: bool, expected: str) -> None:
-        if not ok:
-            raise self.invalid(name, getattr(self, name), expected)
+    def loop(self, seed: int, crop_size: int) -> LoopConfig:
+        """The training engine's settings for this config."""
+        return LoopConfig(self.epochs, self.batch_size, seed, crop_size, self.augment, self.scale_range,
+                          self.num_workers, self.checkpoint_every, self.amp)
 
     def validate(self):
         self.check("backbone", self.backbone in BACKBONES, f"one of {', '.join(BACKBONES)}")
+        self.check("pretrained", isinstance(self.pretrained, bool), "True or False")
         self.check("output_stride", self.output_stride in (8, 16), "8 or 16")
-        for name in ("epochs", "batch_size"):
+        self.check_int("epochs", 1)
+        self.check_int("batch_size", 1)
+        self.check_int("crop_size")  # 0 = automatic
+        self.check_int("checkpoint_every")
+        self.check_int("num_workers")
+        for name in ("lr", "momentum", "weight_decay"):
             v = getattr(self, name)
-            self.check(name, isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1")
-        self.check("lr", isinstance(self.lr, (int, float)) and self.lr > 0, "a number > 0")
+            self.check(name, isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                       and (v > 0 or name != "lr"), "a number > 0" if name == "lr" else "a number >= 0")
         self.check("schedule", self.schedule in SCHEDULES, f"one of {sorted(SCHEDULES)}")
         self.check("augment", self.augment in AUGMENTATIONS, f"one of {AUGMENTATIONS}")
-        self.check("crop_size", self.crop_size >= 0, "an integer >= 0 (0 = automatic)")
-        sr = tuple(float(x) for x in self.scale_range)
+        try:
+            sr = tuple(float(x) for x in self.scale_range)
+        except (TypeError, ValueError):
+            sr = ()
         self.check("scale_range", len(sr) == 2 and 0 < sr[0] <= sr[1] <= 1, "(lo, hi) with 0 < lo <= hi <= 1")
         self.scale_range = sr
+        self.check("amp", isinstance(self.amp, bool), "True or False")
         return self
-
-    @classmethod
-    def from_params(cls, quick: bool = False, seed=0, device="auto", **overrides):
-        """Defaults, then the quick-mode settings (if ``quick``), then ``overrides``; validated,
-        together with the run's ``seed`` and ``device`` (before any folder is made)."""
-        check_run_args(seed, device, quick)
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(names)}")
-        cfg = cls(**(cls.QUICK if quick else {}))
-        for k, v in overrides.items():
-            setattr(cfg, k, v)
-        return cfg.validate()
 
 
 def check_run_args(seed, device, quick=False) -> None:
     """Validate the arguments every stage takes besides its config (errors name the parameter)."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise TrainConfig.invalid("seed", seed, "an integer >= 0")
+        raise StageConfig.invalid("seed", seed, "an integer >= 0")
     if not isinstance(quick, bool):
-        raise TrainConfig.invalid("quick", quick, "True or False")
+        raise StageConfig.invalid("quick", quick, "True or False")
     if device in ("auto", "", None):
         return
     import torch
@@ -83,8 +142,8 @@ def check_run_args(seed, device, quick=False) -> None:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise TrainConfig.invalid("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+        raise StageConfig.invalid("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainConfig.invalid("device", device, "'auto' or 'cpu': CUDA is not available on this machine")
+        raise StageConfig.invalid("device", device, "'auto' or 'cpu': CUDA is not available on this machine")
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise TrainConfig.invalid("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+        raise StageConfig.invalid("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'")

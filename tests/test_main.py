@@ -1,0 +1,57 @@
+"""The main job (README command 1) in quick mode on a small grid list: the batch runner executes
+the points, notebook 07 renders every table and figure from the results, the seed-0 notebooks are
+exported as HTML, and a second invocation reuses every finished point."""
+
+import json
+import re
+
+from wsss_lib.main import main
+
+GRIDS = """
+grids:
+  - name: fusion
+    notebook: 01_train_classifier_oaa.ipynb
+    grid: {seed: [0]}
+  - name: evolution
+    notebook: 02_attention_evolution.ipynb
+    grid: {seed: [0]}
+  - name: loss
+    notebook: 03_train_oaa_plus.ipynb
+    grid: {loss: [mce, hl], seed: [0]}
+  - name: amr
+    notebook: 04_train_amr.ipynb
+    grid: {variant: [AMR+both], seed: [0]}
+"""
+
+
+def test_quick_main_job_renders_every_report(tmp_path, quick_voc, monkeypatch):
+    monkeypatch.setenv("WSSS_RUNS", str(tmp_path / "runs"))
+    grid = tmp_path / "main.yaml"
+    grid.write_text(GRIDS)
+    reports = tmp_path / "reports"
+    assert main(["--quick", "--reports", str(reports), "-j", "1", "--grids", str(grid)]) == 0
+    for name in ("benchmark.md", "benchmark_samples.png", "oaa.md", "oaa_table.md", "oaa_table.html",
+                 "oaa_threshold_curves.png", "oaa_sources.png", "attention_evolution.png", "oaa_plus_table.md",
+                 "oaa_plus_sources.png", "amr_table.md", "amr_xi_table.md", "amr_xi_curve.png", "environment.json",
+                 "timings.md", "index.md", "notebooks/07_results_tables.ipynb", "notebooks/07_results_tables.html"):
+        assert (reports / name).exists(), name
+    table = (reports / "oaa_plus_table.md").read_text()
+    for row in ("CAM", "OAA-AVE", "OAA-MAX", "OAA+ (MCE)", "OAA+ (HL)", "59.6"):
+        assert row in table
+    assert "AMR+both (xi 0.5)" in (reports / "amr_table.md").read_text()
+    assert "Measured under a trained classifier" in (reports / "benchmark.md").read_text()
+    html = sorted(p.name for p in (reports / "notebooks").glob("*.html"))
+    assert html == ["01_train_classifier_oaa.html", "02_attention_evolution.html", "03_train_oaa_plus.html",
+                    "04_train_amr.html", "07_results_tables.html"]
+    assert all((reports / "notebooks" / h).stat().st_size < 2 * 2**20 for h in html)
+    timings = (reports / "timings.md").read_text()
+    assert "## Batch summary" in timings and len(re.findall(r"\|\s*finished\s*\|", timings)) == 5
+    # one classifier run serves the fusion, evolution, OAA+ and AMR points
+    assert len(list((tmp_path / "runs").glob("oaa-*"))) == 1
+    # a second invocation reuses every point (no training) and renders the same tables
+    before = (reports / "amr_table.md").read_text()
+    assert main(["--quick", "--reports", str(reports), "-j", "1", "--grids", str(grid)]) == 0
+    assert (reports / "amr_table.md").read_text() == before
+    assert len(re.findall(r"\|\s*cached\s*\|", (reports / "timings.md").read_text())) == 5
+    nb = json.loads((reports / "notebooks" / "07_results_tables.ipynb").read_text())
+    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])

@@ -1,0 +1,164 @@
+"""The main job (README command 1, ``make run``): the ordered list of grids through the batch
+runner, then the results notebook, into ``reports/``.
+
+    python -m wsss_lib.main                  # the default benchmark, 3 seeds (about an hour on 2 cores)
+    python -m wsss_lib.main --quick          # tiny settings (a smoke run of a few minutes)
+    python -m wsss_lib.main -j 1             # one point at a time
+
+Runs and grid points are cached by their parameters under ``runs/``: a second invocation reuses
+finished points and resumes interrupted ones, then renders the reports again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .io import read_json, write_json, write_text
+
+#: the main job's grids, in order (upstream stages first; see notebooks/grids/)
+MAIN_GRIDS = ("oaa_fusion.yaml", "evolution.yaml", "oaa_gate.yaml", "oaa_plus_loss.yaml", "amr.yaml")
+#: the executed notebooks shown in reports/notebooks/ as HTML: notebook -> the seed-0 point's parameters
+SHOWCASE = {"01_train_classifier_oaa.ipynb": {"seed": 0}, "02_attention_evolution.ipynb": {"seed": 0},
+            "03_train_oaa_plus.ipynb": {"loss": "hl", "seed": 0},
+            "04_train_amr.ipynb": {"variant": "AMR+both", "seed": 0}}
+RESULTS_NOTEBOOK = "07_results_tables.ipynb"
+MAX_HTML_BYTES = 2 * 2**20
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def benchmark(reports: Path, quick: bool) -> Path:
+    """Generate (or find) the embedded benchmark and write its report."""
+    from .data.synthetic import DEFAULT_SPEC, QUICK_SPEC, ensure_benchmark
+    from .report import benchmark_report
+
+    t0 = time.perf_counter()
+    voc = ensure_benchmark(QUICK_SPEC if quick else DEFAULT_SPEC)
+    gen_file = voc.parents[1] / "generation_time.json"
+    gen_s = read_json(gen_file)["seconds"] if gen_file.exists() else time.perf_counter() - t0
+    benchmark_report(voc, reports, generation_seconds=gen_s)
+    return voc
+
+
+def export_html(notebook: Path, dest: Path) -> Path:
+    """An executed notebook as a static HTML page (widget state dropped); refuses pages over 2 MiB."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    nb.metadata.pop("widgets", None)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    data = body.encode()
+    if len(data) > MAX_HTML_BYTES:
+        raise ValueError(f"{notebook}: its HTML export is {len(data) / 2**20:.1f} MiB (limit 2 MiB)")
+    write_text(dest, body)
+    return dest
+
+
+def showcase(points, reports: Path) -> list[Path]:
+    """The seed-0 executed notebook of each stage, as HTML in ``reports/notebooks/``."""
+    out = []
+    for nb, want in SHOWCASE.items():
+        for p in points:
+            if p.notebook == nb and all(p.params.get(k) == v for k, v in want.items()):
+                src = p.folder / nb
+                if src.exists():
+                    out.append(export_html(src, reports / "notebooks" / f"{Path(nb).stem}.html"))
+                break
+    return out
+
+
+def run_results_notebook(reports: Path, quick: bool) -> Path:
+    """Execute notebook 07 (tables and figures into ``reports``); the executed copy goes to
+    ``reports/notebooks/`` (notebook and HTML)."""
+    import papermill as pm
+
+    src = repo_root() / "notebooks" / RESULTS_NOTEBOOK
+    dst = reports / "notebooks" / RESULTS_NOTEBOOK
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.partial.ipynb")
+    pm.execute_notebook(str(src), str(tmp), parameters={"reports_dir": str(reports), "quick": quick},
+                        kernel_name="python3", cwd=str(src.parent), progress_bar=False)
+    os.replace(tmp, dst)
+    export_html(dst, dst.with_suffix(".html"))
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .batch import load_grids, plan, run_batch
+    from .report import environment_summary
+
+    ap = argparse.ArgumentParser(prog="python -m wsss_lib.main", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
+    ap.add_argument("--reports", type=Path, default=None,
+                    help="output folder (default: reports/, or reports/quick/ with --quick)")
+    ap.add_argument("-j", "--jobs", type=int, default=2, help="grid points executed at once (default 2)")
+    ap.add_argument("--grids", nargs="+", default=list(MAIN_GRIDS),
+                    help=f"grid files under notebooks/grids/, in order (default: {' '.join(MAIN_GRIDS)})")
+    args = ap.parse_args(argv)
+    reports = args.reports or (repo_root() / "reports" / ("quick" if args.quick else ""))
+    reports.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    timings = {}
+    benchmark(reports, args.quick)
+    timings["benchmark"] = time.perf_counter() - t0
+    grids_dir = repo_root() / "notebooks" / "grids"
+    grids = [g for name in args.grids for g in load_grids(grids_dir / name if not Path(name).exists() else name)]
+    quick = True if args.quick else None
+    t1 = time.perf_counter()
+    summary = run_batch(grids, args.jobs, quick)
+    timings["grids (batch runner)"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    run_results_notebook(reports, args.quick)
+    shown = showcase(plan(grids, quick), reports)
+    timings["results notebook + HTML"] = time.perf_counter() - t2
+    total = time.perf_counter() - t0
+    failed = summary[summary["status"] == "failed"]
+    cols = [c for c in summary.columns if c not in ("folder", "error", "notebook")]
+    table = summary[cols].astype(object).where(summary[cols].notna(), "").to_markdown(index=False, floatfmt=".3f")
+    argv_s = " ".join(argv if argv is not None else sys.argv[1:])
+    write_text(reports / "timings.md", "\n".join([
+        f"# Timings of the last `python -m wsss_lib.main{(' ' + argv_s) if argv_s else ''}`",
+        "", f"{len(summary)} grid points ({', '.join(args.grids)}), {args.jobs} at a time, on "
+        f"{os.cpu_count()} CPU cores. A point found finished is `cached` (0 s); a point's time includes "
+        "waiting for a shared upstream run that another point was making.", "",
+        "| phase | seconds |", "|---|---:|", *[f"| {k} | {v:.0f} |" for k, v in timings.items()],
+        f"| total | {total:.0f} |", "", "## Batch summary", "", table, ""]))
+    write_json(reports / "environment.json", environment_summary())
+    write_index(reports)
+    print(f"[main] {len(summary)} points, {len(failed)} failed, {len(shown)} notebooks as HTML; "
+          f"done in {total:.0f} s; see {reports}")
+    return 1 if len(failed) else 0
+
+
+REPORT_PAGES = [("benchmark.md", "the embedded benchmark: design, measured statistics, CAM properties"),
+                ("oaa.md", "classifier + OAA: CAM / OAA-AVE / OAA-MAX, per class, attention evolution, gate variants"),
+                ("oaa_plus.md", "OAA+ (MCE, HL): the analogue of OAA Table 2"),
+                ("amr.md", "AMR, AMR + threshold + area, the official preset: the report's Tables 1 and 2"),
+                ("amr_ablation.md", "AMR: each of the report's modifications alone"),
+                ("bench_oaa.md", "benchmark: OAA store overhead per training step, store memory"),
+                ("bench_cam.md", "benchmark: batched multi-scale CAM inference vs a per-class loop"),
+                ("timings.md", "how long the last main job took, and its batch summary table")]
+
+
+def write_index(reports: Path) -> Path:
+    lines = ["# Reports", "", "Written by `make run` (`python -m wsss_lib.main`: the grids through the batch runner, "
+             "then `notebooks/07_results_tables.ipynb`) and `python -m wsss_lib.bench`; versions in "
+             "`environment.json`.", ""]
+    lines += [f"- [{name}]({name}): {what}" for name, what in REPORT_PAGES if (reports / name).exists()]
+    nbs = sorted((reports / "notebooks").glob("*.html"))
+    if nbs:
+        lines += ["", "The executed seed-0 notebooks (static HTML, nothing to run):", ""]
+        lines += [f"- [{p.stem}](notebooks/{p.name})" for p in nbs]
+    return write_text(reports / "index.md", "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

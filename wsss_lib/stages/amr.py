@@ -1,0 +1,259 @@
+"""Stage 4: AMR (Qin et al., AAAI 2022) and the reproduction report's two modifications.
+
+Variants (report Table 1 rows, plus each modification alone):
+
+=============== ===================================== =========================
+variant          Gaussian modulation                   loss
+=============== ===================================== =========================
+AMR              ``G`` (eq. 1)                          eq. 5 + eq. 6 (eq. 7)
+AMR+threshold    ``G`` thresholded (report eq. 9)       eq. 7
+AMR+area         ``G``                                  eq. 7 + area (report eq. 10)
+AMR+both         thresholded                            eq. 7 + area
+=============== ===================================== =========================
+
+The two branches' CAMs are written once; the weighted CAM (eq. 8) is formed for every ``xi`` of
+the sweep at evaluation time.
+
+Presets (``preset``): ``"paper"`` (default) is the report's equations: paper-form AMM (per-image
+Gaussian statistics, eq. 2's std, mean spatial pool), CPS (eq. 6) on max-normalized maps of the
+present classes, loss weights 0.5/0.5/1. ``"official"`` is the official code's recipe: official-form
+AMM (:data:`wsss_lib.models.amm.AMM_FORMS`), CPS on the raw ReLU CAMs of all classes
+(``cps_maps="raw"``), weights 0.5/0.5/0.05 (the 0.05 was tuned for that raw scale), the spotlight
+branch frozen, the compensation branch's first stage detached (``detach_stem``), AMM inside every
+bottleneck on ResNets (the ``tiny`` net has no bottlenecks: there the AMM sits after each stage).
+Parameters given explicitly override the preset; ``params.json`` records every resolved value.
+
+``init_from`` may also name an official AMR checkpoint file (``.pth``, the AMR repository's
+``resnet50_amr``): then nothing is trained, and its two branches are read with our batched inference
+(:func:`wsss_lib.models.official.load_official_checkpoint`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..attention import attention_maps, class_scores
+from ..io import file_digest, read_json
+from ..losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
+from ..models.amm import AMM_FORMS, SPATIAL_POOLS
+from ..models.amr import PLACEMENTS, build_amr, weighted_cam
+from ..train.common import dense_source, infer_attention
+from ..train.config import TrainConfig
+from ..train.engine import Batch
+from .base import RunContext, TrainingStage, Upstream
+
+VARIANTS = {"AMR": (False, False), "AMR+threshold": (True, False), "AMR+area": (False, True),
+            "AMR+both": (True, True)}
+REPORT_XI = (0.1, 0.3, 0.5, 0.7, 0.9)
+#: every AMR run scores the weighted CAM (eq. 8) at each of these xi
+XI_SWEEP = tuple(round(0.1 * i, 1) for i in range(11))
+CPS_MAPS = ("normalized", "raw")
+#: the meanings of AMR's ``init_from`` (the spotlight branch's initialization)
+INIT_FROM = {
+    "auto": "the classifier run (notebook 01) of the same data, seed, backbone: found, or made now",
+    "": "nothing: both branches start from the backbone's own initialization (needs freeze_spotlight=False)",
+    "<run folder or identity>": "that classifier run's checkpoint (e.g. runs/oaa-6d4fc2c452)",
+    "<file.pth>": "an official AMR checkpoint: nothing is trained, its two branches are scored",
+}
+#: the values a preset sets (explicit parameters win); "placement" is resolved per backbone
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    "official": {"amm_form": "official", "cps_maps": "raw", "w_cls_s": 0.5, "w_cls_c": 0.5, "w_cps": 0.05,
+                 "freeze_spotlight": True, "detach_stem": True, "placement": "bottleneck"},
+}
+
+
+@dataclass
+class AMRConfig(TrainConfig):
+    """AMR hyper-parameters. Defaults: the paper's loss weights (eq. 5 averages the branches, eq. 6
+    weight 1) and, to keep the CPU budget, the official code's efficient recipe for the spotlight
+    branch: initialized from a trained CAM classifier (``init_from``, default the classifier run
+    of the same seed) and frozen."""
+
+    preset: str = "paper"  # "paper" | "official" (see the module docstring)
+    variant: str = "AMR"
+    threshold: float = 0.3  # report eq. 9 (the report gives no value; our choice)
+    area_weight: float = 0.1  # report eq. 10 weight (the report gives no value; our choice)
+    w_cls_s: float = 0.5
+    w_cls_c: float = 0.5
+    w_cps: float = 1.0  # official code: 0.05 (with w_cls 0.5 / 0.5)
+    placement: str = "stage"  # "stage" | "bottleneck" (ResNet only, official)
+    amm_form: str = "paper"  # "paper" | "official" (numerically the official net/amm.py)
+    gaussian_stats: str | None = None  # None: the form's; "sample" (paper) | "batch" (official)
+    gaussian_normalize: bool | None = None  # None: the form's; official: True (divide by sqrt(2 pi) sigma)
+    spatial_pool: str | None = None  # None: the form's; "avg" (report) | "maxavg" (official)
+    reduction: int = 16
+    cps_maps: str = "normalized"  # eq. 6 on max-normalized maps of present classes | "raw" ReLU CAMs (official)
+    detach_stem: bool = False  # official: True (no gradient into the compensation branch's first stage)
+    init_from: str = "auto"  # see INIT_FROM: "auto" | "" | a classifier run | an official .pth
+    freeze_spotlight: bool = True
+    xi: tuple[float, ...] = REPORT_XI
+    xi_main: float = 0.5  # the report's choice; the table reports this one and the sweep
+
+    def validate(self) -> "AMRConfig":
+        super().validate()
+        self.check("preset", self.preset in PRESETS, f"one of {', '.join(PRESETS)}")
+        self.check("variant", self.variant in VARIANTS, f"one of {', '.join(VARIANTS)}")
+        self.check("placement", self.placement in PLACEMENTS, f"one of {PLACEMENTS}")
+        self.check("placement", self.placement != "bottleneck" or self.backbone.startswith("resnet"),
+                   "'stage' for a backbone without bottlenecks (tiny, vgg16)")
+        self.check("amm_form", self.amm_form in AMM_FORMS, f"one of {', '.join(AMM_FORMS)}")
+        self.check("gaussian_stats", self.gaussian_stats in (None, "sample", "batch"), "None, 'sample' or 'batch'")
+        self.check("spatial_pool", self.spatial_pool in (None, *SPATIAL_POOLS), f"None or one of {SPATIAL_POOLS}")
+        self.check("cps_maps", self.cps_maps in CPS_MAPS, f"one of {CPS_MAPS}")
+        self.check("xi", isinstance(self.xi, (list, tuple)) and bool(self.xi)
+                   and all(isinstance(x, (int, float)) and round(float(x), 1) in XI_SWEEP for x in self.xi),
+                   f"a non-empty list of values of the scored sweep {XI_SWEEP}")
+        self.xi = tuple(round(float(x), 1) for x in self.xi)
+        self.check("xi_main", isinstance(self.xi_main, (int, float)) and round(float(self.xi_main), 1) in XI_SWEEP,
+                   f"one of {XI_SWEEP}")
+        self.xi_main = round(float(self.xi_main), 1)
+        self.check_number("threshold", 0.0, 1.0, closed_hi=False)
+        for name in ("area_weight", "w_cls_s", "w_cls_c", "w_cps"):
+            self.check_number(name, 0.0, float("inf"))
+        self.check_int("reduction", 1)
+        for name in ("freeze_spotlight", "detach_stem"):
+            self.check(name, isinstance(getattr(self, name), bool), "True or False")
+        self.check("init_from", isinstance(self.init_from, str), f"one of {', '.join(map(repr, INIT_FROM))}")
+        self.check("freeze_spotlight", not (self.freeze_spotlight and not self.init_from),
+                   "False when init_from is empty (a frozen random spotlight branch is no CAM)")
+        return self
+
+    @classmethod
+    def from_params(cls, quick: bool = False, seed=0, device="auto", **overrides) -> "AMRConfig":
+        """As :meth:`TrainConfig.from_params`, with the preset's values applied under ``overrides``."""
+        preset = overrides.get("preset", cls.preset)
+        if preset not in PRESETS:
+            raise cls.invalid("preset", preset, f"one of {', '.join(PRESETS)}")
+        values = dict(PRESETS[preset])
+        if values.get("placement") == "bottleneck" and not str(overrides.get("backbone", cls.backbone)).startswith("resnet"):
+            values["placement"] = "stage"  # no bottlenecks to put the AMM into
+        return super().from_params(quick=quick, seed=seed, device=device, **{**values, **overrides})
+
+
+
+class AMRStage(TrainingStage):
+    name = "amr"
+    prefix = "amr"
+    Config = AMRConfig
+    upstream = {"init_run": "classifier"}
+    sources = ("amr_spotlight", "amr_compensation", *(f"amr_xi{x:g}" for x in XI_SWEEP))
+    main_metrics = ("amr_miou_at_xi_main", "amr_compensation_miou", "amr_spotlight_miou")
+    quick_note = "2 epochs: both branches are barely trained"
+    notebook = "04_train_amr.ipynb"
+    # xi and xi_main only choose what is shown: every run scores the whole sweep XI_SWEEP, so one
+    # AMR run serves every xi
+    display_only = ("xi", "xi_main")
+
+    def upstream_requests(self, cfg: AMRConfig, given: dict) -> dict:
+        if cfg.init_from == "auto":
+            return {"init_run": Upstream("classifier", "", {"backbone": cfg.backbone, "pretrained": cfg.pretrained,
+                                                             "output_stride": cfg.output_stride}, "init_from")}
+        if cfg.init_from and not _is_checkpoint_file(cfg.init_from):
+            return {"init_run": Upstream("classifier", cfg.init_from, param="init_from",
+                                             hint=", or an official AMR checkpoint file (.pth)")}
+        return {}
+
+    def run_name(self, cfg: AMRConfig) -> str:
+        official = _is_checkpoint_file(cfg.init_from)
+        return f"amr-{cfg.variant.replace('+', '_')}" + ("-official-ckpt" if official else "")
+
+    def identity(self, cfg: AMRConfig) -> dict:
+        ident = super().identity(cfg)
+        # init_from is identified by what it names (the upstream run's identity is a parameter of
+        # its own, the checkpoint by its digest), never by a path: "auto" and the same run's folder
+        # are one run
+        official = _is_checkpoint_file(cfg.init_from)
+        ident["official_checkpoint_sha256"] = file_digest(cfg.init_from) if official else ""
+        ident["init_from"] = Path(cfg.init_from).name if official else ("run" if cfg.init_from else "")
+        return ident
+
+    def progress_label(self, cfg: AMRConfig) -> str:
+        return cfg.variant
+
+    def build_model(self, ctx: RunContext):
+        cfg = ctx.cfg
+        use_threshold, _ = VARIANTS[cfg.variant]
+        model = build_amr(cfg.backbone, ctx.ts.num_classes, pretrained=cfg.pretrained, output_stride=cfg.output_stride,
+                          placement=cfg.placement, freeze_spotlight=cfg.freeze_spotlight, detach_stem=cfg.detach_stem,
+                          reduction=cfg.reduction, form=cfg.amm_form, spatial_pool=cfg.spatial_pool,
+                          stats=cfg.gaussian_stats, normalize=cfg.gaussian_normalize,
+                          threshold=cfg.threshold if use_threshold else None)
+        init_run = ctx.upstream.get("init_run")
+        if init_run is not None:
+            sd = torch.load(init_run / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+            model.spotlight.load_state_dict(sd)
+        return model
+
+    def training_step(self, ctx: RunContext, model):
+        cfg = ctx.cfg
+        _, use_area = VARIANTS[cfg.variant]
+
+        def step(b: Batch) -> torch.Tensor:
+            F_s, F_c = model(b.views)
+            F_s, F_c = F_s.float(), F_c.float()
+            M_s, M_c = attention_maps(F_s), attention_maps(F_c)
+            l_area = None
+            if use_area:
+                l_area = area_regularizer(M_c, b.labels)
+                if not cfg.freeze_spotlight:
+                    l_area = 0.5 * (l_area + area_regularizer(M_s, b.labels))
+            if cfg.cps_maps == "raw":  # official: raw ReLU CAMs, every class
+                l_cps = cps_loss(F_s.relu(), F_c.relu())
+            else:  # eq. 6 on max-normalized maps (eq. 2) of the present classes
+                l_cps = cps_loss(M_s, M_c, b.labels)
+            return amr_total_loss(multilabel_bce(class_scores(F_s), b.labels),
+                                  multilabel_bce(class_scores(F_c), b.labels), l_cps, cfg.w_cls_s, cfg.w_cls_c,
+                                  cfg.w_cps, l_area, cfg.area_weight if use_area else 0.0)
+
+        return step, {}
+
+    def attention(self, ctx: RunContext, model) -> dict[str, dict]:
+        """Both branches' maps and the weighted CAM (eq. 8) at every xi of :data:`XI_SWEEP`."""
+        ts = ctx.ts
+        (M_s, M_c), _ = infer_attention(model, ts.dataset, ts.size, ts.crop, ctx.device, progress=ctx.progress)
+        sources = {"amr_spotlight": dense_source(M_s, ctx.layout), "amr_compensation": dense_source(M_c, ctx.layout)}
+        for xi in XI_SWEEP:
+            sources[f"amr_xi{xi:g}"] = dense_source(weighted_cam(M_s, M_c, xi), ctx.layout)
+        return sources
+
+    def evaluation_extra(self, ctx: RunContext) -> dict:
+        return {"xi": list(XI_SWEEP)}
+
+    def extra_metrics(self, ctx: RunContext, model, evals: dict) -> dict:
+        return {"amr_miou": evals["amr_xi0.5"]["miou"],  # the report's xi
+                "amr_best_xi": max(XI_SWEEP, key=lambda x: evals[f"amr_xi{x:g}"]["miou"])}
+
+    def point_metrics(self, cfg: AMRConfig, run: Path) -> dict:
+        """This point's ``xi_main`` picks the headline number of the run's sweep."""
+        m = read_json(run / "metrics.json")
+        return {"xi_main": cfg.xi_main, "amr_miou_at_xi_main": m[f"amr_xi{cfg.xi_main:g}_miou"]}
+
+    # -- an official AMR checkpoint: inference only ---------------------------------------------------
+    def execute(self, ctx: RunContext) -> None:
+        if not _is_checkpoint_file(ctx.cfg.init_from):
+            return super().execute(ctx)
+        from ..models.official import load_official_checkpoint
+
+        path = Path(ctx.cfg.init_from)
+        ctx.ts = self.training_set(ctx)
+        model = load_official_checkpoint(path, "amr").to(ctx.device)
+        k = model.spotlight.num_classes
+        if k != ctx.ts.num_classes:
+            raise ValueError(f"init_from={str(path)!r}: the official checkpoint has {k} classes, the data at {ctx.root} "
+                             f"has {ctx.ts.num_classes} foreground classes")
+        self.score(ctx, model, {"train_seconds": 0.0})
+
+
+def _is_checkpoint_file(init_from: str) -> bool:
+    return bool(init_from) and init_from != "auto" and Path(init_from).is_file()
+
+
+STAGE = AMRStage()
+run_amr_stage = STAGE
+
+__all__ = ["AMRConfig", "AMRStage", "CPS_MAPS", "INIT_FROM", "PRESETS", "VARIANTS", "XI_SWEEP", "STAGE",
+           "run_amr_stage"]

@@ -1,0 +1,192 @@
+"""Stage 1: the CAM classifier with Online Attention Accumulation (OAA).
+
+One run yields, for every training image, the final model's attention (``cam``) and one
+accumulated map per fusion of :data:`wsss_lib.accumulation.FUSIONS` (``oaa_max``, eq. 5;
+``oaa_ave``, eq. 10), plus per-epoch snapshots of a fixed subset of images, the checkpoint and
+``metrics.json``. ``init_from`` may name an official OAA / OAA+ checkpoint: its CAMs are scored,
+nothing is trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as Fn
+
+from ..accumulation import FUSION_SOURCES, FUSIONS, GATES, OAAStore
+from ..attention import attention_maps, class_scores
+from ..data.transforms import views_to_image_frame
+from ..data.voc import VOCLayout, VOCSegDataset
+from ..evaluation import mean_average_precision
+from ..io import file_digest, torch_save
+from ..models.cam import build_cam_net
+from ..train.common import dense_source, infer_attention, training_set
+from ..train.config import TrainConfig
+from ..train.engine import Batch
+from .base import RunContext, TrainingStage
+
+
+@dataclass
+class ClassifierConfig(TrainConfig):
+    """Hyper-parameters of the classifier + OAA stage (defaults: the embedded benchmark on CPU).
+
+    The OAA paper on VOC: VGG16 (pretrained), lr 1e-3 (new layers x10), momentum 0.9, weight decay
+    2e-4, batch 5, step schedule (x0.1 after 2/3 of the iterations), no geometric augmentation.
+    """
+
+    epochs: int = 15
+    gate: str = "paper"
+    gate_start_epoch: int = 0
+    last_epoch_fallback: bool = False
+    store_size: int = 0  # 0: crop_size / output_stride (the feature map's own resolution)
+    n_snapshots: int = 8
+    init_from: str = ""  # an official OAA / OAA+ checkpoint (.pth): score its CAMs, train nothing
+
+    QUICK: ClassVar[dict] = {"epochs": 2, "batch_size": 8, "n_snapshots": 4}
+
+    def validate(self) -> "ClassifierConfig":
+        super().validate()
+        self.check("gate", self.gate in GATES, f"one of {GATES}")
+        self.check_int("gate_start_epoch")
+        self.check_int("store_size")
+        self.check_int("n_snapshots", 1)
+        self.check("init_from", not self.init_from or Path(self.init_from).is_file(),
+                   "empty, or an existing official OAA/OAA+ checkpoint file (.pth)")
+        return self
+
+
+class SnapshotRecorder:
+    """Attention of a fixed subset of training images at every epoch, in the image frame."""
+
+    def __init__(self, indices: list[int], num_classes: int, size: tuple[int, int], epochs: int) -> None:
+        self.indices = list(indices)
+        self.pos = {i: k for k, i in enumerate(self.indices)}
+        self.maps = torch.zeros((epochs, len(indices), num_classes, *size))
+        self.seen = torch.zeros((epochs, len(indices)), dtype=torch.bool)
+
+    @torch.no_grad()
+    def record(self, epoch: int, indices: torch.Tensor, maps_img: torch.Tensor) -> None:
+        for b, i in enumerate(indices.tolist()):
+            k = self.pos.get(i)
+            if k is not None:
+                self.maps[epoch, k] = maps_img[b].detach().float().cpu()
+                self.seen[epoch, k] = True
+
+    def state_dict(self) -> dict:
+        return {"indices": self.indices, "maps": self.maps, "seen": self.seen}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.maps, self.seen = sd["maps"], sd["seen"]
+
+
+class ClassifierStage(TrainingStage):
+    name = "classifier"
+    prefix = "oaa"
+    Config = ClassifierConfig
+    sources = ("cam", *FUSION_SOURCES)
+    main_metrics = tuple(f"{s}_miou" for s in ("cam", *FUSION_SOURCES)) + ("cls_mAP_val",)
+    quick_note = "2 epochs on the tiny benchmark: maps are near empty, so fg precision/recall may be 0.000"
+    notebook = "01_train_classifier_oaa.ipynb"
+    outputs = ("metrics.json", "evaluation.json", "checkpoint.pt", "snapshots.pt", *(f"attention/{s}.pt" for s in ("cam", *FUSION_SOURCES)))
+
+    def run_name(self, cfg: ClassifierConfig) -> str:
+        return "oaa-official-ckpt" if cfg.init_from else "oaa"
+
+    def identity(self, cfg: ClassifierConfig) -> dict:
+        ident = super().identity(cfg)
+        if cfg.init_from:  # identified by the file's digest, not its path
+            ident.update(init_from=Path(cfg.init_from).name, official_checkpoint_sha256=file_digest(cfg.init_from))
+        return ident
+
+    # -- training -----------------------------------------------------------------------------
+    def build_model(self, ctx: RunContext):
+        cfg = ctx.cfg
+        return build_cam_net(cfg.backbone, ctx.ts.num_classes, pretrained=cfg.pretrained, output_stride=cfg.output_stride)
+
+    def training_step(self, ctx: RunContext, model):
+        cfg, size = ctx.cfg, ctx.ts.size
+        store = OAAStore(ctx.layout.ids, torch.from_numpy(ctx.layout.labels), size, gate=cfg.gate,
+                         start_epoch=cfg.gate_start_epoch, last_epoch_fallback=cfg.last_epoch_fallback,
+                         device=ctx.device)
+        idx = np.linspace(0, len(ctx.layout) - 1, min(cfg.n_snapshots, len(ctx.layout))).round().astype(int).tolist()
+        snaps = SnapshotRecorder(idx, ctx.ts.num_classes, size, cfg.epochs)
+        ctx.state.update(store=store, snapshots=snaps)
+
+        def step(b: Batch) -> torch.Tensor:
+            F = model(b.views)
+            logits = class_scores(F.float())
+            loss = Fn.binary_cross_entropy_with_logits(logits, b.labels)
+            with torch.no_grad():
+                A_img, valid = views_to_image_frame(attention_maps(F.detach().float()), b.geo, size)
+                store.update(b.indices, A_img, valid, logits.detach(), b.labels, b.epoch, last_epoch=b.last_epoch)
+                snaps.record(b.epoch, b.indices, A_img)
+            return loss
+
+        return step, {"store": store, "snapshots": snaps}
+
+    def progress_label(self, cfg) -> str:
+        return "classifier+OAA"
+
+    def attention(self, ctx: RunContext, model) -> dict[str, dict]:
+        ts = ctx.ts
+        cam_maps, _ = infer_attention(model, ts.dataset, ts.size, ts.crop, ctx.device, progress=ctx.progress)
+        sources = {"cam": dense_source(cam_maps, ctx.layout)}
+        store: OAAStore | None = ctx.state.get("store")
+        if store is None:  # an official checkpoint: CAM only (OAA maps exist only while training)
+            return sources
+        sources.update({f.source: store.attention_source(name) for name, f in FUSIONS.items()})
+        snaps = ctx.state["snapshots"]
+        torch_save(ctx.out / "snapshots.pt", {"indices": snaps.indices, "ids": [ctx.layout.ids[i] for i in snaps.indices],
+                                              "maps": snaps.maps.half(), "seen": snaps.seen,
+                                              "final_cam": cam_maps[snaps.indices].half(),
+                                              **{f.source: _dense(store, name, snaps.indices)
+                                                 for name, f in FUSIONS.items()}})
+        return sources
+
+    def extra_metrics(self, ctx: RunContext, model, evals: dict) -> dict:
+        store: OAAStore | None = ctx.state.get("store")
+        if store is None:
+            return {}
+        val_layout = VOCLayout(ctx.root, "val")
+        _, val_logits = infer_attention(model, VOCSegDataset(val_layout, with_mask=False), ctx.ts.size, ctx.ts.crop,
+                                        ctx.device)
+        return {"cls_mAP_val": mean_average_precision(val_logits.numpy(), val_layout.labels),
+                "oaa_accepted_fraction": float((store.counts > 0).float().mean()),
+                "oaa_mean_accepted_updates": float(store.counts.float().mean()),
+                "store_megabytes": store.nbytes() / 2**20}
+
+    # -- an official checkpoint: score it, train nothing ---------------------------------------------
+    def execute(self, ctx: RunContext) -> None:
+        if not ctx.cfg.init_from:
+            return super().execute(ctx)
+        from ..models.official import load_official_checkpoint
+
+        path, cfg = Path(ctx.cfg.init_from), ctx.cfg
+        model = load_official_checkpoint(path, "oaa").to(ctx.device)
+        ctx.ts = training_set(ctx.root, cfg.crop_size, model.output_stride, cfg.store_size, layout=ctx.layout)
+        if model.num_classes != ctx.ts.num_classes:
+            raise ValueError(f"init_from={str(path)!r}: the official checkpoint has {model.num_classes} classes, the "
+                             f"data at {ctx.root} has {ctx.ts.num_classes} foreground classes")
+        self.score(ctx, model, {"train_seconds": 0.0})
+
+
+def _dense(store: OAAStore, fusion: str, idx: list[int]) -> torch.Tensor:
+    """``len(idx) x K x H x W`` accumulated maps of some images (zeros for absent classes)."""
+    maps = store.maps[fusion]
+    out = torch.zeros((len(idx), store.num_classes, *store.size), dtype=torch.float16)
+    for j, i in enumerate(idx):
+        for c in range(store.num_classes):
+            s = int(store.slot_of[i, c])
+            if s >= 0:
+                out[j, c] = maps[s].half().cpu()
+    return out
+
+
+STAGE = ClassifierStage()
+run_classifier_stage = STAGE  # the stage is called like the function it replaces
+
+__all__ = ["ClassifierConfig", "ClassifierStage", "SnapshotRecorder", "STAGE", "run_classifier_stage"]

@@ -1,0 +1,62 @@
+"""Stage 2: attention evolution (OAA Figure 1) from a classifier run's per-epoch snapshots.
+
+Nothing is trained: the figure of the snapshot images' attention epoch by epoch, and the drift
+measure (IoU of consecutive epochs' attention regions, :func:`wsss_lib.viz.attention_drift`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..io import write_json
+from ..runs import write_metrics
+from ..train.config import StageConfig
+from .base import RunContext, Stage
+
+
+@dataclass
+class EvolutionConfig(StageConfig):
+    n_images: int = 4  # rows of the static figure
+    threshold: float = 0.5  # attention region threshold of the drift measure
+
+    def validate(self) -> "EvolutionConfig":
+        self.check_int("n_images", 1)
+        self.check_number("threshold", 0.0, 1.0, closed_hi=False)
+        return self
+
+
+class EvolutionStage(Stage):
+    name = "evolution"
+    prefix = "evolution"
+    Config = EvolutionConfig
+    upstream = {"oaa_run": "classifier"}
+    main_metrics = ("drift_iou_mean",)
+    quick_note = "the classifier run has 2 epochs: one drift value at most, possibly none"
+    notebook = "02_attention_evolution.ipynb"
+    outputs = ("metrics.json", "attention_evolution.png", "drift.json")
+
+    def execute(self, ctx: RunContext) -> None:
+        from ..viz import attention_drift, attention_evolution_figure, save_figure
+
+        cfg, run = ctx.cfg, ctx.upstream["oaa_run"]
+        snaps = torch.load(run / "snapshots.pt", weights_only=False)
+        rows = range(min(cfg.n_images, len(snaps["indices"])))
+        save_figure(attention_evolution_figure(snaps, ctx.layout, rows=rows), ctx.out / "attention_evolution.png")
+        drift = attention_drift(snaps, ctx.layout.labels, cfg.threshold)
+        finite = [float(d) for d in drift if np.isfinite(d)]
+        # epoch pair e -> e+1 (epochs counted from 1); undefined pairs (no region) are null, never NaN
+        write_json(ctx.out / "drift.json", {"threshold": cfg.threshold,
+                                           "pairs": [[e + 1, e + 2] for e in range(len(drift))],
+                                           "iou": [float(d) if np.isfinite(d) else None for d in drift]})
+        metrics = {"epochs": float(snaps["maps"].shape[0]), "snapshot_images": float(len(snaps["indices"]))}
+        if finite:  # undefined drift (fewer than two epochs, or no region above the threshold) is left out
+            metrics.update(drift_iou_mean=float(np.mean(finite)), drift_iou_last=finite[-1])
+        write_metrics(ctx.out, metrics)
+
+
+STAGE = EvolutionStage()
+
+__all__ = ["EvolutionConfig", "EvolutionStage", "STAGE"]
