@@ -223,6 +223,15 @@ class OAAStore:
                 self.fallback[slots] = True
         return n
 
+    def dense(self, fusion: str, indices: Sequence[int]) -> torch.Tensor:
+        """``len(indices) x K x H x W`` maps of one fusion for some images (zeros for absent classes)."""
+        idx = torch.as_tensor(list(indices), dtype=torch.long, device=self.slot_of.device)
+        slots = self.slot_of[idx]  # n x K
+        out = torch.zeros((*slots.shape, *self.size), dtype=self.dtype, device=slots.device)
+        has = slots >= 0
+        out[has] = self.maps[fusion][slots[has]]
+        return out.cpu()
+
     # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"image_ids": self.image_ids, "size": self.size, "gate": self.gate,

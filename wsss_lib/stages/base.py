@@ -179,7 +179,7 @@ def resolve_upstream(arg: str, req: Upstream, *, data_root: str = "", seed: int 
                                 f"(notebook {up.notebook}){req.hint}") from None
     info = read_json(run / "params.json")
     if not str(info.get("stage", "")).startswith(up.prefix):
-        raise ValueError(f"{arg}={req.value!r} is a {info.get('stage')!r} run, not a {up.name} run "
+        raise ValueError(f"{arg}={req.value!r} is a {info.get('stage')!r} run, not a run of stage {up.name!r} "
                          f"(expected a folder runs/{up.prefix}-...; notebook {up.notebook})")
     missing = [f for f in up.outputs if not (run / f).exists()]
     if missing:

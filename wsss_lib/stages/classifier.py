@@ -143,7 +143,7 @@ class ClassifierStage(TrainingStage):
         torch_save(ctx.out / "snapshots.pt", {"indices": snaps.indices, "ids": [ctx.layout.ids[i] for i in snaps.indices],
                                               "maps": snaps.maps.half(), "seen": snaps.seen,
                                               "final_cam": cam_maps[snaps.indices].half(),
-                                              **{f.source: _dense(store, name, snaps.indices)
+                                              **{f.source: store.dense(name, snaps.indices).half()
                                                  for name, f in FUSIONS.items()}})
         return sources
 
@@ -172,18 +172,6 @@ class ClassifierStage(TrainingStage):
             raise ValueError(f"init_from={str(path)!r}: the official checkpoint has {model.num_classes} classes, the "
                              f"data at {ctx.root} has {ctx.ts.num_classes} foreground classes")
         self.score(ctx, model, {"train_seconds": 0.0})
-
-
-def _dense(store: OAAStore, fusion: str, idx: list[int]) -> torch.Tensor:
-    """``len(idx) x K x H x W`` accumulated maps of some images (zeros for absent classes)."""
-    maps = store.maps[fusion]
-    out = torch.zeros((len(idx), store.num_classes, *store.size), dtype=torch.float16)
-    for j, i in enumerate(idx):
-        for c in range(store.num_classes):
-            s = int(store.slot_of[i, c])
-            if s >= 0:
-                out[j, c] = maps[s].half().cpu()
-    return out
 
 
 STAGE = ClassifierStage()
