@@ -33,7 +33,7 @@ def test_quick_main_job_renders_every_report(tmp_path, quick_voc, monkeypatch):
     for name in ("benchmark.md", "benchmark_samples.png", "oaa.md", "oaa_table.md", "oaa_table.html",
                  "oaa_threshold_curves.png", "oaa_sources.png", "attention_evolution.png", "oaa_plus_table.md",
                  "oaa_plus_sources.png", "amr_table.md", "amr_xi_table.md", "amr_xi_curve.png", "environment.json",
-                 "timings.md", "index.md", "notebooks/07_results_tables.ipynb", "notebooks/07_results_tables.html"):
+                 "timings.md", "index.md", "notebooks/07_results_tables.html"):
         assert (reports / name).exists(), name
     table = (reports / "oaa_plus_table.md").read_text()
     for row in ("CAM", "OAA-AVE", "OAA-MAX", "OAA+ (MCE)", "OAA+ (HL)", "59.6"):
@@ -53,5 +53,5 @@ def test_quick_main_job_renders_every_report(tmp_path, quick_voc, monkeypatch):
     assert main(["--quick", "--reports", str(reports), "-j", "1", "--grids", str(grid)]) == 0
     assert (reports / "amr_table.md").read_text() == before
     assert len(re.findall(r"\|\s*cached\s*\|", (reports / "timings.md").read_text())) == 5
-    nb = json.loads((reports / "notebooks" / "07_results_tables.ipynb").read_text())
+    nb = json.loads((tmp_path / "runs" / "results" / "07_results_tables.ipynb").read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])

@@ -54,11 +54,24 @@ def export_html(notebook: Path, dest: Path) -> Path:
     nb = nbformat.read(str(notebook), as_version=4)
     nb.metadata.pop("widgets", None)
     body, _ = HTMLExporter().from_notebook_node(nb)
+    body = machine_independent(body)
     data = body.encode()
     if len(data) > MAX_HTML_BYTES:
         raise ValueError(f"{notebook}: its HTML export is {len(data) / 2**20:.1f} MiB (limit 2 MiB)")
     write_text(dest, body)
     return dest
+
+
+def machine_independent(text: str) -> str:
+    """Where this checkout, its runs and the data cache live, replaced by placeholders, so the
+    published pages do not depend on the machine that made them."""
+    from .data.synthetic import default_cache_dir
+    from .runs import runs_root
+
+    for path, name in ((runs_root(), "runs"), (repo_root() / "reports", "reports"), (default_cache_dir(), "$WSSS_CACHE"),
+                       (repo_root(), ".")):
+        text = text.replace(str(Path(path).resolve()), name).replace(str(path), name)
+    return text
 
 
 def showcase(points, reports: Path) -> list[Path]:
@@ -75,18 +88,20 @@ def showcase(points, reports: Path) -> list[Path]:
 
 
 def run_results_notebook(reports: Path, quick: bool) -> Path:
-    """Execute notebook 07 (tables and figures into ``reports``); the executed copy goes to
-    ``reports/notebooks/`` (notebook and HTML)."""
+    """Execute notebook 07 (tables and figures into ``reports``); the executed notebook goes to
+    ``<runs root>/results/``, its HTML to ``reports/notebooks/``."""
     import papermill as pm
 
+    from .runs import runs_root
+
     src = repo_root() / "notebooks" / RESULTS_NOTEBOOK
-    dst = reports / "notebooks" / RESULTS_NOTEBOOK
+    dst = runs_root() / "results" / RESULTS_NOTEBOOK
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.stem}.partial.ipynb")
     pm.execute_notebook(str(src), str(tmp), parameters={"reports_dir": str(reports), "quick": quick},
                         kernel_name="python3", cwd=str(src.parent), progress_bar=False)
     os.replace(tmp, dst)
-    export_html(dst, dst.with_suffix(".html"))
+    export_html(dst, reports / "notebooks" / f"{Path(RESULTS_NOTEBOOK).stem}.html")
     return dst
 
 
