@@ -98,7 +98,7 @@ def run_results_notebook(reports: Path, quick: bool) -> Path:
     dst = runs_root() / "results" / RESULTS_NOTEBOOK
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.stem}.partial.ipynb")
-    pm.execute_notebook(str(src), str(tmp), parameters={"reports_dir": str(reports), "quick": quick},
+    pm.execute_notebook(str(src), str(tmp), parameters={"reports_dir": str(Path(reports).resolve()), "quick": quick},
                         kernel_name="python3", cwd=str(src.parent), progress_bar=False)
     os.replace(tmp, dst)
     export_html(dst, reports / "notebooks" / f"{Path(RESULTS_NOTEBOOK).stem}.html")

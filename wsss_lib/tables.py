@@ -110,7 +110,7 @@ def gate_variants(df: pd.DataFrame, quick: bool = False, seed: int = 0) -> pd.Da
     pts = pts[pts["p.seed"] == seed] if not pts.empty else pts
     out = {}
     for _, r in pts.iterrows():
-        set_ = {k: r.get(f"p.{k}") for k in GATE_PARAMS if pd.notna(r.get(f"p.{k}", np.nan))}
+        set_ = {k: _plain(r.get(f"p.{k}")) for k in GATE_PARAMS if pd.notna(r.get(f"p.{k}", np.nan))}
         label = ", ".join(f"{k}={v}" for k, v in set_.items()) or "default (paper gate from epoch 1)"
         out[label] = {**{label_: r[f"{src}_miou"] for label_, src in OAA_ROWS.items()},
                       "OAA-MAX fg precision": r["oaa_max_fg_precision"], "OAA-MAX fg recall": r["oaa_max_fg_recall"],
@@ -118,6 +118,11 @@ def gate_variants(df: pd.DataFrame, quick: bool = False, seed: int = 0) -> pd.Da
     if len(out) < 2:
         return pd.DataFrame()
     return pd.DataFrame(out).T.rename_axis(f"seed {seed}")
+
+
+def _plain(v):
+    """A parameter value as written in the grid (a column with gaps holds 5 as 5.0)."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
 def per_class_table(df: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
