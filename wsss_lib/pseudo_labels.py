@@ -87,6 +87,24 @@ def saliency_labels(att: np.ndarray, classes, saliency: np.ndarray, fg_threshold
     return out
 
 
+def explain_cues(att: np.ndarray, classes, saliency: np.ndarray, fg_threshold: float = 0.3, conflict: float = 0.9,
+                 bg_saliency: float = 32 / 255, att_salient: float = 0.8, min_fg_ratio: float = 0.01) -> dict:
+    """What each cue says about every pixel of one image (for teaching; the labels are
+    :func:`saliency_labels`'s): ``object`` (the attention alone: the best present class where its
+    normalized attention reaches ``fg_threshold``, else 0), ``background`` (True where the background
+    score ``1 - saliency`` reaches ``fg_threshold``), ``conflict`` (True where the final label is
+    ignore but some cue had an answer) and ``labels`` (the final map)."""
+    att, classes = _check(att, classes)
+    lo = att.min(axis=(1, 2), keepdims=True)
+    hi = att.max(axis=(1, 2), keepdims=True)
+    norm = (att - lo) / (hi - lo + 1e-8)
+    obj = threshold_labels(norm, classes, fg_threshold) if classes.size else np.zeros(att.shape[1:], np.uint8)
+    bg = (1 - np.asarray(saliency, dtype=np.float32)) >= fg_threshold
+    labels = saliency_labels(att, classes, saliency, fg_threshold, conflict, bg_saliency, att_salient, min_fg_ratio)
+    return {"object": obj, "background": bg, "labels": labels,
+            "conflict": (labels == IGNORE) & ((obj > 0) | bg), "attention": norm.max(0) if classes.size else norm.sum(0)}
+
+
 def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> Path:
     """A label map as a VOC palette PNG (written to a temp file, then renamed)."""
     from PIL import Image
@@ -110,4 +128,4 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
         return np.array(im)
 
 
-__all__ = ["IGNORE", "read_label_png", "saliency_labels", "threshold_labels", "write_label_png"]
+__all__ = ["IGNORE", "explain_cues", "read_label_png", "saliency_labels", "threshold_labels", "write_label_png"]

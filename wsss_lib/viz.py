@@ -188,6 +188,85 @@ def threshold_curves_figure(evaluation: dict, title: str = "CAM mIoU vs backgrou
     return fig
 
 
+def _show_label(ax, lab: np.ndarray) -> None:
+    rgb = colorize_mask(lab).copy()
+    rgb[np.asarray(lab) == 255] = 255  # ignore: white
+    ax.imshow(rgb)
+
+
+def side_by_side_figure(columns: dict[str, Sequence[np.ndarray]], row_titles: Sequence[str] = (),
+                        title: str = "") -> "plt.Figure":
+    """One row per image, one column per entry of ``columns``: RGB images (``H x W x 3``) as they
+    are, label maps (``H x W``) in the VOC palette with ignore (255) in white."""
+    names = list(columns)
+    n = len(columns[names[0]])
+    fig, axes = plt.subplots(n, len(names), figsize=(1.9 * len(names), 1.9 * n), squeeze=False)
+    for r in range(n):
+        for c, name in enumerate(names):
+            ax, a = axes[r, c], np.asarray(columns[name][r])
+            ax.imshow(a) if a.ndim == 3 else _show_label(ax, a)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+            if c == 0 and r < len(row_titles):
+                ax.set_ylabel(row_titles[r], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def cues_figure(image: np.ndarray, cues: dict, saliency: np.ndarray, gt: np.ndarray, title: str = "") -> "plt.Figure":
+    """OAA section 4 on one image: the object cue (attention), the background cue (saliency), where
+    they conflict, the resulting pseudo label (white = ignored) and the ground truth."""
+    fig, axes = plt.subplots(1, 6, figsize=(13.5, 2.6))
+    axes[0].imshow(image)
+    axes[0].set_title("image")
+    axes[1].imshow(overlay(image, cues["attention"]))
+    axes[1].set_title("object cue: attention")
+    axes[2].imshow(saliency, cmap="gray", vmin=0, vmax=1)
+    axes[2].set_title("background cue: saliency")
+    conf = np.zeros((*gt.shape, 3), dtype=np.uint8) + 235
+    conf[cues["background"]] = (120, 120, 120)
+    conf[cues["object"] > 0] = (60, 160, 60)
+    conf[cues["conflict"]] = (220, 40, 40)
+    axes[3].imshow(conf)
+    axes[3].set_title("cues: object (green), bg (grey),\nconflict -> ignored (red)", fontsize=8)
+    _show_label(axes[4], cues["labels"])
+    axes[4].set_title("pseudo label (white: 255)")
+    _show_label(axes[5], gt)
+    axes[5].set_title("ground truth")
+    for ax in axes:
+        ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(cm: np.ndarray, class_names: Sequence[str], title: str = "confusion matrix") -> "plt.Figure":
+    """Row-normalized confusion matrix (rows: ground truth, columns: prediction), with the share of
+    each ground-truth class in every cell."""
+    cm = np.asarray(cm, dtype=np.float64)
+    rows = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
+    im = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    for g in range(k):
+        for p in range(k):
+            if rows[g, p] >= 0.01:
+                ax.text(p, g, f"{rows[g, p]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if rows[g, p] > 0.5 else "black")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), class_names, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("ground-truth class")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the ground-truth class's pixels")
+    fig.tight_layout()
+    return fig
+
+
 def attention_explorer(snapshots: dict, layout):
     """ipywidgets explorer: image, class, epoch slider, fusion (epoch map / MAX / AVE / final CAM).
 

@@ -107,6 +107,10 @@ class RenderedImage:
     part_mask: np.ndarray  # H x W bool, visible discriminative parts
     objects: list[int] = field(default_factory=list)  # 0-based classes, in drawing order
     contexts: list[str] = field(default_factory=list)
+    #: where context (water, rails) was drawn, and the saturated clutter items (the background
+    #: things a salient-object detector tends to fire on); used by :mod:`wsss_lib.saliency`
+    context_mask: np.ndarray | None = None
+    clutter_masks: list[np.ndarray] = field(default_factory=list)
 
 
 def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
@@ -128,7 +132,8 @@ def _class_tints(n: int) -> np.ndarray:
 _TINTS = _class_tints(len(CLASS_NAMES))
 
 
-def _background(rng: np.random.Generator, s: int, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+def _background(rng: np.random.Generator, s: int, yy: np.ndarray, xx: np.ndarray,
+                saturated: list | None = None) -> np.ndarray:
     # Smooth low-saturation colour field.
     coarse = rng.uniform(60, 190, size=(4, 4, 1)) + rng.normal(0, 18, size=(4, 4, 3))
     img = np.asarray(Image.fromarray(np.clip(coarse, 0, 255).astype(np.uint8)).resize(
@@ -140,7 +145,8 @@ def _background(rng: np.random.Generator, s: int, yy: np.ndarray, xx: np.ndarray
     # Clutter: blobs, rectangles and lines in muted colours, a few saturated ones of off-part hues.
     for _ in range(rng.integers(3, 9)):
         kind = rng.integers(0, 3)
-        if rng.random() < 0.25:
+        vivid = rng.random() < 0.25
+        if vivid:
             col = _hsv_to_rgb(45.0 + 90.0 * rng.integers(0, 4) + rng.normal(0, 8), 0.7, 0.8)
         else:
             col = rng.uniform(40, 210) + rng.normal(0, 20, size=3)
@@ -155,11 +161,14 @@ def _background(rng: np.random.Generator, s: int, yy: np.ndarray, xx: np.ndarray
             t = rng.uniform(0, np.pi)
             m = np.abs((xx - cx) * np.sin(t) - (yy - cy) * np.cos(t)) <= rng.uniform(0.6, 1.6)
         img[m] = 0.5 * img[m] + 0.5 * col
+        if vivid and saturated is not None:
+            saturated.append(m)
     return img
 
 
 def _draw_context(img: np.ndarray, name: str, rng: np.random.Generator, s: int,
-                  yy: np.ndarray, xx: np.ndarray) -> None:
+                  yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """Draw context ``name`` into ``img``; returns where it was drawn."""
     top = rng.uniform(0.62, 0.75) * s
     band = yy >= top
     if name == "water":
@@ -175,6 +184,7 @@ def _draw_context(img: np.ndarray, name: str, rng: np.random.Generator, s: int,
             img[m] = np.array([45.0, 45.0, 55.0])
     else:  # pragma: no cover - guarded by CONTEXT_OF_CLASS
         raise ValueError(f"unknown context {name!r}")
+    return band
 
 
 def render_image(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
@@ -184,8 +194,10 @@ def render_image(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
     rng = np.random.default_rng([spec.seed, SPLIT_CODES[split], index])
     s = spec.size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
-    img = _background(rng, s, yy, xx)
+    clutter: list[np.ndarray] = []
+    img = _background(rng, s, yy, xx, clutter)
     k = len(CLASS_NAMES)
+    context_mask = np.zeros((s, s), dtype=bool)
 
     n_obj = 1 + int(rng.choice(len(spec.objects_probs), p=spec.objects_probs))
     classes = [int(c) for c in rng.integers(0, k, size=n_obj)]
@@ -194,7 +206,7 @@ def render_image(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
         p = spec.context_prob if ci in classes else spec.context_other_prob
         if rng.random() < p:
             contexts.append(name)
-            _draw_context(img, name, rng, s, yy, xx)
+            context_mask |= _draw_context(img, name, rng, s, yy, xx)
 
     mask = np.zeros((s, s), dtype=np.uint8)
     part_mask = np.zeros((s, s), dtype=bool)
@@ -233,7 +245,8 @@ def render_image(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
         drawn.append(c)
     img += rng.normal(0, 5, size=img.shape)
     image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    return RenderedImage(image=image, mask=mask, part_mask=part_mask, objects=drawn, contexts=contexts)
+    return RenderedImage(image=image, mask=mask, part_mask=part_mask, objects=drawn, contexts=contexts,
+                         context_mask=context_mask, clutter_masks=clutter)
 
 
 def image_id(split: str, index: int) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 #: stage name -> module under wsss_lib.stages, in pipeline order
-ORDER = ("classifier", "evolution", "oaa_plus", "amr")
+ORDER = ("classifier", "evolution", "oaa_plus", "amr", "pseudo_labels", "segmentation")
 
 
 def get_stage(name: str):
@@ -25,13 +25,15 @@ def all_stages() -> list:
 
 
 def stage_of_notebook(notebook: str):
-    """The stage a notebook runs (``None`` for notebooks that run no stage, e.g. the batch notebook)."""
+    """The stage a notebook runs: its last stage in :data:`ORDER` when it runs several (notebook 05:
+    pseudo labels, then segmentation); ``None`` for notebooks that run no stage (the batch notebook)."""
     from pathlib import Path
 
+    found = None
     for st in all_stages():
         if st.notebook == Path(notebook).name:
-            return st
-    return None
+            found = st
+    return found
 
 
 def notebook_call(stage_name: str, namespace: dict, announce: bool = True):

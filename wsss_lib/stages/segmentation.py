@@ -1,0 +1,257 @@
+"""Stage 5b: a segmentation network trained on pseudo labels, scored on the val split's masks.
+
+The papers' own measure (OAA Tables 2 and 3): train a segmentation network on the pseudo labels
+of a :mod:`pseudo_labels <wsss_lib.stages.pseudo_labels>` run (pixels labelled 255 are ignored by
+the loss), then report its mIoU on the val ground truth. Recipe: SGD, poly schedule, new layers at
+10x the learning rate, the engine's resumable loop (flip augmentation by default); evaluation at
+each image's own size, optionally multi-scale + flip (``scales``, ``flip``) and dense CRF
+(``crf``, :func:`wsss_lib.crf.dense_crf`).
+
+``fraction`` (OAA Table 3) trains on a random subset of the pseudo-labelled images
+(:func:`fraction_subset`: a fixed permutation per ``fraction_seed``, so 20% lies inside 50%); with
+``same_steps`` (default) every fraction gets the same number of optimization steps as the full
+set (DeepLab trains for a fixed iteration count), so only the amount of data changes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as Fn
+
+from ..data.transforms import image_frame_to_views, normalize_images
+from ..data.voc import VOCLayout, VOCSegDataset
+from ..io import read_json, write_json
+from ..metrics import confusion_matrix, iou_from_confusion
+from ..models.segnet import SEG_NETWORKS, build_segnet
+from ..pseudo_labels import IGNORE, read_label_png, write_label_png
+from ..runs import write_metrics
+from ..train.config import TrainConfig
+from ..train.engine import Batch, fit
+from .base import RunContext, Stage, Upstream
+from .pseudo_labels import LABEL_FOLDER
+
+
+def fraction_subset(n: int, fraction: float, seed: int) -> list[int]:
+    """The indices (sorted) of ``round(fraction * n)`` images (at least one) drawn without
+    replacement: the first ones of a permutation fixed by ``seed``, so the subsets of one seed are
+    nested (20% inside 50% inside 80%) and the same on every run."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction={fraction!r} is invalid: expected a number in (0, 1]")
+    perm = np.random.default_rng([seed, 31337]).permutation(n)
+    return sorted(perm[:max(1, int(round(fraction * n)))].tolist())
+
+
+class SubsetDataset(torch.utils.data.Dataset):
+    """Some samples of a dataset; each keeps its ``index`` in the full split."""
+
+    def __init__(self, base, indices: list[int]) -> None:
+        self.base, self.indices = base, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, j: int) -> dict:
+        return self.base[self.indices[j]]
+
+
+class PseudoLabelSet:
+    """The pseudo-label maps of a split (from a ``SegmentationClassPseudo`` folder), rendered into
+    training views with the views' own geometry (nearest neighbour; outside the image = 255)."""
+
+    def __init__(self, folder, layout: VOCLayout, indices: list[int]) -> None:
+        self.maps: dict[int, torch.Tensor] = {}
+        for i in indices:
+            path = folder / f"{layout.ids[i]}.png"
+            if not path.exists():
+                raise FileNotFoundError(f"pseudo label {path} not found: the pseudo-label run is incomplete")
+            self.maps[i] = torch.from_numpy(read_label_png(path).astype(np.int64))
+
+    def views(self, indices: torch.Tensor, geo: torch.Tensor, size: int) -> torch.Tensor:
+        idx = indices.tolist()
+        shapes = {tuple(self.maps[i].shape) for i in idx}
+        if len(shapes) == 1:
+            lab = torch.stack([self.maps[i] for i in idx]).to(geo.device)
+            return self._render(lab, geo, size)
+        return torch.cat([self._render(self.maps[i][None].to(geo.device), g[None], size) for i, g in zip(idx, geo)])
+
+    @staticmethod
+    def _render(lab: torch.Tensor, geo: torch.Tensor, size: int) -> torch.Tensor:
+        shifted = (lab + 1).float()[:, None]  # 0 = outside the image after sampling
+        out = image_frame_to_views(shifted, geo, (size, size), mode="nearest")[:, 0].long() - 1
+        out[out < 0] = IGNORE
+        return out
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pixel-wise cross entropy with 255 ignored, logits upsampled (bilinear) to the target's size;
+    the mean over labelled pixels (0 when a batch has none, without a host synchronisation)."""
+    if logits.shape[-2:] != target.shape[-2:]:
+        logits = Fn.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    total = Fn.cross_entropy(logits.float(), target, ignore_index=IGNORE, reduction="sum")
+    return total / (target != IGNORE).sum().clamp_min(1)
+
+
+@torch.no_grad()
+def predict_probs(model, image: torch.Tensor, scales=(1.0,), flip: bool = False) -> torch.Tensor:
+    """Class probabilities ``B x C x H x W`` at the images' size (uint8 ``B x 3 x H x W`` in),
+    averaged over ``scales`` and, with ``flip``, the mirrored images."""
+    x = normalize_images(image)
+    h, w = x.shape[-2:]
+    acc = 0
+    for s in scales:
+        xs = x if s == 1 else Fn.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
+        for mirrored in ((False, True) if flip else (False,)):
+            xi = xs.flip(-1) if mirrored else xs
+            logit = model(xi).float()
+            logit = Fn.interpolate(logit, size=(h, w), mode="bilinear", align_corners=False)
+            acc = acc + (logit.flip(-1) if mirrored else logit).softmax(1)
+    return acc / (len(scales) * (2 if flip else 1))
+
+
+@dataclass
+class SegmentationConfig(TrainConfig):
+    """Segmentation training on pseudo labels (defaults: the embedded benchmark on CPU)."""
+
+    network: str = "small"  # see wsss_lib.models.segnet.SEG_NETWORKS
+    epochs: int = 6
+    batch_size: int = 16
+    lr: float = 0.01
+    fraction: float = 1.0  # share of the pseudo-labelled training images used (OAA Table 3)
+    fraction_seed: int = -1  # -1: the run's seed
+    same_steps: bool = True  # every fraction trains for the full set's number of steps
+    scales: tuple[float, ...] = (1.0,)  # inference scales (e.g. 0.5, 0.75, 1, 1.25, 1.5)
+    flip: bool = False  # inference also on mirrored images
+    crf: bool = False  # dense CRF on the probabilities (pydensecrf2)
+    n_examples: int = 8  # val predictions kept for the figure
+    pseudo_params: dict = field(default_factory=dict)  # the pseudo-label stage's parameters when pseudo_run is empty
+
+    QUICK: ClassVar[dict] = {"epochs": 2, "batch_size": 8}
+
+    def validate(self) -> "SegmentationConfig":
+        super().validate()
+        self.check("network", self.network in SEG_NETWORKS, f"one of {', '.join(SEG_NETWORKS)}")
+        self.check("backbone", self.backbone == "tiny", "left at its default: network= chooses the segmentation net")
+        self.check_number("fraction", 0.0, 1.0)
+        self.check("fraction", self.fraction > 0, "a number in (0, 1]")
+        self.check("fraction_seed", isinstance(self.fraction_seed, int) and self.fraction_seed >= -1,
+                   "an integer >= 0, or -1 (the run's seed)")
+        try:
+            sc = tuple(float(s) for s in self.scales)
+        except (TypeError, ValueError):
+            sc = ()
+        self.check("scales", bool(sc) and all(0.25 <= s <= 4 for s in sc), "a list of scales in [0.25, 4]")
+        self.scales = sc
+        for name in ("same_steps", "flip", "crf"):
+            self.check(name, isinstance(getattr(self, name), bool), "True or False")
+        self.check_int("n_examples")
+        self.check("pseudo_params", isinstance(self.pseudo_params, dict), "a mapping of pseudo-label parameters")
+        if self.crf:
+            from ..crf import crf_available
+
+            self.check("crf", crf_available(), "False: the package pydensecrf2 is not installed here")
+        return self
+
+
+class SegmentationStage(Stage):
+    name = "segmentation"
+    prefix = "seg"
+    Config = SegmentationConfig
+    upstream = {"pseudo_run": "pseudo_labels"}
+    main_metrics = ("seg_miou", "pseudo_miou")
+    quick_note = "2 epochs on 48 images: the network is barely trained"
+    notebook = "05_pseudo_labels_segmentation.ipynb"
+    outputs = ("metrics.json", "evaluation.json", "checkpoint.pt")
+    display_only = ("pseudo_params", "n_examples")
+
+    def upstream_requests(self, cfg: SegmentationConfig, given: dict) -> dict:
+        return {"pseudo_run": Upstream("pseudo_labels", str(given.get("pseudo_run") or ""), dict(cfg.pseudo_params))}
+
+    def run_name(self, cfg: SegmentationConfig) -> str:
+        return f"seg-{cfg.network}" + (f"-f{cfg.fraction:g}" if cfg.fraction < 1 else "")
+
+    def identity(self, cfg: SegmentationConfig) -> dict:
+        ident = super().identity(cfg)
+        for k in ("backbone", "output_stride"):  # fixed by the network
+            ident.pop(k)
+        return ident
+
+    def execute(self, ctx: RunContext) -> None:
+        cfg, layout = ctx.cfg, ctx.layout
+        pseudo = ctx.upstream["pseudo_run"]
+        full = VOCSegDataset(layout, with_mask=False, cache_in_memory=len(layout) <= 20000)
+        fseed = ctx.seed if cfg.fraction_seed < 0 else cfg.fraction_seed
+        subset = fraction_subset(len(layout), cfg.fraction, fseed)
+        labels = PseudoLabelSet(pseudo / LABEL_FOLDER, layout, subset)
+        data = SubsetDataset(full, subset)
+        crop = cfg.crop_size or int(max(full[0]["image"].shape[1:]))
+        model = build_segnet(cfg.network, layout.num_classes, cfg.pretrained).to(ctx.device)
+        opt = torch.optim.SGD(model.param_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
+        loop = cfg.loop(ctx.seed, crop)
+        if cfg.same_steps and cfg.fraction < 1:  # the full set's number of steps
+            steps = cfg.epochs * math.ceil(len(layout) / cfg.batch_size)
+            loop.epochs = max(1, round(steps / math.ceil(len(subset) / cfg.batch_size)))
+
+        def step(b: Batch) -> torch.Tensor:
+            return segmentation_loss(model(b.views), labels.views(b.indices, b.geo, crop))
+
+        res = fit(model, opt, cfg.schedule, data, loop, ctx.out, step, {}, ctx.device, ctx.progress,
+                  desc=f"segmentation ({cfg.network})", stop_after_steps=ctx.stop_after_steps)
+        t0 = time.perf_counter()
+        ev = self.evaluate(ctx, model)
+        pseudo_metrics = read_json(pseudo / "metrics.json")
+        metrics = {**ev.pop("metrics"), **{k: v for k, v in pseudo_metrics.items() if k.startswith("pseudo_")},
+                   "train_images": float(len(subset)), "train_epochs": float(loop.epochs),
+                   "train_steps": float(loop.epochs * math.ceil(len(subset) / cfg.batch_size)),
+                   "train_seconds": res.seconds, "final_loss": res.history[-1]["loss"],
+                   "first_epoch_loss": res.history[0]["loss"]}
+        write_json(ctx.out / "evaluation.json", {**ev, "history": res.history, "train_indices": subset})
+        metrics["eval_seconds"] = time.perf_counter() - t0
+        write_metrics(ctx.out, metrics)
+
+    def evaluate(self, ctx: RunContext, model) -> dict:
+        """Val mIoU, per-class IoU, confusion matrix (and figure); predictions as palette PNGs."""
+        from tqdm.auto import tqdm
+
+        from ..viz import confusion_figure, save_figure
+
+        cfg = ctx.cfg
+        val = VOCLayout(ctx.root, "val")
+        data = VOCSegDataset(val, with_mask=True)
+        k1 = val.num_classes
+        cm = np.zeros((k1, k1), dtype=np.int64)
+        pred_dir = ctx.out / "SegmentationClassPred"
+        pred_dir.mkdir(exist_ok=True)
+        was = model.training
+        model.eval()
+        for i in tqdm(range(len(data)), desc="segmentation val", leave=False, disable=not ctx.progress):
+            s = data[i]
+            probs = predict_probs(model, s["image"][None].to(ctx.device), cfg.scales, cfg.flip)[0].cpu()
+            if cfg.crf:
+                from ..crf import dense_crf
+
+                probs = torch.from_numpy(dense_crf(s["image"].permute(1, 2, 0).numpy(), probs.numpy()))
+            pred = probs.argmax(0)
+            cm += confusion_matrix(pred, s["mask"], k1)
+            write_label_png(pred_dir / f"{val.ids[i]}.png", pred.numpy().astype(np.uint8))
+        model.train(was)
+        iou = iou_from_confusion(cm)
+        names = list(val.class_names)
+        save_figure(confusion_figure(cm, names, title=f"segmentation on val: mIoU {np.nanmean(iou):.3f}"),
+                    ctx.out / "confusion.png")
+        metrics = {"seg_miou": float(np.nanmean(iou)), "seg_pixel_accuracy": float(np.trace(cm) / max(cm.sum(), 1))}
+        metrics.update({f"seg_iou_{n}": float(v) for n, v in zip(names, iou) if np.isfinite(v)})
+        return {"metrics": metrics, "class_names": names, "confusion": cm.tolist(),
+                "per_class_iou": [None if np.isnan(v) else float(v) for v in iou],
+                "scales": list(cfg.scales), "flip": cfg.flip, "crf": cfg.crf}
+
+
+STAGE = SegmentationStage()
+
+__all__ = ["PseudoLabelSet", "SegmentationConfig", "SegmentationStage", "STAGE", "SubsetDataset", "fraction_subset",
+           "predict_probs", "segmentation_loss"]
