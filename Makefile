@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.wsss-installed
 # Extra arguments for the main job, e.g. `make run ARGS="-j 1"` or `make run ARGS="--quick"`.
 ARGS ?=
 
-.PHONY: run test env clean-runs
+.PHONY: run test env clean-runs segmentation
 
 env: $(STAMP)
 
@@ -26,6 +26,11 @@ $(STAMP): requirements.lock pyproject.toml
 # runner (2 points at a time), then notebook 07 renders the tables and figures into reports/.
 run: $(STAMP)
 	$(BIN)/python -m wsss_lib.main $(ARGS)
+
+# The main job plus the 3-seed segmentation grids (segmentation.yaml, data_fraction.yaml): about
+# 50 minutes more on 2 cores; finished points of `make run` are reused.
+segmentation: $(STAMP)
+	$(BIN)/python -m wsss_lib.main --segmentation $(ARGS)
 
 # Command 2: the whole test suite: unit and integration tests (pytest) and every notebook (nbval),
 # notebooks in quick mode (WSSS_QUICK=1).

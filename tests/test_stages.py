@@ -24,8 +24,8 @@ def test_registry_lists_every_stage_with_its_notebook():
     stages = [get_stage(n) for n in ORDER]
     assert [s.name for s in stages] == list(ORDER)
     assert all(s.notebook.endswith(".ipynb") and s.main_metrics for s in stages)
-    with pytest.raises(KeyError, match="no stage 'segmentation'"):
-        get_stage("segmentation")
+    with pytest.raises(KeyError, match="no stage 'crf'"):
+        get_stage("crf")
 
 
 def test_notebook_call_reads_each_parameter_once_and_validates(monkeypatch, capsys):

@@ -4,6 +4,7 @@ runner, then the results notebook, into ``reports/``.
     python -m wsss_lib.main                  # the default benchmark, 3 seeds (about an hour on 2 cores)
     python -m wsss_lib.main --quick          # tiny settings (a smoke run of a few minutes)
     python -m wsss_lib.main -j 1             # one point at a time
+    python -m wsss_lib.main --segmentation   # also the 3-seed segmentation grids (make segmentation)
 
 Runs and grid points are cached by their parameters under ``runs/``: a second invocation reuses
 finished points and resumes interrupted ones, then renders the reports again.
@@ -20,11 +21,16 @@ from pathlib import Path
 from .io import read_json, write_json, write_text
 
 #: the main job's grids, in order (upstream stages first; see notebooks/grids/)
-MAIN_GRIDS = ("oaa_fusion.yaml", "evolution.yaml", "oaa_gate.yaml", "oaa_plus_loss.yaml", "amr.yaml")
+MAIN_GRIDS = ("oaa_fusion.yaml", "evolution.yaml", "oaa_gate.yaml", "oaa_plus_loss.yaml", "amr.yaml",
+              "segmentation_main.yaml")
+#: added by --segmentation (make segmentation): the 3-seed segmentation tables (about 50 minutes more)
+SEGMENTATION_GRIDS = ("segmentation.yaml", "data_fraction.yaml")
 #: the executed notebooks shown in reports/notebooks/ as HTML: notebook -> the seed-0 point's parameters
 SHOWCASE = {"01_train_classifier_oaa.ipynb": {"seed": 0}, "02_attention_evolution.ipynb": {"seed": 0},
             "03_train_oaa_plus.ipynb": {"loss": "hl", "seed": 0},
-            "04_train_amr.ipynb": {"variant": "AMR+both", "seed": 0}}
+            "04_train_amr.ipynb": {"variant": "AMR+both", "seed": 0},
+            "05_pseudo_labels_segmentation.ipynb": {"source": "oaa_plus", "attention_params": {"loss": "hl"},
+                                                    "mode": "saliency", "seed": 0}}
 RESULTS_NOTEBOOK = "07_results_tables.ipynb"
 MAX_HTML_BYTES = 2 * 2**20
 
@@ -117,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-j", "--jobs", type=int, default=2, help="grid points executed at once (default 2)")
     ap.add_argument("--grids", nargs="+", default=list(MAIN_GRIDS),
                     help=f"grid files under notebooks/grids/, in order (default: {' '.join(MAIN_GRIDS)})")
+    ap.add_argument("--segmentation", action="store_true",
+                    help=f"also run {' and '.join(SEGMENTATION_GRIDS)} (the 3-seed segmentation tables)")
     args = ap.parse_args(argv)
+    if args.segmentation:
+        args.grids = list(args.grids) + [g for g in SEGMENTATION_GRIDS if g not in args.grids]
     reports = args.reports or (repo_root() / "reports" / ("quick" if args.quick else ""))
     reports.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -153,11 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if len(failed) else 0
 
 
-REPORT_PAGES = [("benchmark.md", "the embedded benchmark: design, measured statistics, CAM properties"),
+REPORT_PAGES = [("benchmark.md", "the embedded benchmark: design, measured statistics, saliency quality, CAM properties"),
                 ("oaa.md", "classifier + OAA: CAM / OAA-AVE / OAA-MAX, per class, attention evolution, gate variants"),
                 ("oaa_plus.md", "OAA+ (MCE, HL): the analogue of OAA Table 2"),
                 ("amr.md", "AMR, AMR + threshold + area, the official preset: the report's Tables 1 and 2"),
                 ("amr_ablation.md", "AMR: each of the report's modifications alone"),
+                ("segmentation.md", "segmentation mIoU on pseudo labels (OAA Table 2 / AMR columns), data fraction (Table 3)"),
                 ("bench_oaa.md", "benchmark: OAA store overhead per training step, store memory"),
                 ("bench_cam.md", "benchmark: batched multi-scale CAM inference vs a per-class loop"),
                 ("timings.md", "how long the last main job took, and its batch summary table")]

@@ -24,8 +24,16 @@ from .runs import find_run
 OAA_TABLE2 = {"CAM": 53.9, "OAA-AVE": 57.0, "OAA-MAX": 58.6, "OAA+ (MCE)": 51.2, "OAA+ (HL)": 59.6}
 REPORT_TABLE1 = {"AMR": 53.2, "AMR+both": 54.5}  # the reproduction report's Recurrence / Improvement AMR
 REPORT_TABLE2 = {0.1: 49.2, 0.3: 53.4, 0.5: 56.8, 0.7: 54.5, 0.9: 50.7}
+OAA_TABLE3 = {0.2: 54.6, 0.5: 57.3, 0.8: 58.9, 1.0: 59.6}  # OAA+ labels, share of the 10,582 training images
 NB = {"classifier": "01_train_classifier_oaa.ipynb", "evolution": "02_attention_evolution.ipynb",
-      "oaa_plus": "03_train_oaa_plus.ipynb", "amr": "04_train_amr.ipynb"}
+      "oaa_plus": "03_train_oaa_plus.ipynb", "amr": "04_train_amr.ipynb",
+      "segmentation": "05_pseudo_labels_segmentation.ipynb"}
+#: the segmentation tables' rows: label -> (attention source, the upstream parameters as the grid
+#: writes them; results.collect stores a mapping as its str())
+SEG_ROWS = {"CAM": ("cam", "{}"), "OAA-AVE": ("oaa_ave", "{}"), "OAA-MAX": ("oaa_max", "{}"),
+            "OAA+ (MCE)": ("oaa_plus", "{'loss': 'mce'}"), "OAA+ (HL)": ("oaa_plus", "{'loss': 'hl'}"),
+            "AMR (xi 0.5)": ("amr_xi0.5", "{'variant': 'AMR'}"), "AMR+both (xi 0.5)": ("amr_xi0.5", "{'variant': 'AMR+both'}")}
+SEG_MODES = ("saliency", "threshold")
 #: the classifier's table rows: label -> attention source (fusions from their registry)
 OAA_ROWS = {"CAM": "cam", **{label: src for src, label in sorted(FUSION_SOURCES.items(), key=lambda kv: kv[1])}}
 #: the AMR table's rows: label -> the points' parameters (None: not set, i.e. the default)
@@ -192,6 +200,104 @@ def amr_ablation_detail(df: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
     return pd.DataFrame(out).T.rename_axis("variant (mean over seeds)") if out else pd.DataFrame()
 
 
+def _ms(vals: list[float]) -> str:
+    if not vals:
+        return "-"
+    v = np.asarray(vals, dtype=float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.3f}"
+
+
+def seg_points(df: pd.DataFrame, label: str, mode: str, quick: bool = False, fraction=None) -> pd.DataFrame:
+    """The points of one segmentation row; ``fraction`` None or 1.0 both mean the whole set (the same run)."""
+    source, params = SEG_ROWS[label]
+    fracs = (None, 1.0) if fraction in (None, 1.0) else (fraction,)
+    parts = [select(df, NB["segmentation"], quick, source=source, attention_params=params, mode=mode, fraction=f)
+             for f in fracs]
+    found = [p for p in parts if not p.empty]
+    if not found:
+        return parts[0]
+    rows = pd.concat(found)
+    return rows.sort_values("p.seed").drop_duplicates(subset=["run", "p.seed"] if "run" in rows else ["p.seed"])
+
+
+def segmentation_table(df: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
+    """OAA Table 2 and the AMR table, segmentation column: val mIoU of the network trained on each
+    source's pseudo labels, both modes (mean ± std over seeds), with the labels' own quality."""
+    out = {}
+    for label in SEG_ROWS:
+        row, n = {}, set()
+        for mode in SEG_MODES:
+            pts = seg_points(df, label, mode, quick)
+            row[f"seg mIoU (val), {mode}"] = _ms(_values(pts, "seg_miou"))
+            row[f"pseudo-label mIoU (train), {mode}"] = _ms(_values(pts, "pseudo_miou"))
+            if mode == "saliency":
+                row["ignored share, saliency"] = _ms(_values(pts, "pseudo_ignored"))
+            n.add(len(pts))
+        if max(n) == 0:
+            continue
+        row["n (seeds)"] = "/".join(str(len(seg_points(df, label, m, quick))) for m in SEG_MODES)
+        key = label.replace(" (xi 0.5)", "")
+        paper = OAA_TABLE2.get(label, REPORT_TABLE1.get(key))
+        row["paper (VOC seg. mIoU %)"] = f"{paper:.1f}" + (" (report, test)" if key in REPORT_TABLE1 else "") \
+            if paper is not None else "-"
+        out[label] = row
+    return pd.DataFrame(out).T.rename_axis("pseudo labels from") if out else pd.DataFrame()
+
+
+def segmentation_detail(df: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
+    """Per source and mode: the means of the pseudo labels' precision / recall and of the val mIoU."""
+    out = {}
+    for label in SEG_ROWS:
+        for mode in SEG_MODES:
+            pts = seg_points(df, label, mode, quick)
+            if not pts.empty:
+                cols = {"pseudo fg precision": "pseudo_fg_precision", "pseudo fg recall": "pseudo_fg_recall",
+                        "pseudo ignored": "pseudo_ignored", "pseudo mIoU": "pseudo_miou", "seg mIoU": "seg_miou"}
+                # a metric absent from every point (e.g. pseudo mIoU when all pixels were ignored) is NaN
+                out[(label, mode)] = {k: pts[c].mean() if c in pts else np.nan for k, c in cols.items()}
+    if not out:
+        return pd.DataFrame()
+    t = pd.DataFrame(out).T
+    t.index.names = ["source", "mode"]
+    return t
+
+
+def fraction_table(df: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
+    """OAA Table 3: segmentation mIoU with a share of the OAA+ (HL) pseudo-labelled images."""
+    out = {}
+    for f, paper in OAA_TABLE3.items():
+        pts = seg_points(df, "OAA+ (HL)", "saliency", quick, fraction=f)
+        if pts.empty:
+            continue
+        out[f"{f:.0%}"] = {"training images": int(pts["train_images"].iloc[0]), "seg mIoU (val)": _ms(_values(pts, "seg_miou")),
+                           "values": ", ".join(f"{v:.3f}" for v in _values(pts, "seg_miou")), "n": len(pts),
+                           "paper (VOC val seg. mIoU %)": f"{paper:.1f}"}
+    return pd.DataFrame(out).T.rename_axis("fraction") if out else pd.DataFrame()
+
+
+def segmentation_figure(df: pd.DataFrame, quick: bool = False):
+    """Bars: val segmentation mIoU per source, both modes (mean over seeds, std as error bars)."""
+    import matplotlib.pyplot as plt
+
+    labels = [lab for lab in SEG_ROWS if any(not seg_points(df, lab, m, quick).empty for m in SEG_MODES)]
+    fig, ax = plt.subplots(figsize=(7.5, 3.3))
+    width = 0.38
+    for k, mode in enumerate(SEG_MODES):
+        vals = [_values(seg_points(df, lab, mode, quick), "seg_miou") for lab in labels]
+        ax.bar(np.arange(len(labels)) + (k - 0.5) * width, [np.mean(v) if v else np.nan for v in vals], width,
+               yerr=[np.std(v, ddof=1) if len(v) > 1 else 0 for v in vals], capsize=3, label=f"{mode} pseudo labels")
+    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("segmentation mIoU (val)")
+    ax.set_title("segmentation network trained on each source's pseudo labels (mean ± std over seeds)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    lo = np.nanmin([np.mean(v) for m in SEG_MODES for lab in labels
+                    if (v := _values(seg_points(df, lab, m, quick), "seg_miou"))] or [0])
+    ax.set_ylim(max(0, lo - 0.1), None)
+    fig.tight_layout()
+    return fig
+
+
 # -- figures ----------------------------------------------------------------------------------------
 def xi_curve_figure(xi_table: pd.DataFrame):
     import matplotlib.pyplot as plt
@@ -245,7 +351,9 @@ def write_reports(df: pd.DataFrame, reports: str | Path, quick: bool = False) ->
               "oaa_plus_table": oaa_plus_table(df, quick), "amr_table": amr_table(df, quick),
               "amr_xi_table": amr_xi_table(df, quick),
               "amr_ablation": amr_table(df, quick, {k: v for k, v in AMR_ABLATION_ROWS.items()}),
-              "amr_ablation_detail": amr_ablation_detail(df, quick)}
+              "amr_ablation_detail": amr_ablation_detail(df, quick),
+              "segmentation_table": segmentation_table(df, quick), "segmentation_detail": segmentation_detail(df, quick),
+              "fraction_table": fraction_table(df, quick)}
     md = {name: write_table(t, reports / name) if not t.empty else _skip(name) for name, t in tables.items()}
     cls = default_classifier_points(df, quick)
     n_seeds = len(cls)
@@ -376,8 +484,37 @@ and together, weighted CAM at xi = 0.5 (grids `amr.yaml` and `amr_ablation.yaml`
 
 {md['amr_ablation_detail']}
 {_notes(reports, 'amr_ablation.md')}""")
+
+    if not tables["segmentation_table"].empty:
+        save_figure(segmentation_figure(df, quick), reports / "segmentation.png")
+    write_text(reports / "segmentation.md", f"""# Segmentation: the papers' own measure
+
+A segmentation network (`network="small"`: the tiny backbone with a LargeFOV-style head, 6 epochs,
+poly schedule, head at 10x lr) trained on each source's pseudo labels (notebook 05; grid
+`notebooks/grids/segmentation.yaml`), scored on the val split's masks. Two pseudo-label modes:
+*saliency* (OAA section 4, the official `gen_gt.py` thresholds, the embedded saliency detector of
+`wsss_lib.saliency`) and *threshold* (background below 0.3, the IRN/AMR convention). The paper
+column is OAA Table 2 (VOC val, DeepLab-LargeFOV) and, for AMR, the reproduction report's Table 1
+(VOC test after refinement): other data, so compare orderings, not values.
+
+{md['segmentation_table']}
+
+![segmentation](segmentation.png)
+
+Means over seeds of the pseudo labels' quality (train split; mIoU over labelled pixels, recall
+counts ignored pixels as missed) next to the network's val mIoU:
+
+{md['segmentation_detail']}
+
+## Data fraction (OAA Table 3)
+
+The network trained on nested random subsets of the OAA+ (HL) saliency-mode pseudo labels, the
+same number of steps at every fraction (grid `notebooks/grids/data_fraction.yaml`):
+
+{md['fraction_table']}
+{_notes(reports, 'segmentation.md')}""")
     return tables
 
 
-__all__ = ["AMR_ROWS", "OAA_TABLE2", "REPORT_TABLE1", "REPORT_TABLE2", "amr_table", "amr_xi_table", "gate_variants",
+__all__ = ["AMR_ROWS", "OAA_TABLE2", "OAA_TABLE3", "SEG_ROWS", "fraction_table", "segmentation_table", "REPORT_TABLE1", "REPORT_TABLE2", "amr_table", "amr_xi_table", "gate_variants",
            "oaa_plus_table", "oaa_table", "per_class_table", "select", "write_reports"]

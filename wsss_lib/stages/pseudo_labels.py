@@ -142,7 +142,9 @@ class PseudoLabelStage(Stage):
             total += int(valid.sum())
             empty += int((lab == IGNORE).all())
         iou = iou_from_confusion(cm)
-        metrics = {"pseudo_miou": float(np.nanmean(iou)), "pseudo_fg_precision": correct_fg / max(labelled_fg, 1),
+        # every pixel ignored (e.g. empty maps): no mIoU, and metrics.json leaves it out
+        miou = {"pseudo_miou": float(np.nanmean(iou))} if np.isfinite(iou).any() else {}
+        metrics = {**miou, "pseudo_fg_precision": correct_fg / max(labelled_fg, 1),
                    "pseudo_fg_recall": fg_hit / max(fg_gt, 1), "pseudo_ignored": ignored / max(total, 1),
                    "pseudo_images_all_ignored": float(empty), "pseudo_images": float(len(layout))}
         write_json(ctx.out / "evaluation.json", {
