@@ -208,3 +208,25 @@ def test_segmentation_smoke_run_lowers_its_loss_and_scores_val(tmp_path, quick_r
                pseudo_params={"source": "cam", "mode": "threshold", "threshold": 0.1})
     mh = read_json(half / "metrics.json")
     assert mh["train_images"] == 24 and mh["train_steps"] == m["train_steps"]
+
+
+def test_voc_segmentation_networks_build_and_predict_at_the_image_size():
+    from wsss_lib.models.segnet import build_segnet
+    from wsss_lib.stages.segmentation import predict_probs
+
+    x = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
+    for name in ("deeplab_largefov", "deeplabv3_resnet101"):
+        net = build_segnet(name, 21, pretrained=False).eval()
+        groups = net.param_groups(0.001, 5e-4)
+        assert [g["lr"] for g in groups] == [0.001, 0.01]  # new layers at 10x
+        assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+        p = predict_probs(net, x, scales=(0.75, 1.0), flip=True)
+        assert p.shape == (2, 21, 64, 64) and torch.allclose(p.sum(1), torch.ones(2, 64, 64), atol=1e-4)
+
+
+def test_flip_inference_of_a_flip_equivariant_net_changes_nothing():
+    from wsss_lib.stages.segmentation import predict_probs
+
+    net = torch.nn.Conv2d(3, 4, 1).eval()  # per-pixel: mirroring commutes with it
+    x = torch.randint(0, 255, (1, 3, 16, 16), dtype=torch.uint8)
+    assert torch.allclose(predict_probs(net, x, flip=True), predict_probs(net, x), atol=1e-6)
