@@ -3,7 +3,9 @@
 :func:`collect` reads every point folder under ``<runs root>/batch`` (``point.json``: notebook,
 parameters, status; ``metrics.json``; ``run.json``: the run it read) and returns one row per
 finished point: ``notebook``, ``point`` (folder name), ``run`` (the run's identity), one column per
-parameter (``p.<name>``) and one per metric. :func:`mean_std` then aggregates over seeds.
+parameter (``p.<name>``), one per metric, and what the run actually was where a point's parameters
+leave it to defaults that have changed over time: ``r.pretrained`` (the run's backbone started from
+pretrained weights) and ``r.benchmark`` (``v1``, an embedded variant such as ``parts2``, or ``voc``). :func:`mean_std` then aggregates over seeds.
 """
 
 from __future__ import annotations
@@ -34,13 +36,29 @@ def collect(root: str | os.PathLike | None = None, notebook: str | None = None,
         row = {"notebook": info.get("notebook"), "point": folder.name, "status": info.get("status"),
                "seconds": info.get("seconds")}
         if (folder / "run.json").exists():
-            row["run"] = read_json(folder / "run.json").get("run")
+            rj = read_json(folder / "run.json")
+            row["run"] = rj.get("run")
+            row.update(_run_facts(Path(rj.get("run_dir", "")), info.get("params", {})))
         row.update({f"p.{k}": (v if not isinstance(v, (list, dict)) else str(v))
                     for k, v in info.get("params", {}).items()})
         if finished:
             row.update(read_json(mfile))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _run_facts(run_dir: Path, params: dict) -> dict:
+    """``r.pretrained`` and ``r.benchmark`` of a point's run (see :func:`collect`)."""
+    facts = {}
+    data_root = str(params.get("data_root") or "")
+    facts["r.benchmark"] = ("v1" if not data_root else data_root.split(":", 1)[1] if data_root.startswith("embedded:")
+                            else "voc")
+    pj = run_dir / "params.json"
+    if run_dir.name and pj.exists():
+        rp = read_json(pj).get("params", {})
+        if "pretrained" in rp:
+            facts["r.pretrained"] = bool(rp["pretrained"])
+    return facts
 
 
 def mean_std(df: pd.DataFrame, by: list[str], metrics: list[str], seed_col: str = "p.seed") -> pd.DataFrame:

@@ -46,13 +46,22 @@ GATE_PARAMS = ("gate", "gate_start_epoch", "last_epoch_fallback")
 PAPER_COL = "paper (VOC val seg. mIoU %)"
 
 
-def select(df: pd.DataFrame, notebook: str, quick: bool = False, **where) -> pd.DataFrame:
-    """The finished points of ``notebook`` whose parameters equal ``where``; ``None`` = the point
-    did not set the parameter (the stage's default). One row per seed: a run shared by two points
-    (e.g. two xi_main of one AMR run) is counted once."""
+def select(df: pd.DataFrame, notebook: str, quick: bool = False, benchmark: str = "v1",
+           pretrained: bool | None = None, **where) -> pd.DataFrame:
+    """The finished points of ``notebook`` on ``benchmark`` (``v1``: embedded version 1; ``parts2``)
+    whose parameters equal ``where``; ``None`` = the point did not set the parameter (the stage's
+    default). ``pretrained``: only points whose run did (True) or did not (False) start from
+    pretrained weights (``r.pretrained``: what the run was, whatever the default was when it was
+    made); ``None``: either. One row per seed: a run shared by two points (e.g. two xi_main of one
+    AMR run) is counted once."""
     if df.empty or "notebook" not in df:
         return df
     rows = df[df["notebook"] == notebook]
+    bcol = rows["r.benchmark"].fillna("v1") if "r.benchmark" in rows else pd.Series("v1", index=rows.index)
+    rows = rows[bcol == benchmark]
+    if pretrained is not None:
+        pcol = rows["r.pretrained"] if "r.pretrained" in rows else pd.Series(np.nan, index=rows.index, dtype=object)
+        rows = rows[pcol.astype(object) == pretrained]
     qcol = rows["p.quick"] if "p.quick" in rows else pd.Series(False, index=rows.index)
     rows = rows[qcol.fillna(False).astype(bool) == quick]
     for k, v in where.items():
@@ -64,8 +73,15 @@ def select(df: pd.DataFrame, notebook: str, quick: bool = False, **where) -> pd.
     return rows.sort_values("p.seed").drop_duplicates(subset=["run", "p.seed"] if "run" in rows else ["p.seed"])
 
 
-def default_classifier_points(df: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
-    return select(df, NB["classifier"], quick, init_from=None, **{k: None for k in GATE_PARAMS})
+#: the main tables' setting: the default backbone (pretrained since issue 10). The AMR and
+#: segmentation grids pin pretrained: false (measured before issue 10), so their tables do too.
+MAIN_PRETRAINED = True
+PINNED_PRETRAINED = False
+
+
+def default_classifier_points(df: pd.DataFrame, quick: bool = False, pretrained: bool | None = MAIN_PRETRAINED,
+                              benchmark: str = "v1") -> pd.DataFrame:
+    return select(df, NB["classifier"], quick, benchmark, pretrained, init_from=None, **{k: None for k in GATE_PARAMS})
 
 
 def _values(rows: pd.DataFrame, metric: str) -> list[float]:
@@ -103,7 +119,7 @@ def oaa_plus_table(df: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
     pts = default_classifier_points(df, quick)
     rows = {label: _values(pts, f"{src}_miou") for label, src in OAA_ROWS.items()}
     for loss in ("mce", "hl"):
-        plus = select(df, NB["oaa_plus"], quick, loss=loss, source=None)
+        plus = select(df, NB["oaa_plus"], quick, pretrained=MAIN_PRETRAINED, loss=loss, source=None)
         rows[f"OAA+ ({loss.upper()})"] = _values(plus, "oaa_plus_miou")
     t = _table(rows, OAA_TABLE2)
     if not t.empty:
@@ -114,7 +130,7 @@ def oaa_plus_table(df: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
 
 def gate_variants(df: pd.DataFrame, quick: bool = False, seed: int = 0) -> pd.DataFrame:
     """The classifier's gate / schedule variants on one seed, next to the default run."""
-    pts = select(df, NB["classifier"], quick, init_from=None)
+    pts = select(df, NB["classifier"], quick, pretrained=PINNED_PRETRAINED, init_from=None)  # as oaa_gate.yaml
     pts = pts[pts["p.seed"] == seed] if not pts.empty else pts
     out = {}
     for _, r in pts.iterrows():
@@ -207,12 +223,30 @@ def _ms(vals: list[float]) -> str:
     return f"{v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.3f}"
 
 
-def seg_points(df: pd.DataFrame, label: str, mode: str, quick: bool = False, fraction=None) -> pd.DataFrame:
+def _same_upstream(rows: pd.DataFrame, params: str) -> pd.DataFrame:
+    """Rows whose ``attention_params`` equal ``params`` apart from ``pretrained`` (which the run's
+    own ``r.pretrained`` decides)."""
+    import ast
+
+    if rows.empty or "p.attention_params" not in rows:
+        return rows if params == "{}" else rows.iloc[:0]
+    want = ast.literal_eval(params)
+
+    def same(v) -> bool:
+        got = ast.literal_eval(v) if isinstance(v, str) else {}
+        got.pop("pretrained", None)
+        return got == want
+
+    return rows[rows["p.attention_params"].map(same)]
+
+
+def seg_points(df: pd.DataFrame, label: str, mode: str, quick: bool = False, fraction=None,
+               pretrained: bool | None = PINNED_PRETRAINED, benchmark: str = "v1") -> pd.DataFrame:
     """The points of one segmentation row; ``fraction`` None or 1.0 both mean the whole set (the same run)."""
     source, params = SEG_ROWS[label]
     fracs = (None, 1.0) if fraction in (None, 1.0) else (fraction,)
-    parts = [select(df, NB["segmentation"], quick, source=source, attention_params=params, mode=mode, fraction=f)
-             for f in fracs]
+    parts = [_same_upstream(select(df, NB["segmentation"], quick, benchmark, pretrained, source=source, mode=mode,
+                                   fraction=f), params) for f in fracs]
     found = [p for p in parts if not p.empty]
     if not found:
         return parts[0]
@@ -298,6 +332,115 @@ def segmentation_figure(df: pd.DataFrame, quick: bool = False):
     return fig
 
 
+# -- issue 10: the setting (backbone x benchmark variant) -------------------------------------------
+#: the settings compared: label -> (benchmark, pretrained)
+SETTINGS = {"v1, scratch": ("v1", False), "v1, pretrained": ("v1", True),
+            "parts2, scratch": ("parts2", False), "parts2, pretrained": ("parts2", True)}
+SETTING_ROWS = ("CAM", "OAA-AVE", "OAA-MAX", "OAA+ (MCE)", "OAA+ (HL)")
+
+
+def setting_points(df: pd.DataFrame, label: str, benchmark: str, pretrained: bool, quick: bool = False) -> pd.DataFrame:
+    """The classifier / OAA+ points of one OAA-table row in one setting (CAM mIoU)."""
+    if label.startswith("OAA+"):
+        loss = label[5:-1].lower()
+        return select(df, NB["oaa_plus"], quick, benchmark, pretrained, loss=loss, source=None)
+    return default_classifier_points(df, quick, pretrained, benchmark)
+
+
+def setting_table(df: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
+    """The OAA table (CAM mIoU, train; segmentation mIoU, val, saliency pseudo labels) per setting:
+    mean ± std over seeds, n seeds in brackets where fewer than 3."""
+    out = {}
+    for row in SETTING_ROWS:
+        r = {}
+        for name, (bench, pre) in SETTINGS.items():
+            pts = setting_points(df, row, bench, pre, quick)
+            if row.startswith("OAA+") or row == "CAM":
+                metric = "oaa_plus_miou" if row.startswith("OAA+") else "cam_miou"
+            else:
+                metric = f"{OAA_ROWS[row]}_miou"
+            vals = _values(pts, metric)
+            seg = _values(seg_points(df, row, "saliency", quick, pretrained=pre, benchmark=bench), "seg_miou")
+            r[f"{name}: CAM mIoU"] = _ms(vals) + (f" (n={len(vals)})" if 0 < len(vals) < 3 else "")
+            r[f"{name}: seg mIoU"] = _ms(seg) + (f" (n={len(seg)})" if 0 < len(seg) < 3 else "")
+        out[row] = r
+    t = pd.DataFrame(out).T.rename_axis("source")
+    t = t.loc[:, [c for c in t.columns if (t[c] != "-").any()]]
+    return t if t.shape[1] else pd.DataFrame()
+
+
+DRIFT_COLS = {"cls_mAP_val": "cls mAP (val)", "drift_peak_shift_mean": "peak shift (image sides)",
+              "drift_consecutive_iou_mean": "IoU with previous epoch", "discovery_e01": "epoch 1 covers",
+              "single_epoch_coverage_last": "last epoch covers", "discovery_final": "MAX of all epochs covers",
+              "discovery_gain": "MAX - last epoch", "cam_mass_part1_last": "CAM mass on part 1",
+              "cam_mass_part2_last": "CAM mass on part 2", "cam_mass_body_last": "CAM mass on body",
+              "drift_part_switch_mean": "dominant part switches / epoch",
+              "drift_pairs_switching_part": "pairs whose dominant part ever switches"}
+
+
+def _last_epoch(rows: pd.DataFrame) -> pd.DataFrame:
+    """Add ``<metric>_last`` columns: the per-epoch metric at each run's last epoch."""
+    rows = rows.copy()
+    for base in ("single_epoch_coverage", "cam_mass_part1", "cam_mass_part2", "cam_mass_body"):
+        def last(r, base=base):
+            v = r.get("drift_epochs", np.nan)
+            e = int(v) if pd.notna(v) else 0
+            return r.get(f"{base}_e{e:02d}", np.nan)
+        rows[f"{base}_last"] = rows.apply(last, axis=1) if not rows.empty else []
+    return rows
+
+
+def drift_table(df: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
+    """Drift of the plain classifier's attention per setting (mean over seeds; every training
+    (image, class) pair seen at every epoch; threshold 0.5): what accumulation has to work with."""
+    out = {}
+    for name, (bench, pre) in SETTINGS.items():
+        pts = _last_epoch(default_classifier_points(df, quick, pre, bench))
+        if pts.empty or "discovery_final" not in pts or pts["discovery_final"].isna().all():
+            continue
+        pts = pts[pts["discovery_final"].notna()]
+        out[f"{name} (n={len(pts)})"] = {label: float(pts[c].mean()) if c in pts and pts[c].notna().any() else np.nan
+                                         for c, label in DRIFT_COLS.items()}
+    return pd.DataFrame(out).T.rename_axis("setting") if out else pd.DataFrame()
+
+
+def drift_figure(df: pd.DataFrame, quick: bool = False):
+    """Discovery curves (solid: MAX so far; dashed: that epoch alone), mean over seeds, per setting."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
+    any_curve = False
+    for k, (name, (bench, pre)) in enumerate(SETTINGS.items()):
+        pts = default_classifier_points(df, quick, pre, bench)
+        if pts.empty or "drift_epochs" not in pts or pts["drift_epochs"].isna().all():
+            continue
+        pts = pts[pts["drift_epochs"].notna()]
+        e = int(pts["drift_epochs"].max())
+        ep = np.arange(1, e + 1)
+        disc = [pts.get(f"discovery_e{i:02d}", pd.Series(dtype=float)).mean() for i in ep]
+        one = [pts.get(f"single_epoch_coverage_e{i:02d}", pd.Series(dtype=float)).mean() for i in ep]
+        shift = [pts.get(f"drift_peak_shift_e{i:02d}", pd.Series(dtype=float)).mean() for i in ep]
+        axes[0].plot(ep, disc, "-", color=f"C{k}", label=f"{name}: MAX so far")
+        axes[0].plot(ep, one, "--", color=f"C{k}", alpha=.6, label=f"{name}: that epoch")
+        axes[1].plot(ep, shift, "o-", color=f"C{k}", ms=3, label=name)
+        any_curve = True
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("share of the object with A > 0.5")
+    axes[0].set_ylim(0, 1)
+    axes[0].set_title("discovery curve (mean over seeds)", fontsize=9)
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel("peak shift from previous epoch (image sides)")
+    axes[1].set_title("how far the attention peak moves", fontsize=9)
+    for ax in axes:
+        ax.grid(alpha=.3)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    if any_curve:
+        axes[0].legend(fontsize=6, ncol=2)
+        axes[1].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
 # -- figures ----------------------------------------------------------------------------------------
 def xi_curve_figure(xi_table: pd.DataFrame):
     import matplotlib.pyplot as plt
@@ -353,7 +496,8 @@ def write_reports(df: pd.DataFrame, reports: str | Path, quick: bool = False) ->
               "amr_ablation": amr_table(df, quick, {k: v for k, v in AMR_ABLATION_ROWS.items()}),
               "amr_ablation_detail": amr_ablation_detail(df, quick),
               "segmentation_table": segmentation_table(df, quick), "segmentation_detail": segmentation_detail(df, quick),
-              "fraction_table": fraction_table(df, quick)}
+              "fraction_table": fraction_table(df, quick),
+              "oaa_setting": setting_table(df, quick), "drift_setting": drift_table(df, quick)}
     md = {name: write_table(t, reports / name) if not t.empty else _skip(name) for name, t in tables.items()}
     cls = default_classifier_points(df, quick)
     n_seeds = len(cls)
@@ -372,6 +516,7 @@ def write_reports(df: pd.DataFrame, reports: str | Path, quick: bool = False) ->
         evo = evo[evo["run"].map(lambda r: upstream_run(find_run(r), "oaa_run") == run0)] if not evo.empty else evo
         if not evo.empty:
             shutil.copyfile(find_run(evo.iloc[0]["run"]) / "attention_evolution.png", reports / "attention_evolution.png")
+        save_figure(drift_figure(df, quick), reports / "drift_setting.png")
         props = {label: part_mass(srcs[src], root) for label, src in OAA_ROWS.items()}
         props_df = pd.DataFrame(props).T[["part_mass_share", "part_area_share", "object_precision", "object_recall"]]
         props_md = write_table(props_df.rename_axis(f"seed {seed0}"), reports / "benchmark_cam_properties_table")
@@ -434,6 +579,24 @@ second epoch, last-epoch fallback) and with the paper's gate but accumulation fr
 whether noisy early maps or the gate explain the OAA-MAX result:
 
 {md['oaa_variants']}
+
+## The setting: from scratch vs pretrained, version 1 vs the two-part benchmark (issue 10)
+
+The papers fine-tune an ImageNet-pretrained network. Since issue 10 the embedded default does the
+same with the `tiny` backbone pretrained on a generated source task (24 shape/texture classes,
+disjoint from the benchmark's; `wsss_lib.pretrain`, reports/benchmark.md), head at 10x lr. The table
+above uses that default; here is every setting side by side (grids `notebooks/grids/oaa_setting.yaml`
+and `segmentation_setting.yaml`; 3 seeds; CAM mIoU on train, segmentation mIoU on val with
+saliency-mode pseudo labels; `-`: not measured):
+
+{md['oaa_setting']}
+
+What the plain classifier's attention does over its epochs, per setting (every training (image,
+class) pair; `wsss_lib.drift`; mean over seeds; coverage = share of the object with `A > 0.5`):
+
+{md['drift_setting']}
+
+![drift per setting](drift_setting.png)
 {_notes(reports, 'oaa.md')}""")
 
     write_text(reports / "oaa_plus.md", f"""# OAA+ on the embedded benchmark

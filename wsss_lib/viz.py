@@ -100,6 +100,80 @@ def attention_evolution_figure(snapshots: dict, layout, epochs: Sequence[int] | 
     return fig
 
 
+def discovery_pick(snapshots: dict, layout, threshold: float = 0.5) -> int:
+    """The snapshot row whose object the running MAX covers most beyond its best single epoch (the
+    clearest lesson of the discovery figure); row 0 when nothing is covered."""
+    maps = snapshots["maps"].float().numpy()
+    best, pick = -1.0, 0
+    for j, i in enumerate(snapshots["indices"]):
+        mask = layout.load_mask(i)
+        if mask is None:
+            continue
+        c = _first_class(layout.labels[i])
+        obj = mask == c + 1
+        if not obj.any():
+            continue
+        ups = np.stack([_up(maps[e, j, c], mask.shape) for e in range(maps.shape[0])]) > threshold
+        single = max(float((u & obj).sum()) for u in ups)
+        gain = float((ups.any(0) & obj).sum()) - single
+        if gain > best:
+            best, pick = gain, j
+    return pick
+
+
+def discovery_figure(snapshots: dict, layout, row: int | None = None, summary: dict | None = None,
+                     threshold: float = 0.5, max_epochs: int = 8) -> "plt.Figure":
+    """Why accumulation helps (issue 10): one training image's attention epoch by epoch (top row),
+    the running element-wise MAX of those maps (OAA eq. 5 with every epoch accepted, bottom row),
+    the object's outline on both, and the discovery curve: the share of the object inside
+    ``MAX > threshold`` after each epoch, next to the share one epoch's map covers, for this image
+    and (``summary``, the classifier run's ``drift.json``) averaged over every training pair."""
+    maps = snapshots["maps"].float().numpy()  # E x n x K x h x w
+    n_ep = maps.shape[0]
+    row = discovery_pick(snapshots, layout, threshold) if row is None else row
+    i = snapshots["indices"][row]
+    img, mask = layout.load_image(i), layout.load_mask(i)
+    c = _first_class(layout.labels[i])
+    obj = (mask == c + 1) if mask is not None else np.zeros(img.shape[:2], bool)
+    ups = np.stack([_up(maps[e, row, c], img.shape[:2]) for e in range(n_ep)])
+    acc = np.maximum.accumulate(ups, axis=0)
+    shown = sorted(set(np.linspace(0, n_ep - 1, min(max_epochs, n_ep)).round().astype(int)))
+    fig = plt.figure(figsize=(1.55 * len(shown) + 3.6, 3.6))
+    gs = fig.add_gridspec(2, len(shown) + 2, width_ratios=[1] * len(shown) + [0.15, 2.2])
+    for k, e in enumerate(shown):
+        for r, (m, name) in enumerate(((ups[e], f"epoch {e + 1}"), (acc[e], f"MAX of 1..{e + 1}"))):
+            ax = fig.add_subplot(gs[r, k])
+            ax.imshow(overlay(img, m))
+            if obj.any():
+                ax.contour(obj, levels=[0.5], colors="white", linewidths=0.7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(name, fontsize=7)
+    ax = fig.add_subplot(gs[:, -1])
+    ep = np.arange(1, n_ep + 1)
+    if obj.any():
+        tot = obj.sum()
+        ax.plot(ep, [((a > threshold) & obj).sum() / tot for a in acc], "o-", color="C3", label="this image: MAX so far")
+        ax.plot(ep, [((u > threshold) & obj).sum() / tot for u in ups], "o--", color="C3", alpha=.5,
+                label="this image: one epoch")
+    if summary and summary.get("discovery"):
+        ax.plot(ep[:len(summary["discovery"])], summary["discovery"], "s-", color="C0", label="all pairs: MAX so far")
+        ax.plot(ep[:len(summary["single_epoch_coverage"])], summary["single_epoch_coverage"], "s--", color="C0",
+                alpha=.5, label="all pairs: one epoch")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"share of the object with A > {threshold}")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=.3)
+    ax.legend(fontsize=6, loc="lower right")
+    ax.set_title("discovery curve", fontsize=8)
+    names = layout.class_names[1:]
+    fig.suptitle(f"{layout.ids[i]} ({names[c]}): attention per epoch (top) and its running MAX (bottom); "
+                 "white: the object", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def attention_drift(snapshots: dict, labels: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Per epoch transition, the mean IoU between consecutive epochs' attention regions
     (``A > threshold``) over the snapshot images' present classes: low values = drifting attention."""

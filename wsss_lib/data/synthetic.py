@@ -47,6 +47,12 @@ PART_HUES = (0.0, 90.0, 180.0, 270.0, 0.0, 90.0, 180.0, 270.0)
 PART_PATTERNS = ("solid", "solid", "solid", "solid", "ring", "ring", "ring", "ring")
 #: Context drawn with a class (not part of its mask): class index (0-based) -> context name.
 CONTEXT_OF_CLASS = {1: "water", 6: "rails"}
+#: The second part of the two-part variant (``parts_per_object=2``, added with issue 10): a square
+#: at the other end of the body, hue index (into the four part hues) and pattern per class. The
+#: (hue, pattern) pairs are all distinct and pair differently from the first part's, so either part
+#: alone names the class.
+PART2_HUE_INDEX = (2, 3, 0, 1, 3, 2, 1, 0)
+PART2_PATTERNS = ("checker", "bars", "checker", "bars", "checker", "bars", "checker", "bars")
 SPLIT_CODES = {"train": 1, "val": 2}
 
 
@@ -78,6 +84,10 @@ class BenchmarkSpec:
     context_other_prob: float = 0.05
     body_tint: float = 15.0
     version: str = GENERATOR_VERSION
+    #: 1: one discriminative part per object (version 1, the default); 2: two parts at the two ends
+    #: of the body, each sufficient for the class, one of them hidden with ``single_part_prob``
+    parts_per_object: int = 1
+    single_part_prob: float = 0.3
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_val"):
@@ -89,15 +99,41 @@ class BenchmarkSpec:
             raise ValueError(
                 f"BenchmarkSpec.objects_probs must give P(1), P(2), P(3) objects summing to 1, "
                 f"got {self.objects_probs}")
+        if self.parts_per_object not in (1, 2):
+            raise ValueError(f"BenchmarkSpec.parts_per_object must be 1 or 2, got {self.parts_per_object}")
+        if not 0.0 <= self.single_part_prob <= 1.0:
+            raise ValueError(f"BenchmarkSpec.single_part_prob must be in [0, 1], got {self.single_part_prob}")
+
+    def fields(self) -> dict:
+        """The spec's fields; the two-part options only when they are in use, so that every
+        one-part spec keeps the digest (cache folder, run identities) it had before they existed."""
+        d = asdict(self)
+        if self.parts_per_object == 1:
+            d.pop("parts_per_object")
+            d.pop("single_part_prob")
+        return d
 
     def digest(self) -> str:
-        blob = repr(sorted(asdict(self).items())).encode()
+        blob = repr(sorted(self.fields().items())).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
 #: The default benchmark and the tiny one used by ``quick`` runs and tests.
 DEFAULT_SPEC = BenchmarkSpec()
 QUICK_SPEC = BenchmarkSpec(n_train=48, n_val=16, size=64)
+#: Named embedded benchmarks (``data_root="embedded:<name>"``): name -> (full spec, quick spec).
+VARIANTS: dict[str, tuple[BenchmarkSpec, BenchmarkSpec]] = {
+    "v1": (DEFAULT_SPEC, QUICK_SPEC),
+    "parts2": (BenchmarkSpec(parts_per_object=2), BenchmarkSpec(n_train=48, n_val=16, size=64, parts_per_object=2)),
+}
+
+
+def variant_spec(name: str, quick: bool = False) -> BenchmarkSpec:
+    """The spec of the named embedded benchmark variant (clear error listing the known ones)."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown embedded benchmark {name!r}: expected one of "
+                         + ", ".join(f"'embedded:{k}'" for k in VARIANTS))
+    return VARIANTS[name][1 if quick else 0]
 
 
 @dataclass
@@ -105,6 +141,8 @@ class RenderedImage:
     image: np.ndarray  # H x W x 3 uint8
     mask: np.ndarray  # H x W uint8, 0 background, k = class k
     part_mask: np.ndarray  # H x W bool, visible discriminative parts
+    #: H x W uint8: 0 none, 1 the first part, 2 the second part (two-part variant) where visible
+    part_index: np.ndarray | None = None
     objects: list[int] = field(default_factory=list)  # 0-based classes, in drawing order
     contexts: list[str] = field(default_factory=list)
     #: where context (water, rails) was drawn, and the saturated clutter items (the background
@@ -210,6 +248,7 @@ def render_image(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
 
     mask = np.zeros((s, s), dtype=np.uint8)
     part_mask = np.zeros((s, s), dtype=bool)
+    part_index = np.zeros((s, s), dtype=np.uint8)
     placed: list[tuple[float, float, float]] = []
     drawn = []
     for c in classes:
@@ -234,19 +273,52 @@ def render_image(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
         d2 = (u - pu) ** 2 + (v - pv) ** 2
         part = d2 <= r * r
         col = _hsv_to_rgb(PART_HUES[c] + rng.normal(0, 6), rng.uniform(0.75, 0.95), rng.uniform(0.8, 0.95))
-        img[part] = col
-        if PART_PATTERNS[c] == "ring":
-            inner = d2 <= (0.5 * r) ** 2
-            img[inner] = 0.25 * col
-        obj = body | part
+        show = (True, False)
+        if spec.parts_per_object == 2:  # extra draws only here: version 1 images stay bit-identical
+            hidden = int(rng.integers(0, 2)) if rng.random() < spec.single_part_prob else -1
+            show = (hidden != 0, hidden != 1)
+        part2 = np.zeros_like(body)
+        if show[1]:
+            part2 = _draw_part2(img, c, rng, u, v, a, b)
+        if show[0]:
+            img[part] = col
+            if PART_PATTERNS[c] == "ring":
+                inner = d2 <= (0.5 * r) ** 2
+                img[inner] = 0.25 * col
+        else:
+            part = np.zeros_like(body)
+        obj = body | part | part2
         mask[obj] = c + 1
         part_mask[obj] = False
-        part_mask[part] = True
+        part_index[obj] = 0
+        part_mask[part | part2] = True
+        part_index[part2] = 2
+        part_index[part] = 1
         drawn.append(c)
     img += rng.normal(0, 5, size=img.shape)
     image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return RenderedImage(image=image, mask=mask, part_mask=part_mask, objects=drawn, contexts=contexts,
-                         context_mask=context_mask, clutter_masks=clutter)
+                         context_mask=context_mask, clutter_masks=clutter, part_index=part_index)
+
+
+def _draw_part2(img: np.ndarray, c: int, rng: np.random.Generator, u: np.ndarray, v: np.ndarray,
+                a: float, b: float) -> np.ndarray:
+    """The two-part variant's second part: a square on the body's other end (centre at ``-0.6 a``
+    on the long axis, side ``1.1 b``), in the class's second hue with a checker or bar pattern.
+    Mostly inside the body; returns its mask (part of the object's mask)."""
+    half = 0.55 * b
+    du, dv = u + 0.6 * a, v
+    sq = (np.abs(du) <= half) & (np.abs(dv) <= half)
+    col = _hsv_to_rgb(PART_HUES[PART2_HUE_INDEX[c]] + rng.normal(0, 6), rng.uniform(0.75, 0.95),
+                      rng.uniform(0.8, 0.95))
+    cell = max(half / 2, 1.0)
+    if PART2_PATTERNS[c] == "checker":
+        dark = ((np.floor(du / cell) + np.floor(dv / cell)) % 2) == 0
+    else:  # bars across the long axis
+        dark = (np.floor(du / cell) % 2) == 0
+    img[sq] = col
+    img[sq & dark] = 0.25 * col
+    return sq
 
 
 def image_id(split: str, index: int) -> str:
@@ -310,7 +382,7 @@ def generate_benchmark(out_dir: str | os.PathLike, spec: BenchmarkSpec = DEFAULT
     seconds = time.perf_counter() - t0
     meta = {
         "generator_version": GENERATOR_VERSION,
-        "spec": asdict(spec),
+        "spec": spec.fields(),
         "classes": list(CLASS_NAMES),
         "contexts": {CLASS_NAMES[c]: n for c, n in CONTEXT_OF_CLASS.items()},
         "files_sha256": _digest_files(voc, written),

@@ -94,8 +94,9 @@ class AMRNet(nn.Module):
 
 def build_amr(backbone: str, num_classes: int, pretrained: bool = False, output_stride: int = 8,
               placement: str = "stage", freeze_spotlight: bool = False, detach_stem: bool = False,
-              **amm_kwargs) -> AMRNet:
-    spot = build_cam_net(backbone, num_classes, pretrained=pretrained, output_stride=output_stride)
-    comp = insert_amm(build_cam_net(backbone, num_classes, pretrained=pretrained, output_stride=output_stride),
+              quick: bool = False, **amm_kwargs) -> AMRNet:
+    spot = build_cam_net(backbone, num_classes, pretrained=pretrained, output_stride=output_stride, quick=quick)
+    comp = insert_amm(build_cam_net(backbone, num_classes, pretrained=pretrained, output_stride=output_stride,
+                                    quick=quick),
                       placement, **amm_kwargs)
     return AMRNet(spot, comp, freeze_spotlight, detach_stem)

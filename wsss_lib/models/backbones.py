@@ -5,7 +5,9 @@ Each builder returns a :class:`Backbone`: an ``nn.Sequential`` of *stages* (the 
 branch inserts its modulation module after each stage) with ``out_channels`` and
 ``output_stride``. Pretrained ImageNet weights go through torchvision's ``weights=`` mechanism:
 they are used when the machine has them (in the torch hub cache, or downloadable); otherwise a
-clear warning says so and the network starts from random initialization.
+clear warning says so and the network starts from random initialization. The ``tiny`` backbone's
+pretrained weights come from the embedded source task (:mod:`wsss_lib.pretrain`): the cache first,
+made here when missing, never downloaded.
 """
 
 from __future__ import annotations
@@ -32,17 +34,23 @@ def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> list[nn.Mod
             nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-def tiny_backbone(width: int = 32) -> Backbone:
+def tiny_backbone(width: int = 32, pretrained: bool = False, quick: bool = False) -> Backbone:
     """Four stages, output stride 8: (2w, s2) (4w, s2) (8w, s2) (8w, dilation 2).
 
-    About 0.3 M parameters at ``width=32``; trains from scratch on the embedded benchmark.
+    About 0.3 M parameters at ``width=32``. ``pretrained``: the weights learnt on the embedded
+    source task (:func:`wsss_lib.pretrain.load_tiny_pretrained`; its quick spec when ``quick``).
     """
     w = width
     stages = [nn.Sequential(*_cbr(3, w, 2), *_cbr(w, w)),
               nn.Sequential(*_cbr(w, 2 * w, 2), *_cbr(2 * w, 2 * w)),
               nn.Sequential(*_cbr(2 * w, 4 * w, 2), *_cbr(4 * w, 4 * w)),
               nn.Sequential(*_cbr(4 * w, 4 * w, dilation=2), *_cbr(4 * w, 4 * w, dilation=2))]
-    return Backbone(stages, 4 * w, 8, [w, 2 * w, 4 * w, 4 * w])
+    bb = Backbone(stages, 4 * w, 8, [w, 2 * w, 4 * w, 4 * w])
+    if pretrained:
+        from ..pretrain import load_tiny_pretrained, pretrain_spec
+
+        bb.load_state_dict(load_tiny_pretrained(pretrain_spec(quick), width))
+    return bb
 
 
 def _weights_cached(weights) -> bool:
@@ -118,10 +126,11 @@ def resnet_backbone(depth: int = 50, output_stride: int = 16, pretrained: bool =
 
 
 def build_backbone(name: str, pretrained: bool = False, output_stride: int = 8,
-                   allow_download: bool = True, width: int = 32) -> Backbone:
-    """Build a backbone by name (one of :data:`BACKBONES`)."""
+                   allow_download: bool = True, width: int = 32, quick: bool = False) -> Backbone:
+    """Build a backbone by name (one of :data:`BACKBONES`). ``quick`` picks the tiny backbone's
+    quick source task (the torchvision backbones ignore it)."""
     if name == "tiny":
-        return tiny_backbone(width)
+        return tiny_backbone(width, pretrained, quick)
     if name == "vgg16":
         return vgg16_backbone(pretrained, allow_download)
     if name in ("resnet50", "resnet101"):

@@ -65,9 +65,9 @@ class CAMNet(nn.Module):
 
 
 def build_cam_net(backbone: str, num_classes: int, pretrained: bool = False, output_stride: int = 8,
-                  head_channels: int | None = None, allow_download: bool = True) -> CAMNet:
+                  head_channels: int | None = None, allow_download: bool = True, quick: bool = False) -> CAMNet:
     bb = build_backbone(backbone, pretrained=pretrained, output_stride=output_stride,
-                        allow_download=allow_download)
+                        allow_download=allow_download, quick=quick)
     if head_channels is None:
         head_channels = 512 if backbone != "tiny" else 128
     return CAMNet(bb, num_classes, head_channels)

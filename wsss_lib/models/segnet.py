@@ -1,7 +1,8 @@
 """Segmentation networks trained on pseudo labels.
 
 - ``small``: the embedded benchmark's network: the ``tiny`` backbone (output stride 8, last stage
-  dilated) with a LargeFOV-style head (3x3 conv at dilation 4, then 1x1 to the classes); CPU-sized.
+  dilated) with a LargeFOV-style head (3x3 conv at dilation 4, then 1x1 to the classes); CPU-sized;
+  ``pretrained``: the backbone learnt on the embedded source task (:mod:`wsss_lib.pretrain`).
 - ``deeplab_largefov``: DeepLab-LargeFOV on VGG16 (the OAA paper's segmentation network): VGG16 at
   output stride 8, pool5 (3x3, stride 1) and its 3x3 average pool, fc6 as a 3x3 conv at dilation 12
   (1024 channels), fc7 1x1 (1024), dropout 0.5 after both, fc8 1x1 to the classes.
@@ -38,8 +39,8 @@ class SegNet(nn.Module):
                  "name": "head"}]
 
 
-def small_segnet(num_classes: int, width: int = 32) -> SegNet:
-    bb = build_backbone("tiny", width=width)
+def small_segnet(num_classes: int, width: int = 32, pretrained: bool = False, quick: bool = False) -> SegNet:
+    bb = build_backbone("tiny", pretrained=pretrained, width=width, quick=quick)
     c = bb.out_channels
     head = nn.Sequential(*_cbr(c, c, dilation=4), nn.Dropout2d(0.1), nn.Conv2d(c, num_classes, 1))
     return SegNet(bb, head)
@@ -78,10 +79,11 @@ def deeplabv3_resnet101(num_classes: int, pretrained: bool = True) -> nn.Module:
     return _TorchvisionSeg(tv_deeplab(weights=None, weights_backbone=wb, num_classes=num_classes, aux_loss=False))
 
 
-def build_segnet(name: str, num_classes: int, pretrained: bool = False) -> nn.Module:
-    """A segmentation network by name (one of :data:`SEG_NETWORKS`) for ``num_classes`` (background included)."""
+def build_segnet(name: str, num_classes: int, pretrained: bool = False, quick: bool = False) -> nn.Module:
+    """A segmentation network by name (one of :data:`SEG_NETWORKS`) for ``num_classes`` (background
+    included); ``small`` with ``pretrained`` starts from the embedded source task's tiny backbone."""
     if name == "small":
-        return small_segnet(num_classes)
+        return small_segnet(num_classes, pretrained=pretrained, quick=quick)
     if name == "deeplab_largefov":
         return deeplab_largefov(num_classes, pretrained)
     if name == "deeplabv3_resnet101":

@@ -181,7 +181,7 @@ class AMRStage(TrainingStage):
                           placement=cfg.placement, freeze_spotlight=cfg.freeze_spotlight, detach_stem=cfg.detach_stem,
                           reduction=cfg.reduction, form=cfg.amm_form, spatial_pool=cfg.spatial_pool,
                           stats=cfg.gaussian_stats, normalize=cfg.gaussian_normalize,
-                          threshold=cfg.threshold if use_threshold else None)
+                          threshold=cfg.threshold if use_threshold else None, quick=ctx.quick)
         init_run = ctx.upstream.get("init_run")
         if init_run is not None:
             sd = torch.load(init_run / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]

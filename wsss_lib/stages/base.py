@@ -106,8 +106,15 @@ class Stage:
         return self.prefix
 
     def identity(self, cfg) -> dict:
-        """The config's part of the run identity (default: every field but ``display_only``)."""
-        return {k: v for k, v in asdict(cfg).items() if k not in self.display_only}
+        """The config's part of the run identity (default: every field but ``display_only``; plus the
+        digest of the tiny backbone's source task when it starts from those weights)."""
+        ident = {k: v for k, v in asdict(cfg).items() if k not in self.display_only}
+        if getattr(cfg, "pretrained", False) and getattr(cfg, "backbone", "") == "tiny" \
+                and getattr(cfg, "network", "small") == "small":
+            from ..pretrain import DEFAULT_PRETRAIN
+
+            ident["tiny_source_task"] = DEFAULT_PRETRAIN.digest()  # (quick runs: `quick` is in the identity)
+        return ident
 
     def execute(self, ctx: RunContext) -> None:
         """The stage's own work; must end with :func:`~wsss_lib.runs.write_metrics`."""

@@ -21,8 +21,10 @@ from ..accumulation import FUSION_SOURCES, FUSIONS, GATES, OAAStore
 from ..attention import attention_maps, class_scores
 from ..data.transforms import views_to_image_frame
 from ..data.voc import VOCLayout, VOCSegDataset
+from ..diagnostics import drift_of_recording
+from ..drift import DriftRecorder, summary_metrics
 from ..evaluation import mean_average_precision
-from ..io import file_digest, torch_save
+from ..io import file_digest, torch_save, write_json
 from ..models.cam import build_cam_net
 from ..train.common import dense_source, infer_attention, training_set
 from ..train.config import TrainConfig
@@ -105,7 +107,8 @@ class ClassifierStage(TrainingStage):
     # -- training -----------------------------------------------------------------------------
     def build_model(self, ctx: RunContext):
         cfg = ctx.cfg
-        return build_cam_net(cfg.backbone, ctx.ts.num_classes, pretrained=cfg.pretrained, output_stride=cfg.output_stride)
+        return build_cam_net(cfg.backbone, ctx.ts.num_classes, pretrained=cfg.pretrained, output_stride=cfg.output_stride,
+                             quick=ctx.quick)
 
     def training_step(self, ctx: RunContext, model):
         cfg, size = ctx.cfg, ctx.ts.size
@@ -114,7 +117,8 @@ class ClassifierStage(TrainingStage):
                          device=ctx.device)
         idx = np.linspace(0, len(ctx.layout) - 1, min(cfg.n_snapshots, len(ctx.layout))).round().astype(int).tolist()
         snaps = SnapshotRecorder(idx, ctx.ts.num_classes, size, cfg.epochs)
-        ctx.state.update(store=store, snapshots=snaps)
+        drift = DriftRecorder(store.slot_of, cfg.epochs, size)
+        ctx.state.update(store=store, snapshots=snaps, drift=drift)
 
         def step(b: Batch) -> torch.Tensor:
             F = model(b.views)
@@ -124,9 +128,10 @@ class ClassifierStage(TrainingStage):
                 A_img, valid = views_to_image_frame(attention_maps(F.detach().float()), b.geo, size)
                 store.update(b.indices, A_img, valid, logits.detach(), b.labels, b.epoch, last_epoch=b.last_epoch)
                 snaps.record(b.epoch, b.indices, A_img)
+                drift.record(b.epoch, b.indices, A_img, valid)
             return loss
 
-        return step, {"store": store, "snapshots": snaps}
+        return step, {"store": store, "snapshots": snaps, "drift": drift}
 
     def progress_label(self, cfg) -> str:
         return "classifier+OAA"
@@ -154,7 +159,10 @@ class ClassifierStage(TrainingStage):
         val_layout = VOCLayout(ctx.root, "val")
         _, val_logits = infer_attention(model, VOCSegDataset(val_layout, with_mask=False), ctx.ts.size, ctx.ts.crop,
                                         ctx.device)
-        return {"cls_mAP_val": mean_average_precision(val_logits.numpy(), val_layout.labels),
+        summary = drift_of_recording(ctx.state["drift"], store, ctx.layout, progress=ctx.progress)
+        write_json(ctx.out / "drift.json", summary)
+        return {**summary_metrics(summary),
+                "cls_mAP_val": mean_average_precision(val_logits.numpy(), val_layout.labels),
                 "oaa_accepted_fraction": float((store.counts > 0).float().mean()),
                 "oaa_mean_accepted_updates": float(store.counts.float().mean()),
                 "store_megabytes": store.nbytes() / 2**20}

@@ -1,7 +1,9 @@
 """Stage 2: attention evolution (OAA Figure 1) from a classifier run's per-epoch snapshots.
 
-Nothing is trained: the figure of the snapshot images' attention epoch by epoch, and the drift
-measure (IoU of consecutive epochs' attention regions, :func:`wsss_lib.viz.attention_drift`).
+Nothing is trained: the figure of the snapshot images' attention epoch by epoch, the drift
+measure (IoU of consecutive epochs' attention regions, :func:`wsss_lib.viz.attention_drift`), and
+the discovery figure (:func:`wsss_lib.viz.discovery_figure`) with the classifier run's drift over
+every training pair (:mod:`wsss_lib.drift`, its ``drift.json``).
 """
 
 from __future__ import annotations
@@ -36,22 +38,29 @@ class EvolutionStage(Stage):
     main_metrics = ("drift_iou_mean",)
     quick_note = "the classifier run has 2 epochs: one drift value at most, possibly none"
     notebook = "02_attention_evolution.ipynb"
-    outputs = ("metrics.json", "attention_evolution.png", "drift.json")
+    outputs = ("metrics.json", "attention_evolution.png", "discovery.png", "drift.json")
 
     def execute(self, ctx: RunContext) -> None:
-        from ..viz import attention_drift, attention_evolution_figure, save_figure
+        from ..drift import summary_metrics
+        from ..io import read_json
+        from ..viz import attention_drift, attention_evolution_figure, discovery_figure, save_figure
 
         cfg, run = ctx.cfg, ctx.upstream["oaa_run"]
         snaps = torch.load(run / "snapshots.pt", weights_only=False)
         rows = range(min(cfg.n_images, len(snaps["indices"])))
         save_figure(attention_evolution_figure(snaps, ctx.layout, rows=rows), ctx.out / "attention_evolution.png")
+        # the classifier run's drift over every training pair (runs made before issue 10 have none)
+        summary = read_json(run / "drift.json") if (run / "drift.json").exists() else None
+        save_figure(discovery_figure(snaps, ctx.layout, summary=summary, threshold=cfg.threshold),
+                    ctx.out / "discovery.png")
         drift = attention_drift(snaps, ctx.layout.labels, cfg.threshold)
         finite = [float(d) for d in drift if np.isfinite(d)]
         # epoch pair e -> e+1 (epochs counted from 1); undefined pairs (no region) are null, never NaN
         write_json(ctx.out / "drift.json", {"threshold": cfg.threshold,
                                            "pairs": [[e + 1, e + 2] for e in range(len(drift))],
                                            "iou": [float(d) if np.isfinite(d) else None for d in drift]})
-        metrics = {"epochs": float(snaps["maps"].shape[0]), "snapshot_images": float(len(snaps["indices"]))}
+        metrics = {"epochs": float(snaps["maps"].shape[0]), "snapshot_images": float(len(snaps["indices"])),
+                   **(summary_metrics(summary) if summary else {})}
         if finite:  # undefined drift (fewer than two epochs, or no region above the threshold) is left out
             metrics.update(drift_iou_mean=float(np.mean(finite)), drift_iou_last=finite[-1])
         write_metrics(ctx.out, metrics)

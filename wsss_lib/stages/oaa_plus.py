@@ -68,6 +68,10 @@ class OAAPlusStage(TrainingStage):
     quick_note = "2 epochs on near-empty soft labels: OAA+ maps may be empty"
     notebook = "03_train_oaa_plus.ipynb"
 
+    def upstream_params(self, arg: str, cfg: OAAPlusConfig) -> dict:
+        """The classifier made for OAA+ starts from the same weights (backbone, pretrained or not)."""
+        return {"backbone": cfg.backbone, "pretrained": cfg.pretrained, "output_stride": cfg.output_stride}
+
     def run_name(self, cfg: OAAPlusConfig) -> str:
         return f"oaaplus-{cfg.loss}"
 
@@ -76,7 +80,8 @@ class OAAPlusStage(TrainingStage):
 
     def build_model(self, ctx: RunContext):
         cfg = ctx.cfg
-        return build_cam_net(cfg.backbone, ctx.ts.num_classes, pretrained=cfg.pretrained, output_stride=cfg.output_stride)
+        return build_cam_net(cfg.backbone, ctx.ts.num_classes, pretrained=cfg.pretrained, output_stride=cfg.output_stride,
+                             quick=ctx.quick)
 
     def training_step(self, ctx: RunContext, model):
         upstream = ctx.upstream["oaa_run"]

@@ -190,7 +190,7 @@ class SegmentationStage(Stage):
         labels = PseudoLabelSet(pseudo / LABEL_FOLDER, layout, subset)
         data = SubsetDataset(full, subset)
         crop = cfg.crop_size or int(max(full[0]["image"].shape[1:]))
-        model = build_segnet(cfg.network, layout.num_classes, cfg.pretrained).to(ctx.device)
+        model = build_segnet(cfg.network, layout.num_classes, cfg.pretrained, quick=ctx.quick).to(ctx.device)
         opt = torch.optim.SGD(model.param_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
         loop = cfg.loop(ctx.seed, crop)
         if cfg.same_steps and cfg.fraction < 1:  # the full set's number of steps

@@ -82,7 +82,9 @@ class TrainConfig(StageConfig):
     """Optimization and data settings common to all training stages (defaults: embedded benchmark, CPU)."""
 
     backbone: str = "tiny"
-    pretrained: bool = False
+    #: ImageNet weights (VGG16/ResNet) or the embedded source task's weights (tiny), as the papers
+    #: fine-tune a pretrained network; False trains from scratch (the default before issue 10)
+    pretrained: bool = True
     output_stride: int = 8
     epochs: int = 10
     batch_size: int = 16
