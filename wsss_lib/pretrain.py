@@ -143,12 +143,6 @@ def source_split(spec: PretrainSpec, split: str, progress: bool = False) -> tupl
     return torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> the normalized floats every network here takes (the training pipeline's own
-    normalization, ImageNet mean/std)."""
-    return normalize_images(x)
-
-
 # -- training ---------------------------------------------------------------------------------------
 class SourceClassifier(nn.Module):
     """The tiny backbone + global average pooling + a linear layer over the source classes."""
@@ -168,7 +162,7 @@ class SourceClassifier(nn.Module):
 def features(backbone: nn.Module, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """Globally pooled backbone features of uint8 images (eval mode)."""
     backbone.eval()
-    return torch.cat([backbone(normalize(images[i:i + batch])).mean((2, 3)) for i in range(0, len(images), batch)])
+    return torch.cat([backbone(normalize_images(images[i:i + batch])).mean((2, 3)) for i in range(0, len(images), batch)])
 
 
 def probe_accuracy(backbone: nn.Module, images: torch.Tensor, labels: torch.Tensor, fit_share: float = 0.5) -> float:
@@ -226,7 +220,7 @@ def pretrain_tiny(spec: PretrainSpec = DEFAULT_PRETRAIN, progress: bool = True) 
         tot, n = 0.0, 0
         for i in range(0, len(xtr), spec.batch_size):
             idx = order[i:i + spec.batch_size]
-            x = normalize(xtr[idx])
+            x = normalize_images(xtr[idx])
             f = flips[idx]
             x[f] = x[f].flip(-1)
             loss = Fn.cross_entropy(model(x), ytr[idx])
@@ -244,7 +238,7 @@ def pretrain_tiny(spec: PretrainSpec = DEFAULT_PRETRAIN, progress: bool = True) 
     train_s = time.perf_counter() - t1
     model.eval()
     with torch.no_grad():
-        logits = torch.cat([model(normalize(xte[i:i + 256])) for i in range(0, len(xte), 256)])
+        logits = torch.cat([model(normalize_images(xte[i:i + 256])) for i in range(0, len(xte), 256)])
     acc = float((logits.argmax(1) == yte).float().mean())
     state = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     info = {"spec": asdict(spec), "digest": spec.digest(), "classes": list(SOURCE_CLASSES),

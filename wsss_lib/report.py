@@ -253,7 +253,9 @@ Context vs classes (train, images with the context that contain each class):
 {ctx_md}
 """
     text += saliency_section(voc_root, out_dir)
-    quick = read_json(Path(voc_root) / "benchmark.json")["spec"].get("n_train", 0) < 200
+    from .data.synthetic import QUICK_SPEC
+
+    quick = read_json(Path(voc_root) / "benchmark.json")["spec"].get("n_train") == QUICK_SPEC.n_train
     text += pretraining_section(out_dir, quick)
     text += variant_section(out_dir, quick)
     cam_props = out_dir / "benchmark_cam_properties.md"

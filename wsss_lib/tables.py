@@ -355,10 +355,7 @@ def setting_table(df: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
         r = {}
         for name, (bench, pre) in SETTINGS.items():
             pts = setting_points(df, row, bench, pre, quick)
-            if row.startswith("OAA+") or row == "CAM":
-                metric = "oaa_plus_miou" if row.startswith("OAA+") else "cam_miou"
-            else:
-                metric = f"{OAA_ROWS[row]}_miou"
+            metric = "oaa_plus_miou" if row.startswith("OAA+") else f"{OAA_ROWS[row]}_miou"
             vals = _values(pts, metric)
             seg = _values(seg_points(df, row, "saliency", quick, pretrained=pre, benchmark=bench), "seg_miou")
             r[f"{name}: CAM mIoU"] = _ms(vals) + (f" (n={len(vals)})" if 0 < len(vals) < 3 else "")
