@@ -158,3 +158,25 @@ def test_results_collect_and_mean_std(runs, tmp_path):
     assert t.loc[2, ("y", "mean")] == 4.0 and t.loc[2, ("y", "std")] == 0.0 and t.loc[2, ("y", "n")] == 2
     with pytest.raises(KeyError, match="p.nope"):
         mean_std(df, ["p.nope"], ["y"])
+
+
+def test_submitit_local_executor_uses_the_same_point_folders_and_semantics(runs, tmp_path):
+    from wsss_lib.batch import ClusterOptions, run_batch
+
+    log = tmp_path / "exec.log"
+    grid = Grid(TOY, {"log": str(log)}, {"x": [1, 2], "fail": [False, True]}, [["x", "fail"]], name="toy")
+    df = run_batch([grid], jobs=2, progress=False, executor="submitit-local",
+                   cluster=ClusterOptions(time_min=5, poll_seconds=0.2))
+    folders = [p.folder for p in plan([grid])]  # the local runner's folders: same hashing
+    assert [Path(f) for f in df["folder"]] == folders
+    assert df["status"].tolist() == ["finished", "failed"]
+    good, bad = folders
+    assert json.loads((good / "metrics.json").read_text()) == {"y": 2.0}
+    assert "fails on purpose" in (bad / "error.txt").read_text() and point_status(bad) == "failed"
+    for f in folders:  # the job id and its log files are in the point's folder
+        job = json.loads((f / "job.json").read_text())
+        assert job["executor"] == "submitit-local" and job["job_id"]
+        assert Path(job["stdout"]).is_file() and Path(job["stdout"]).is_relative_to(f)
+    # the local runner then skips the finished point and runs the failed one again
+    df2 = run_batch([grid], jobs=1, progress=False)
+    assert df2["status"].tolist() == ["cached", "failed"] and sorted(_executions(log)) == [1, 2, 2]

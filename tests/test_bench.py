@@ -29,3 +29,14 @@ def test_bench_cam_and_the_naive_baseline_agree_on_shape():
     net = build_cam_net("tiny", 3).eval()
     cams = naive_cams(net, torch.randn(3, 32, 32), [0, 2], (1.0,))
     assert cams.shape == (2, 32, 32) and float(cams.max()) <= 1.0
+
+
+def test_train_benchmark_runs_every_stage_step_and_reports_them():
+    from wsss_lib.bench_train import CASES, bench_train, format_train
+
+    res = bench_train("cpu", "tiny", image_size=32, batch_size=2, steps=1, warmup=1, num_classes=4,
+                      seg_network="small")
+    assert [r["case"] for r in res["rows"]] == list(CASES)  # fp32 only on CPU (bf16 is the GPU path)
+    assert all(r["images_per_s"] > 0 and r["precision"] == "fp32" for r in res["rows"])
+    text = format_train(res)
+    assert "| amr | fp32 | 32 | 2 |" in text and "OAA store's share" in text

@@ -134,6 +134,12 @@ class OAAStore:
         gate: one of :data:`GATES`.
         start_epoch: first epoch (0-based) whose maps are accumulated.
         last_epoch_fallback: at the last epoch, write the current map for pairs never accepted.
+
+    The update is free of host synchronisation (no ``nonzero``, ``.item()`` or Python ``int`` of a
+    tensor): it computes every (image, class) pair of the batch and writes the rejected and absent
+    ones into one scratch row past the real slots, so its shapes never depend on the data. In a
+    ``torchrun`` process group each rank writes the rows of the images it visits, and
+    :meth:`merge_shards` (called by the engine before every checkpoint) combines them.
     """
 
     def __init__(self, image_ids: Sequence[str], labels: torch.Tensor, size: tuple[int, int],
@@ -156,31 +162,51 @@ class OAAStore:
         slot_of = torch.full(labels.shape, -1, dtype=torch.long)
         slot_of[pairs[:, 0], pairs[:, 1]] = torch.arange(len(pairs))
         self.slot_of = slot_of.to(device)
-        s = len(pairs)
-        #: fusion name -> ``S x H x W`` accumulated maps (one per :data:`FUSIONS` entry)
-        self.maps = {name: torch.zeros((s, *self.size), dtype=dtype, device=device) for name in FUSIONS}
-        self.counts = torch.zeros(s, dtype=torch.int32, device=device)  # accepted updates per slot
+        s = self._s = len(pairs)
+        # every table has one scratch row (index S) that rejected and absent pairs write to
+        self._maps = {name: torch.zeros((s + 1, *self.size), dtype=dtype, device=device) for name in FUSIONS}
+        self._counts = torch.zeros(s + 1, dtype=torch.int32, device=device)  # accepted updates per slot
         # eq. 10 per pixel: accepted views that saw each pixel (int16: up to 32767 updates)
-        self.pixel_counts = torch.zeros((s, *self.size), dtype=torch.int16, device=device)
-        self.fallback = torch.zeros(s, dtype=torch.bool, device=device)
+        self._pixel_counts = torch.zeros((s + 1, *self.size), dtype=torch.int16, device=device)
+        self._fallback = torch.zeros(s + 1, dtype=torch.bool, device=device)
+        self._touched = torch.zeros(s + 1, dtype=torch.bool, device=device)  # written since the last merge
+
+    # the real slots (views without the scratch row)
+    @property
+    def maps(self) -> dict[str, torch.Tensor]:
+        """fusion name -> ``S x H x W`` accumulated maps (one per :data:`FUSIONS` entry)."""
+        return {name: m[:self._s] for name, m in self._maps.items()}
+
+    @property
+    def counts(self) -> torch.Tensor:
+        return self._counts[:self._s]
+
+    @property
+    def pixel_counts(self) -> torch.Tensor:
+        return self._pixel_counts[:self._s]
+
+    @property
+    def fallback(self) -> torch.Tensor:
+        return self._fallback[:self._s]
 
     @property
     def num_slots(self) -> int:
-        return int(self.slot_image.numel())
+        return self._s
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.maps.values(), self.counts, self.pixel_counts,
-                                                            self.fallback, self.slot_image, self.slot_class,
-                                                            self.slot_of))
+        return sum(t.numel() * t.element_size() for t in (*self._maps.values(), self._counts, self._pixel_counts,
+                                                            self._fallback, self._touched, self.slot_image,
+                                                            self.slot_class, self.slot_of))
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(iter(self.maps.values())).dtype
+        return next(iter(self._maps.values())).dtype
 
     @torch.no_grad()
     def update(self, indices: torch.Tensor, attention: torch.Tensor, valid: torch.Tensor | None,
-               scores: torch.Tensor, labels: torch.Tensor, epoch: int, last_epoch: bool = False) -> int:
-        """Fuse one batch. Returns the number of (image, class) maps accepted.
+               scores: torch.Tensor, labels: torch.Tensor, epoch: int, last_epoch: bool = False) -> torch.Tensor:
+        """Fuse one batch. Returns the number of (image, class) maps accepted (a 0-dim tensor on the
+        store's device: reading it is the caller's choice).
 
         Args:
             indices: ``B`` dataset indices of the batch's images.
@@ -193,35 +219,47 @@ class OAAStore:
         accept = GATE_FUNCTIONS[self.gate](scores, labels)
         if epoch < self.start_epoch:
             accept = torch.zeros_like(accept)
-        b_idx, c_idx = accept.nonzero(as_tuple=True)
+        b, k = accept.shape
+        slots = self.slot_of[indices]  # B x K, -1 = absent class
+        accept = accept & (slots >= 0)
+        scratch = torch.full_like(slots, self._s)
+        rows = torch.where(accept, slots, scratch).flatten()  # B*K rows; rejected -> scratch row
+        A = attention.to(self.dtype).flatten(0, 1)  # B*K x H x W
         if valid is None:
-            valid = torch.ones((attention.shape[0], 1, *self.size), dtype=torch.bool, device=attention.device)
-        n = 0
-        if b_idx.numel():
-            slots = self.slot_of[indices[b_idx], c_idx]
-            A = attention[b_idx, c_idx].to(self.dtype)
-            V = valid[b_idx, 0]
-            first = (self.counts[slots] == 0).view(-1, 1, 1)
-            t = self.pixel_counts[slots] + V.to(self.pixel_counts.dtype)  # eq. 10's t, per pixel
-            for name, fusion in FUSIONS.items():
-                self.maps[name][slots] = fusion.update(self.maps[name][slots], A, V, first, t)
-            self.pixel_counts[slots] = t
-            self.counts[slots] += 1
-            self.fallback[slots] = False
-            n = int(slots.numel())
+            V = torch.ones((b * k, *self.size), dtype=torch.bool, device=attention.device)
+        else:
+            V = valid.expand(b, k, *self.size).flatten(0, 1)
+        first = (self._counts[rows] == 0).view(-1, 1, 1)
+        t = self._pixel_counts[rows] + V.to(self._pixel_counts.dtype)  # eq. 10's t, per pixel
+        for name, fusion in FUSIONS.items():
+            self._maps[name][rows] = fusion.update(self._maps[name][rows], A, V, first, t)
+        self._pixel_counts[rows] = t
+        self._counts[rows] = self._counts[rows] + 1
+        self._fallback[rows] = False
+        self._touched[rows] = True
         if last_epoch and self.last_epoch_fallback:
-            miss = labels & ~accept
-            fb, fc = miss.nonzero(as_tuple=True)
-            if fb.numel():
-                slots = self.slot_of[indices[fb], fc]
-                never = self.counts[slots] == 0
-                slots, fb, fc = slots[never], fb[never], fc[never]
-                A = attention[fb, fc].to(self.dtype) * valid[fb, 0]
-                for maps in self.maps.values():
-                    maps[slots] = A
-                self.pixel_counts[slots] = valid[fb, 0].to(self.pixel_counts.dtype)
-                self.fallback[slots] = True
-        return n
+            never = self._counts[slots.clamp_min(0)] == 0  # after this batch's accepted updates
+            fb_rows = torch.where(labels & ~accept & (slots >= 0) & never, slots, scratch).flatten()
+            for maps in self._maps.values():
+                maps[fb_rows] = A * V
+            self._pixel_counts[fb_rows] = V.to(self._pixel_counts.dtype)
+            self._fallback[fb_rows] = True
+            self._touched[fb_rows] = True
+        return accept.sum()
+
+    def merge_shards(self) -> None:
+        """Combine the rows each rank wrote since the last merge (a no-op in one process)."""
+        from .train.distributed import merge_rows, world
+
+        if world()[1] == 1:
+            self._touched.zero_()
+            return
+        self._touched[-1] = False  # the scratch row is nobody's
+        merged = merge_rows({**{f"maps_{n}": m for n, m in self._maps.items()}, "counts": self._counts,
+                             "pixel_counts": self._pixel_counts, "fallback": self._fallback}, self._touched)
+        self._maps = {n: merged[f"maps_{n}"] for n in self._maps}
+        self._counts, self._pixel_counts, self._fallback = merged["counts"], merged["pixel_counts"], merged["fallback"]
+        self._touched.zero_()
 
     def dense(self, fusion: str, indices: Sequence[int]) -> torch.Tensor:
         """``len(indices) x K x H x W`` maps of one fusion for some images (zeros for absent classes)."""
@@ -234,12 +272,15 @@ class OAAStore:
 
     # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        def host(t: torch.Tensor) -> torch.Tensor:  # a copy of the real slots only
+            return t.detach().to("cpu", copy=True)
+
         return {"image_ids": self.image_ids, "size": self.size, "gate": self.gate,
                 "start_epoch": self.start_epoch, "last_epoch_fallback": self.last_epoch_fallback,
                 "slot_image": self.slot_image.cpu(), "slot_class": self.slot_class.cpu(),
-                **{f"{name}_maps": maps.cpu() for name, maps in self.maps.items()},
-                "counts": self.counts.cpu(), "pixel_counts": self.pixel_counts.cpu(),
-                "fallback": self.fallback.cpu()}
+                **{f"{name}_maps": host(maps) for name, maps in self.maps.items()},
+                "counts": host(self.counts), "pixel_counts": host(self.pixel_counts),
+                "fallback": host(self.fallback)}
 
     def load_state_dict(self, sd: dict) -> None:
         if list(sd["image_ids"]) != self.image_ids or tuple(sd["size"]) != self.size:
@@ -247,7 +288,7 @@ class OAAStore:
         if not (torch.equal(sd["slot_image"], self.slot_image.cpu())
                 and torch.equal(sd["slot_class"], self.slot_class.cpu())):
             raise ValueError("OAA store checkpoint has other (image, class) pairs than this training set")
-        dev = self.counts.device
+        dev = self._counts.device
         if "pixel_counts" not in sd:
             raise ValueError("OAA store checkpoint predates per-pixel AVE counts (OAA eq. 10 per pixel); "
                              "start this run again in a new run folder")
@@ -255,9 +296,13 @@ class OAAStore:
         if missing:
             raise ValueError(f"OAA store checkpoint has no {missing[0]} (fusions: {', '.join(FUSIONS)}); "
                              "start this run again in a new run folder")
-        self.maps = {name: sd[f"{name}_maps"].to(dev) for name in FUSIONS}
+        def with_scratch(t: torch.Tensor) -> torch.Tensor:
+            return torch.cat([t, torch.zeros((1, *t.shape[1:]), dtype=t.dtype)]).to(dev)
+
+        self._maps = {name: with_scratch(sd[f"{name}_maps"]) for name in FUSIONS}
         for name in ("counts", "pixel_counts", "fallback"):
-            setattr(self, name, sd[name].to(dev))
+            setattr(self, f"_{name}", with_scratch(sd[name]))
+        self._touched.zero_()
 
     def attention_source(self, fusion: str) -> dict:
         """The maps of one fusion (a :data:`FUSIONS` name) in the run's attention format (see
@@ -266,5 +311,5 @@ class OAAStore:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         maps = self.maps[fusion]
         return {"image_ids": self.image_ids, "slot_image": self.slot_image.cpu(),
-                "slot_class": self.slot_class.cpu(), "maps": maps.detach().cpu().float(),
-                "counts": self.counts.cpu(), "frame": "image"}
+                "slot_class": self.slot_class.cpu(), "maps": maps.detach().to("cpu", torch.float32, copy=True),
+                "counts": self.counts.to("cpu", copy=True), "frame": "image"}

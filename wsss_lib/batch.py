@@ -32,6 +32,15 @@ Behaviour:
 - *Failures*: a point that raises is recorded (``status: failed``, ``error.txt`` with the traceback,
   the executed notebook kept) while the others go on; the exit status is 1 if any point failed. A
   later batch runs failed points again (``--skip-failed`` leaves them).
+- *Executors* (``--executor``): ``local`` (worker processes on this machine, the default),
+  ``slurm`` (one SLURM job per point through ``submitit``: ``--partition``, ``--gpus-per-job``,
+  ``--cpus-per-job``, ``--time-min``) and ``submitit-local`` (submitit's local executor: the same
+  code path as SLURM, on this machine; the tests use it). Every executor runs the same
+  :func:`run_point` in the same point folders, so skip, resume, locks and failure capture do not
+  change; ``-j`` bounds the jobs in flight. A submitted point's job id and log files are recorded
+  in ``job.json`` in its folder (the logs live in its ``submitit/`` subfolder).
+
+    python -m wsss_lib.batch notebooks/grids/amr_xi.yaml --executor slurm --partition gpu --gpus-per-job 1 -j 16
 """
 
 from __future__ import annotations
@@ -249,10 +258,81 @@ def _label(point: Point, varying: set[str]) -> str:
     return ", ".join(f"{k}={point.params[k]}" for k in sorted(point.params) if k in varying) or "(defaults)"
 
 
+EXECUTORS = ("local", "submitit-local", "slurm")
+
+
+@dataclass
+class ClusterOptions:
+    """Resources of one submitit job (one point): SLURM partition, GPUs, CPUs and time limit."""
+
+    partition: str = ""
+    gpus_per_job: int = 0
+    cpus_per_job: int = 2
+    time_min: int = 120
+    poll_seconds: float = 1.0
+
+    def parameters(self, name: str) -> dict:
+        p = {"timeout_min": self.time_min, "name": name, "gpus_per_node": self.gpus_per_job,
+             "cpus_per_task": self.cpus_per_job, "nodes": 1, "tasks_per_node": 1}
+        if self.partition:
+            p["slurm_partition"] = self.partition
+        return p
+
+
+def submit_points(points: list[Point], jobs: int, cluster: str, options: ClusterOptions, skip_failed: bool,
+                  on_done=None) -> dict[int, dict]:
+    """Run points as submitit jobs (``cluster``: ``"local"`` or ``"slurm"``), at most ``jobs`` in
+    flight; each job runs :func:`run_point`. Finished points are not submitted again."""
+    try:
+        import submitit
+    except ImportError:
+        raise ImportError("executor needs the package submitit (pip install submitit, or the lock file)") from None
+    results: dict[int, dict] = {}
+    pending = list(enumerate(points))
+    running: dict[int, object] = {}
+    while pending or running:
+        while pending and len(running) < max(1, jobs):
+            i, pt = pending.pop(0)
+            if point_status(pt.folder) == "finished":  # the same skip as run_point, without a job
+                results[i] = {"status": "cached", "seconds": 0.0, "error": ""}
+                if on_done:
+                    on_done()
+                continue
+            pt.folder.mkdir(parents=True, exist_ok=True)
+            ex = submitit.AutoExecutor(folder=pt.folder / "submitit", cluster=cluster)
+            ex.update_parameters(**options.parameters(f"wsss-{pt.folder.name}"))
+            job = ex.submit(run_point, pt.notebook, pt.params, str(pt.folder), skip_failed)
+            write_json(pt.folder / "job.json", {"executor": f"submitit-{cluster}", "job_id": str(job.job_id),
+                                                "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
+                                                "submitted": time.time(), "parameters": options.parameters(pt.folder.name)})
+            running[i] = job
+        for i, job in list(running.items()):
+            if job.done():
+                try:
+                    results[i] = job.result()
+                except Exception as e:  # noqa: BLE001 - a job that died (killed, out of time, node failure)
+                    msg = f"{type(e).__name__}: {e}"
+                    results[i] = {"status": "failed", "seconds": 0.0, "error": msg[-2000:]}
+                    folder = points[i].folder
+                    if point_status(folder) != "finished":
+                        _set_point(folder, status="failed", error=msg[-2000:])
+                        write_text(folder / "error.txt", f"submitit job {job.job_id} failed:\n{msg}\n")
+                del running[i]
+                if on_done:
+                    on_done()
+        if running:
+            time.sleep(options.poll_seconds)
+    return results
+
+
 def run_batch(grids: list[Grid], jobs: int = 1, quick: bool | None = None, root: Path | None = None,
-              progress: bool = True, skip_failed: bool = False) -> pd.DataFrame:
-    """Execute every point of ``grids`` with ``jobs`` worker processes; returns the summary table
-    (grid, point, status, seconds, main metrics, folder)."""
+              progress: bool = True, skip_failed: bool = False, executor: str = "local",
+              cluster: ClusterOptions | None = None) -> pd.DataFrame:
+    """Execute every point of ``grids`` with ``jobs`` worker processes (``executor="local"``) or
+    submitit jobs in flight (``"submitit-local"``, ``"slurm"``); returns the summary table (grid,
+    point, status, seconds, main metrics, folder)."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor={executor!r} is invalid: expected one of {', '.join(EXECUTORS)}")
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -265,7 +345,10 @@ def run_batch(grids: list[Grid], jobs: int = 1, quick: bool | None = None, root:
         # the points' kernels share the cores instead of each taking all of them
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     bar = tqdm(total=len(points), desc="batch", unit="point", disable=not progress)
-    if jobs <= 1:
+    if executor != "local":
+        results = submit_points(points, jobs, "local" if executor == "submitit-local" else "slurm",
+                                cluster or ClusterOptions(), skip_failed, on_done=bar.update)
+    elif jobs <= 1:
         for i, pt in enumerate(points):
             bar.set_postfix_str(f"{pt.notebook} {_label(pt, varying)}"[:60])
             results[i] = run_point(pt.notebook, pt.params, str(pt.folder), skip_failed)
@@ -328,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-failed", action="store_true", help="do not run again the points that failed before")
     ap.add_argument("--dry-run", action="store_true", help="list the points and their status; run nothing")
     ap.add_argument("--summary", type=Path, help="also write the summary table here (.csv or .md)")
+    ap.add_argument("--executor", choices=EXECUTORS, default="local",
+                    help="local processes (default), or one submitit job per point (SLURM, or submitit's local executor)")
+    ap.add_argument("--partition", default="", help="SLURM partition (--executor slurm)")
+    ap.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per point's job (submitit executors)")
+    ap.add_argument("--cpus-per-job", type=int, default=2, help="CPUs per point's job (submitit executors)")
+    ap.add_argument("--time-min", type=int, default=120, help="time limit of a point's job in minutes (submitit executors)")
     args = ap.parse_args(argv)
     try:
         grids = _grids_from_args(args)
@@ -342,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         print(df.to_string(index=False))
         return 0
     t0 = time.time()
-    df = run_batch(grids, args.jobs, args.quick, skip_failed=args.skip_failed)
+    df = run_batch(grids, args.jobs, args.quick, skip_failed=args.skip_failed, executor=args.executor,
+                   cluster=ClusterOptions(args.partition, args.gpus_per_job, args.cpus_per_job, args.time_min))
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         print(df.drop(columns=["folder"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     n_failed = int((df["status"] == "failed").sum())

@@ -247,6 +247,29 @@ def format_cam(res: dict) -> str:
         f"{'met' if res['speedup_vs_official'] >= 5 else 'not met'} against the official setting."])
 
 
+def voc_benchmarks(device: str, steps: int = 20) -> list[str]:
+    """The VOC-size set of issue 11, on synthetic tensors: training throughput of every stage's
+    step (VGG16 at 321 px crops; ResNet-50 at 512 px; DeepLab-LargeFOV at 321 px), fp32 vs bf16;
+    batched multi-scale CAM inference against the official make_cam loop; the OAA store's share of a
+    training step next to the official PNG store."""
+    import platform
+
+    from .bench_train import bench_train, format_train
+
+    dev = torch.device(device)
+    head = [f"Device: {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.processor() or 'cpu'}; "
+            f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
+            f"Python {platform.python_version()}. Synthetic tensors of VOC size, 20 classes."]
+    parts = ["\n".join(head)]
+    parts.append(format_train(bench_train(device, "vgg16", 321, 16, steps)))
+    parts.append(format_train(bench_train(device, "resnet50", 512, 8, steps, cases=("cam", "cam+oaa", "amr"))))
+    parts.append(format_cam(bench_cam(device, 321, n_images=64, batch_size=16, num_classes=20, backbone="vgg16",
+                                      naive_images=4, official_images=1)))
+    parts.append(format_oaa(bench_oaa(device, steps=30, batch_size=16, image_size=321, num_classes=20,
+                                      backbone="vgg16", n_images=800)))
+    return parts
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m wsss_lib.bench")
     sub = ap.add_subparsers(dest="what", required=True)
@@ -263,7 +286,33 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--images", type=int, default=64)
     c.add_argument("--backbone", default="tiny")
     c.add_argument("--out", type=Path, default=None)
+    t = sub.add_parser("train", help="training images/s of every stage's step, fp32 vs bf16, peak memory")
+    t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    t.add_argument("--backbone", default="vgg16")
+    t.add_argument("--image-size", type=int, default=321)
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--steps", type=int, default=20)
+    t.add_argument("--seg-network", default="deeplab_largefov")
+    t.add_argument("--out", type=Path, default=None)
+    v = sub.add_parser("voc", help="the VOC-size set: train (VGG16 at 321, ResNet-50 at 512), CAM inference, "
+                                   "OAA store share; with the device and versions")
+    v.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    v.add_argument("--steps", type=int, default=20)
+    v.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.what in ("train", "voc"):
+        from .bench_train import bench_train, format_train
+
+        if args.what == "train":
+            parts = [format_train(bench_train(args.device, args.backbone, args.image_size, args.batch_size,
+                                              args.steps, seg_network=args.seg_network))]
+        else:
+            parts = voc_benchmarks(args.device, args.steps)
+        text = "\n\n".join(parts) + "\n"
+        print(text)
+        if args.out:
+            write_text(args.out, text)
+        return 0
     if args.what == "cam":
         res = bench_cam(args.device, args.image_size, args.images, backbone=args.backbone)
         text = format_cam(res) + "\n"

@@ -110,8 +110,10 @@ def lock_run(path: Path) -> None:
     """Take ``path``'s lock for the current stage call (waits while another process holds it)."""
     from filelock import FileLock, Timeout
 
+    from .train.distributed import world
+
     key = str(Path(path).resolve())
-    if not _FRAMES or key in _HELD:
+    if not _FRAMES or key in _HELD or world()[0] != 0:  # in a process group, rank 0 holds the locks
         return
     lock = FileLock(str(Path(path) / ".lock"))
     try:

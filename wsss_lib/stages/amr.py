@@ -40,6 +40,7 @@ from ..io import file_digest, read_json
 from ..losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
 from ..models.amm import AMM_FORMS, SPATIAL_POOLS
 from ..models.amr import PLACEMENTS, build_amr, weighted_cam
+from ..train.distributed import is_main
 from ..train.common import dense_source, infer_attention
 from ..train.config import TrainConfig
 from ..train.engine import Batch
@@ -193,7 +194,7 @@ class AMRStage(TrainingStage):
         _, use_area = VARIANTS[cfg.variant]
 
         def step(b: Batch) -> torch.Tensor:
-            F_s, F_c = model(b.views)
+            F_s, F_c = b.model(b.views)
             F_s, F_c = F_s.float(), F_c.float()
             M_s, M_c = attention_maps(F_s), attention_maps(F_c)
             l_area = None
@@ -236,6 +237,8 @@ class AMRStage(TrainingStage):
     def execute(self, ctx: RunContext) -> None:
         if not _is_checkpoint_file(ctx.cfg.init_from):
             return super().execute(ctx)
+        if not is_main():  # scoring an official checkpoint trains nothing: rank 0 alone
+            return
         from ..models.official import load_official_checkpoint
 
         path = Path(ctx.cfg.init_from)

@@ -39,6 +39,7 @@ from ..runs import (data_identity, find_run, is_finished, prepare_run, publish_p
 from ..train.common import TrainingSet, flat_metrics, save_and_score, training_set
 from ..train.config import StageConfig, TrainConfig, resolve_quick
 from ..train.data_setup import resolve_data_root
+from ..train.distributed import is_main, main_first
 from ..train.engine import Batch, fit, resolve_device, seed_everything
 
 #: the arguments every stage call takes besides its config's fields and its upstream runs
@@ -91,6 +92,8 @@ class Stage:
     display_only: ClassVar[tuple[str, ...]] = ()
     #: what quick mode means for this stage's numbers (notebooks print it)
     quick_note: ClassVar[str] = ""
+    #: every rank of a ``torchrun`` process group executes it (training stages); otherwise rank 0 only
+    distributed: ClassVar[bool] = False
 
     # -- what a stage may override --------------------------------------------------------------
     def upstream_requests(self, cfg, given: dict[str, str]) -> dict[str, Upstream]:
@@ -150,16 +153,27 @@ def _run_stage(stage: Stage, data_root, run_dir, seed, device, quick, progress, 
         root = run_data_root(next(iter(ups.values())))
         layout = VOCLayout(root, "train")
     else:
-        root = resolve_data_root(data_root, quick)
+        with main_first():  # under torchrun: rank 0 generates the embedded benchmark if missing
+            root = resolve_data_root(data_root, quick)
         layout = VOCLayout(root, "train")
-        layout.check(progress=progress)  # before any folder is made: lists every bad file at once
+        layout.check(progress=progress and is_main())  # before any folder is made: lists every bad file at once
     all_params = {"data_root": str(root), "data": data_identity(root), "seed": seed, "quick": quick,
-                  "device": str(dev), **{arg: run_identity(p) for arg, p in ups.items()}, **stage.identity(cfg)}
-    out = prepare_run(stage.run_name(cfg), all_params, run_dir, upstream=ups)
-    if is_finished(out):
+                  "device": dev.type, **{arg: run_identity(p) for arg, p in ups.items()}, **stage.identity(cfg)}
+    with main_first():  # rank 0 makes and locks the folder; the other ranks find it
+        out = prepare_run(stage.run_name(cfg), all_params, run_dir, upstream=ups)
+        finished = is_finished(out)
+    if finished:
         return out
     seed_everything(seed)
-    stage.execute(RunContext(cfg, seed, quick, dev, root, layout, out, ups, progress, stop_after_steps))
+    ctx = RunContext(cfg, seed, quick, dev, root, layout, out, ups, progress and is_main(), stop_after_steps)
+    if stage.distributed:  # every rank trains; rank 0 writes
+        stage.execute(ctx)
+    else:  # in a process group, rank 0 alone does a stage that trains nothing
+        with main_first():
+            if is_main():
+                stage.execute(ctx)
+    if not is_main():
+        return out
     if not is_finished(out):
         raise RuntimeError(f"stage {stage.name} returned without writing {out / 'metrics.json'}")
     return out
@@ -200,6 +214,7 @@ class TrainingStage(Stage):
 
     Config: ClassVar[type[TrainConfig]] = TrainConfig
     outputs = ("metrics.json", "evaluation.json", "checkpoint.pt")
+    distributed = True
 
     def build_model(self, ctx: RunContext) -> torch.nn.Module:
         raise NotImplementedError
@@ -234,6 +249,8 @@ class TrainingStage(Stage):
         step, state = self.training_step(ctx, model)
         res = fit(model, opt, cfg.schedule, ctx.ts.dataset, cfg.loop(ctx.seed, ctx.ts.crop), ctx.out, step, state,
                   ctx.device, ctx.progress, desc=self.progress_label(cfg), stop_after_steps=ctx.stop_after_steps)
+        if not is_main():  # in a process group, rank 0 scores and writes
+            return
         self.score(ctx, model, {"history": res.history, "train_seconds": res.seconds,
                                 "final_loss": res.history[-1]["loss"]})
 

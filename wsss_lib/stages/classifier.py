@@ -28,6 +28,7 @@ from ..io import file_digest, torch_save, write_json
 from ..models.cam import build_cam_net
 from ..train.common import dense_source, infer_attention, training_set
 from ..train.config import TrainConfig
+from ..train.distributed import is_main
 from ..train.engine import Batch
 from .base import RunContext, TrainingStage
 
@@ -62,27 +63,57 @@ class ClassifierConfig(TrainConfig):
 
 
 class SnapshotRecorder:
-    """Attention of a fixed subset of training images at every epoch, in the image frame."""
+    """Attention of a fixed subset of training images at every epoch, in the image frame.
 
-    def __init__(self, indices: list[int], num_classes: int, size: tuple[int, int], epochs: int) -> None:
+    Kept on the training device and written without host synchronisation (images outside the
+    subset go to a scratch row); merged across ranks like the OAA store."""
+
+    def __init__(self, indices: list[int], num_classes: int, size: tuple[int, int], epochs: int,
+                 num_images: int | None = None, device: torch.device | str = "cpu") -> None:
         self.indices = list(indices)
-        self.pos = {i: k for k, i in enumerate(self.indices)}
-        self.maps = torch.zeros((epochs, len(indices), num_classes, *size))
-        self.seen = torch.zeros((epochs, len(indices)), dtype=torch.bool)
+        n = len(self.indices)
+        pos = torch.full((max(num_images or 0, max(self.indices, default=-1) + 1),), n, dtype=torch.long)
+        pos[torch.tensor(self.indices, dtype=torch.long)] = torch.arange(n)
+        self._pos = pos.to(device)
+        self._n = n
+        self._maps = torch.zeros((epochs, n + 1, num_classes, *size), device=device)
+        self._seen = torch.zeros((epochs, n + 1), dtype=torch.bool, device=device)
+        self._touched = torch.zeros((epochs, n + 1), dtype=torch.bool, device=device)
+
+    @property
+    def maps(self) -> torch.Tensor:
+        return self._maps[:, :self._n].cpu()
+
+    @property
+    def seen(self) -> torch.Tensor:
+        return self._seen[:, :self._n].cpu()
 
     @torch.no_grad()
     def record(self, epoch: int, indices: torch.Tensor, maps_img: torch.Tensor) -> None:
-        for b, i in enumerate(indices.tolist()):
-            k = self.pos.get(i)
-            if k is not None:
-                self.maps[epoch, k] = maps_img[b].detach().float().cpu()
-                self.seen[epoch, k] = True
+        rows = self._pos[indices.clamp_max(self._pos.numel() - 1)]
+        rows = torch.where(indices < self._pos.numel(), rows, torch.full_like(rows, self._n))
+        self._maps[epoch, rows] = maps_img.detach().float()
+        self._seen[epoch, rows] = True
+        self._touched[epoch, rows] = True
+
+    def merge_shards(self) -> None:
+        from ..train.distributed import merge_rows, world
+
+        if world()[1] > 1:
+            self._touched[:, -1] = False  # the scratch row is nobody's
+            merged = merge_rows({"maps": self._maps, "seen": self._seen}, self._touched)
+            self._maps, self._seen = merged["maps"], merged["seen"]
+        self._touched.zero_()
 
     def state_dict(self) -> dict:
-        return {"indices": self.indices, "maps": self.maps, "seen": self.seen}
+        return {"indices": self.indices, "maps": self.maps.clone(), "seen": self.seen.clone()}
 
     def load_state_dict(self, sd: dict) -> None:
-        self.maps, self.seen = sd["maps"], sd["seen"]
+        dev = self._maps.device
+        e = self._maps.shape[0]
+        self._maps = torch.cat([sd["maps"], torch.zeros((e, 1, *sd["maps"].shape[2:]))], 1).to(dev)
+        self._seen = torch.cat([sd["seen"], torch.zeros((e, 1), dtype=torch.bool)], 1).to(dev)
+        self._touched.zero_()
 
 
 class ClassifierStage(TrainingStage):
@@ -116,12 +147,12 @@ class ClassifierStage(TrainingStage):
                          start_epoch=cfg.gate_start_epoch, last_epoch_fallback=cfg.last_epoch_fallback,
                          device=ctx.device)
         idx = np.linspace(0, len(ctx.layout) - 1, min(cfg.n_snapshots, len(ctx.layout))).round().astype(int).tolist()
-        snaps = SnapshotRecorder(idx, ctx.ts.num_classes, size, cfg.epochs)
+        snaps = SnapshotRecorder(idx, ctx.ts.num_classes, size, cfg.epochs, len(ctx.layout), ctx.device)
         drift = DriftRecorder(store.slot_of, cfg.epochs, size)
         ctx.state.update(store=store, snapshots=snaps, drift=drift)
 
         def step(b: Batch) -> torch.Tensor:
-            F = model(b.views)
+            F = b.model(b.views)
             logits = class_scores(F.float())
             loss = Fn.binary_cross_entropy_with_logits(logits, b.labels)
             with torch.no_grad():
@@ -171,6 +202,8 @@ class ClassifierStage(TrainingStage):
     def execute(self, ctx: RunContext) -> None:
         if not ctx.cfg.init_from:
             return super().execute(ctx)
+        if not is_main():  # scoring an official checkpoint trains nothing: rank 0 alone
+            return
         from ..models.official import load_official_checkpoint
 
         path, cfg = Path(ctx.cfg.init_from), ctx.cfg

@@ -44,18 +44,16 @@ class SoftLabels:
     def __init__(self, source: dict, num_images: int, num_classes: int, device: torch.device) -> None:
         maps = source["maps"].float()
         mx = maps.amax(dim=(1, 2), keepdim=True)
-        self.maps = torch.where(mx > 0, maps / mx.clamp_min(1e-12), torch.zeros_like(maps)).to(device)
-        self.slot_of = torch.full((num_images, num_classes), -1, dtype=torch.long)
+        norm = torch.where(mx > 0, maps / mx.clamp_min(1e-12), torch.zeros_like(maps))
+        # one zero row past the slots: absent classes read it (a fixed-size gather, no host sync)
+        self.maps = torch.cat([norm, torch.zeros((1, *norm.shape[1:]))]).to(device)
+        self.slot_of = torch.full((num_images, num_classes), maps.shape[0], dtype=torch.long)
         self.slot_of[source["slot_image"], source["slot_class"]] = torch.arange(maps.shape[0])
         self.slot_of = self.slot_of.to(device)
 
     def batch(self, indices: torch.Tensor) -> torch.Tensor:
         """``B x K x H x W`` soft labels in the image frame (zeros for absent classes)."""
-        slots = self.slot_of[indices]  # B x K
-        out = torch.zeros((*slots.shape, *self.maps.shape[1:]), device=self.maps.device)
-        has = slots >= 0
-        out[has] = self.maps[slots[has]]
-        return out
+        return self.maps[self.slot_of[indices]]
 
 
 class OAAPlusStage(TrainingStage):
@@ -93,7 +91,7 @@ class OAAPlusStage(TrainingStage):
         loss_fn = OAA_PLUS_LOSSES[ctx.cfg.loss]
 
         def step(b: Batch) -> torch.Tensor:
-            F = model(b.views).float()
+            F = b.model(b.views).float()
             p = image_frame_to_views(labels.batch(b.indices), b.geo, tuple(F.shape[-2:])).clamp_(0, 1)
             return loss_fn(F, p)
 

@@ -32,6 +32,7 @@ from ..models.segnet import SEG_NETWORKS, build_segnet
 from ..pseudo_labels import IGNORE, read_label_png, write_label_png
 from ..runs import write_metrics
 from ..train.config import TrainConfig
+from ..train.distributed import is_main
 from ..train.engine import Batch, fit
 from .base import RunContext, Stage, Upstream
 from .pseudo_labels import LABEL_FOLDER
@@ -72,20 +73,21 @@ class PseudoLabelSet:
                 raise FileNotFoundError(f"pseudo label {path} not found: the pseudo-label run is incomplete")
             self.maps[i] = torch.from_numpy(read_label_png(path).astype(np.int64))
 
-    def views(self, indices: torch.Tensor, geo: torch.Tensor, size: int) -> torch.Tensor:
-        idx = indices.tolist()
+    def views(self, indices: list[int], geo: torch.Tensor, size: int) -> torch.Tensor:
+        """The labels of dataset images ``indices`` (host-side ints) in the views ``geo``."""
+        idx = [int(i) for i in indices]
         shapes = {tuple(self.maps[i].shape) for i in idx}
+        pin = geo.device.type == "cuda"
         if len(shapes) == 1:
-            lab = torch.stack([self.maps[i] for i in idx]).to(geo.device)
-            return self._render(lab, geo, size)
+            lab = torch.stack([self.maps[i] for i in idx])
+            return self._render((lab.pin_memory() if pin else lab).to(geo.device, non_blocking=True), geo, size)
         return torch.cat([self._render(self.maps[i][None].to(geo.device), g[None], size) for i, g in zip(idx, geo)])
 
     @staticmethod
     def _render(lab: torch.Tensor, geo: torch.Tensor, size: int) -> torch.Tensor:
         shifted = (lab + 1).float()[:, None]  # 0 = outside the image after sampling
         out = image_frame_to_views(shifted, geo, (size, size), mode="nearest")[:, 0].long() - 1
-        out[out < 0] = IGNORE
-        return out
+        return torch.where(out < 0, torch.full_like(out, IGNORE), out)
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -168,6 +170,7 @@ class SegmentationStage(Stage):
     notebook = "05_pseudo_labels_segmentation.ipynb"
     outputs = ("metrics.json", "evaluation.json", "checkpoint.pt")
     display_only = ("pseudo_params", "n_examples")
+    distributed = True
 
     def upstream_requests(self, cfg: SegmentationConfig, given: dict) -> dict:
         return {"pseudo_run": Upstream("pseudo_labels", str(given.get("pseudo_run") or ""), dict(cfg.pseudo_params))}
@@ -198,10 +201,12 @@ class SegmentationStage(Stage):
             loop.epochs = max(1, round(steps / math.ceil(len(subset) / cfg.batch_size)))
 
         def step(b: Batch) -> torch.Tensor:
-            return segmentation_loss(model(b.views), labels.views(b.indices, b.geo, crop))
+            return segmentation_loss(b.model(b.views), labels.views(b.host_indices, b.geo, crop))
 
         res = fit(model, opt, cfg.schedule, data, loop, ctx.out, step, {}, ctx.device, ctx.progress,
                   desc=f"segmentation ({cfg.network})", stop_after_steps=ctx.stop_after_steps)
+        if not is_main():  # in a process group, rank 0 evaluates and writes
+            return
         t0 = time.perf_counter()
         ev = self.evaluate(ctx, model)
         pseudo_metrics = read_json(pseudo / "metrics.json")

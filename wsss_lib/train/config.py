@@ -96,8 +96,8 @@ class TrainConfig(StageConfig):
     scale_range: tuple[float, float] = (0.7, 1.0)
     crop_size: int = 0  # 0: the images' own size (embedded benchmark); VOC: e.g. 321
     checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
-    num_workers: int = 0
-    amp: bool = True  # bf16 autocast, on CUDA only
+    num_workers: int = 0  # data loader workers (0: none on CPU; on CUDA, a few per GPU)
+    amp: bool = True  # bf16 autocast on CUDA (fp16 + gradient scaler where bf16 is missing)
 
     QUICK: ClassVar[dict] = {"epochs": 2, "batch_size": 8}
 

@@ -1,0 +1,75 @@
+"""No host synchronisation inside a training step, for every training stage.
+
+On CPU the steps run under :class:`~wsss_lib.train.sync_guard.HostSyncGuard` (the tensor
+operations that would make the host wait for a GPU raise); on a machine with CUDA the same tests
+run under ``torch.cuda.set_sync_debug_mode("error")``. ``WSSS_SYNC_CHECK=1`` turns the check on for
+every step that does not log (the upstream runs these stages make are checked too)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wsss_lib.accumulation import OAAStore
+from wsss_lib.stages import get_stage
+from wsss_lib.train.engine import TrainingInterrupted, amp_dtype
+from wsss_lib.train.sync_guard import HostSyncError, HostSyncGuard, no_host_sync
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def test_guard_refuses_what_would_sync_and_allows_the_rest():
+    x = torch.arange(6.0).view(2, 3)
+    with HostSyncGuard():
+        y = torch.where(x > 2, x, torch.zeros_like(x)).sum()  # fixed-size work is fine
+        x[0, 1] = 7.0
+        for bad in (lambda: y.item(), lambda: x.tolist(), lambda: x.nonzero(), lambda: x[x > 2],
+                    lambda: bool(y), lambda: float(y), lambda: torch.where(x > 2)):
+            with pytest.raises(HostSyncError):
+                bad()
+    assert float(y) == 12.0  # outside the guard nothing is checked
+    with no_host_sync(torch.device("cpu"), enabled=False):
+        assert y.item() == 12.0
+
+
+def test_store_update_is_sync_free_and_counts_on_device():
+    labels = torch.tensor([[1, 0, 1], [0, 1, 0]])
+    store = OAAStore(["a", "b"], labels, (2, 2), gate="all", last_epoch_fallback=True)
+    att = torch.rand(2, 3, 2, 2)
+    with HostSyncGuard():
+        n = store.update(torch.tensor([1, 0]), att, None, torch.rand(2, 3), labels[[1, 0]], epoch=0, last_epoch=True)
+    assert int(n) == 3 and store.counts.tolist() == [1, 1, 1]
+    torch.testing.assert_close(store.maps["max"][0], att[1, 0])  # slot 0 = image a, class 0 (batch row 1)
+    torch.testing.assert_close(store.maps["max"][2], att[0, 1])  # slot 2 = image b, class 1 (batch row 0)
+
+
+def test_amp_dtype():
+    assert amp_dtype(torch.device("cpu"), True) is None and amp_dtype(torch.device("cuda"), False) is None
+
+
+@pytest.fixture
+def sync_check(monkeypatch):
+    monkeypatch.setenv("WSSS_SYNC_CHECK", "1")
+
+
+@pytest.mark.parametrize("stage", ["classifier", "oaa_plus", "amr", "segmentation"])
+def test_training_step_of_every_stage_has_no_host_sync(stage, tmp_path, sync_check, quick_voc):
+    # 3 guarded steps of the stage itself (its upstream runs, made now, are guarded all the way)
+    with pytest.raises(TrainingInterrupted, match="stopped after 3 steps"):
+        get_stage(stage)(quick=True, run_dir=str(tmp_path / stage), device=DEVICE, progress=False, stop_after_steps=3)
+
+
+def test_a_step_that_reads_a_value_is_caught(tmp_path, sync_check, monkeypatch, quick_voc):
+    import wsss_lib.stages.classifier as clf
+
+    real = clf.class_scores
+
+    def leaky(F):  # the kind of line the check exists for: a loss value read in every step
+        s = real(F)
+        print(float(s.mean()))
+        return s
+
+    monkeypatch.setattr(clf, "class_scores", leaky)
+    with pytest.raises((HostSyncError, RuntimeError), match="training step|synchroniz"):
+        get_stage("classifier")(quick=True, run_dir=str(tmp_path / "leaky"), device=DEVICE, progress=False,
+                                stop_after_steps=3)

@@ -1,0 +1,76 @@
+"""No host synchronisation inside a training step: checked, on CUDA and on CPU.
+
+On CUDA, :func:`no_host_sync` turns on ``torch.cuda.set_sync_debug_mode("error")``: any operation
+that makes the host wait for the GPU (``.item()``, ``nonzero()``, a device-to-host copy, boolean
+mask indexing...) raises. On CPU nothing ever waits, so the same code paths are checked by
+:class:`HostSyncGuard`, a ``TorchFunctionMode`` that refuses the tensor operations that would
+synchronise on a GPU: reading values into Python (``item``, ``tolist``, ``bool``/``int``/``float``
+of a tensor, ``numpy``, ``cpu``), and operations whose output size depends on the data
+(``nonzero``, ``masked_select``, ``unique``, boolean-mask indexing, one-argument ``where``). It sees
+the calls made by our code (the OAA store, the recorders, the losses), not those inside torch's
+own C++ kernels, which the CUDA mode covers when a GPU is there.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+_T = torch.Tensor
+_SYNCING = {_T.item, _T.tolist, _T.nonzero, torch.nonzero, torch.argwhere, _T.argwhere, _T.__bool__, _T.__int__,
+            _T.__float__, _T.__index__, _T.cpu, _T.numpy, torch.masked_select, _T.masked_select, torch.unique,
+            _T.unique, torch.unique_consecutive, _T.unique_consecutive}
+_INDEXING = {_T.__getitem__, _T.__setitem__}
+
+
+class HostSyncError(RuntimeError):
+    """A tensor operation that would make the host wait for the GPU, inside a guarded region."""
+
+
+def _has_bool_index(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
+
+
+def _name(func) -> str:
+    return getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+
+
+class HostSyncGuard(TorchFunctionMode):
+    """Raise :class:`HostSyncError` on tensor operations that synchronise the host with a GPU."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _SYNCING:
+            raise HostSyncError(f"{_name(func)} inside the training step: on a GPU it waits for the device")
+        if func in _INDEXING and len(args) > 1 and _has_bool_index(args[1]):
+            raise HostSyncError("boolean-mask indexing inside the training step: its size depends on the data "
+                                "(a device-to-host read on a GPU); use torch.where or a fixed-size index")
+        if func is torch.where and len(args) + len(kwargs) == 1:
+            raise HostSyncError("one-argument torch.where inside the training step (it is nonzero())")
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def no_host_sync(device: torch.device, enabled: bool = True) -> Iterator[None]:
+    """Inside the block, host synchronisation raises (CUDA: torch's sync debug mode; CPU:
+    :class:`HostSyncGuard`). ``enabled=False``: nothing is checked."""
+    if not enabled:
+        yield
+        return
+    if device.type == "cuda":
+        before = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode(before)
+    else:
+        with HostSyncGuard():
+            yield
+
+
+__all__ = ["HostSyncError", "HostSyncGuard", "no_host_sync"]
