@@ -163,3 +163,16 @@ def test_classifier_run_writes_drift(tmp_path, monkeypatch):
     assert {"discovery_e03", "cam_mass_part2_e03", "drift_epochs"} <= set(m)
     params = json.loads((run / "params.json").read_text())["params"]
     assert params["pretrained"] is True and params["tiny_source_task"] == pretrain.DEFAULT_PRETRAIN.digest()
+
+
+def test_setting_table_fills_the_oaa_plus_rows_per_setting():
+    import pandas as pd
+
+    from wsss_lib import tables
+
+    rows = [{"notebook": tables.NB["oaa_plus"], "r.benchmark": b, "r.pretrained": pre, "p.loss": loss,
+             "p.seed": seed, "run": f"oaaplus-{b}-{pre}-{loss}-{seed}", "oaa_plus_miou": 0.1 * seed + (0.5 if pre else 0.2)}
+            for b in ("v1", "parts2") for pre in (True, False) for loss in ("mce", "hl") for seed in range(3)]
+    t = tables.setting_table(pd.DataFrame(rows))
+    assert t.loc["OAA+ (HL)", "v1, pretrained: CAM mIoU"] == "0.600 ± 0.100"
+    assert t.loc["OAA+ (MCE)", "parts2, scratch: CAM mIoU"] == "0.300 ± 0.100"

@@ -342,7 +342,7 @@ SETTING_ROWS = ("CAM", "OAA-AVE", "OAA-MAX", "OAA+ (MCE)", "OAA+ (HL)")
 def setting_points(df: pd.DataFrame, label: str, benchmark: str, pretrained: bool, quick: bool = False) -> pd.DataFrame:
     """The classifier / OAA+ points of one OAA-table row in one setting (CAM mIoU)."""
     if label.startswith("OAA+"):
-        loss = label[5:-1].lower()
+        loss = label.split("(")[1].rstrip(")").lower()  # "OAA+ (MCE)" -> "mce"
         return select(df, NB["oaa_plus"], quick, benchmark, pretrained, loss=loss, source=None)
     return default_classifier_points(df, quick, pretrained, benchmark)
 
