@@ -79,3 +79,15 @@ def test_two_gloo_ranks_match_one_process_and_resume_in_one(tmp_path, quick_voc)
     assert (ck["world_size"], ck["global_step"], ck["epoch"], ck["step_in_epoch"]) == (2, 8, 1, 2)
     resumed = stage(quick=True, run_dir=str(tmp_path / "resumed"), progress=False, **PARAMS)
     assert_same_run(ref, resumed)
+
+
+@pytest.mark.slow
+def test_every_other_training_stage_runs_under_torchrun(tmp_path, quick_voc):
+    # OAA+ and segmentation make their upstream runs inside the process group too (the classifier
+    # by 2 ranks, the pseudo labels by rank 0 alone); rank 0 writes every folder
+    for stage in ("amr", "oaa_plus", "segmentation"):
+        res = torchrun([stage, "quick=true", "device=cpu", "progress=false"], env={"WSSS_RUNS": str(tmp_path)})
+        assert res.returncode == 0, f"{stage}: {res.stderr[-3000:]}"
+        run = tmp_path / res.stdout.strip().splitlines()[-1].rsplit("/", 1)[-1]
+        assert (run / "metrics.json").exists()
+        assert torch.load(run / "checkpoint.pt", weights_only=False)["world_size"] == 2
