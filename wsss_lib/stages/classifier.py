@@ -72,7 +72,7 @@ class SnapshotRecorder:
                  num_images: int | None = None, device: torch.device | str = "cpu") -> None:
         self.indices = list(indices)
         n = len(self.indices)
-        pos = torch.full((max(num_images or 0, max(self.indices, default=-1) + 1),), n, dtype=torch.long)
+        pos = torch.full((max(num_images or 0, max(self.indices, default=-1) + 1),), n, dtype=torch.long)  # every image
         pos[torch.tensor(self.indices, dtype=torch.long)] = torch.arange(n)
         self._pos = pos.to(device)
         self._n = n
@@ -90,8 +90,7 @@ class SnapshotRecorder:
 
     @torch.no_grad()
     def record(self, epoch: int, indices: torch.Tensor, maps_img: torch.Tensor) -> None:
-        rows = self._pos[indices.clamp_max(self._pos.numel() - 1)]
-        rows = torch.where(indices < self._pos.numel(), rows, torch.full_like(rows, self._n))
+        rows = self._pos[indices]  # images outside the subset -> the scratch row
         self._maps[epoch, rows] = maps_img.detach().float()
         self._seen[epoch, rows] = True
         self._touched[epoch, rows] = True
