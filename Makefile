@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.wsss-installed
 # Extra arguments for the main job, e.g. `make run ARGS="-j 1"` or `make run ARGS="--quick"`.
 ARGS ?=
 
-.PHONY: run test env clean-runs segmentation
+.PHONY: run test env clean-runs segmentation setting
 
 env: $(STAMP)
 
@@ -31,6 +31,11 @@ run: $(STAMP)
 # 50 minutes more on 2 cores; finished points of `make run` are reused.
 segmentation: $(STAMP)
 	$(BIN)/python -m wsss_lib.main --segmentation $(ARGS)
+
+# The main job plus the setting grids (oaa_setting.yaml, segmentation_setting*.yaml): the OAA table on
+# benchmark version 1 and its two-part variant, pretrained and from scratch (hours on 2 cores).
+setting: $(STAMP)
+	$(BIN)/python -m wsss_lib.main --setting $(ARGS)
 
 # Command 2: the whole test suite: unit and integration tests (pytest) and every notebook (nbval),
 # notebooks in quick mode (WSSS_QUICK=1).

@@ -25,9 +25,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="session")
 def quick_voc() -> Path:
     """The quick embedded benchmark (48 train + 16 val images of 64 px), generated once."""
-    from wsss_lib.data.synthetic import QUICK_SPEC, ensure_benchmark
+    from wsss_lib.data.synthetic import ensure_benchmark
+    from wsss_lib.profile import QUICK
 
-    return ensure_benchmark(QUICK_SPEC, progress=False)
+    return ensure_benchmark(QUICK.benchmark(), progress=False)
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ def test_insert_amm_placements():
     assert net(torch.randn(1, 3, 32, 32)).shape == (1, 3, 4, 4)
     with pytest.raises(ValueError, match="needs a ResNet"):
         insert_amm(build_cam_net("tiny", 3), "bottleneck")
-    rn = insert_amm(build_cam_net("resnet50", 3, pretrained=False, output_stride=16), "bottleneck")
+    rn = insert_amm(build_cam_net("resnet50", 3, output_stride=16), "bottleneck")
     assert sum(isinstance(m, AMM) for m in rn.modules()) == 16  # 3 + 4 + 6 + 3 bottlenecks
 
 

@@ -1,4 +1,4 @@
-"""Backbones: output strides, stage channels, and the pretrained-weights fallback."""
+"""Backbones: output strides, stage channels, and pretrained weights that must be there."""
 
 import pytest
 import torch
@@ -10,7 +10,7 @@ from wsss_lib.models.cam import build_cam_net
 @pytest.mark.parametrize("name, os_, ch", [("tiny", 8, 128), ("vgg16", 8, 512), ("resnet50", 16, 2048),
                                            ("resnet50", 8, 2048)])
 def test_output_stride_and_channels(name, os_, ch):
-    bb = build_backbone(name, pretrained=False, output_stride=os_).eval()
+    bb = build_backbone(name, output_stride=os_).eval()
     with torch.no_grad():
         y = bb(torch.randn(1, 3, 64, 64))
     assert y.shape == (1, ch, 64 // os_, 64 // os_)
@@ -28,11 +28,14 @@ def test_cam_net_head_and_param_groups():
     assert n_head == sum(p.numel() for p in net.head.parameters()) + sum(p.numel() for p in net.classifier.parameters())
 
 
-def test_missing_pretrained_weights_warn_and_fall_back(monkeypatch, tmp_path):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache
-    with pytest.warns(UserWarning, match="pretrained ImageNet weights for vgg16 are not in the torch hub cache"):
-        bb = build_backbone("vgg16", pretrained=True, allow_download=False)
-    assert bb.out_channels == 512
+def test_missing_imagenet_weights_raise_naming_the_file_and_where_to_put_it(monkeypatch, tmp_path):
+    from wsss_lib.models.weights import Weights, WeightsUnavailable
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache: never a silent random start
+    with pytest.raises(WeightsUnavailable, match=r"vgg16-397923af.pth is not in .*hub/checkpoints.*pretrained=False"):
+        build_backbone("vgg16", Weights("imagenet"))
+    with pytest.raises(WeightsUnavailable, match="resnet50"):
+        Weights("imagenet").identity("resnet50")
 
 
 def test_unknown_backbone_is_named():

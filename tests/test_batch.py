@@ -1,4 +1,6 @@
-"""The batch runner: grid expansion, failures, kill + resume, concurrent batches, upstream sharing."""
+"""The batch runner: grid expansion, point identity, unknown names refused everywhere, failures,
+kill + resume, kill -9 taking the workers along, concurrent batches, upstream sharing, stale points,
+a read-only runs folder."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from wsss_lib.batch import Grid, GridError, load_grids, main, plan, point_status
+from wsss_lib.batch import Grid, GridError, load_grids, main, plan, plan_point, point_id, point_status
 
 TOY = str(Path(__file__).parent / "data" / "toy_point.ipynb")
 
@@ -180,3 +182,138 @@ def test_submitit_local_executor_uses_the_same_point_folders_and_semantics(runs,
     # the local runner then skips the finished point and runs the failed one again
     df2 = run_batch([grid], jobs=1, progress=False)
     assert df2["status"].tolist() == ["cached", "failed"] and sorted(_executions(log)) == [1, 2, 2]
+
+
+# -- point identity ------------------------------------------------------------------------------------
+def test_a_default_written_out_is_the_same_point(quick_voc):
+    assert plan_point(TOY, {"x": 1}).identity == plan_point(TOY, {}).identity  # the toy notebook's default
+    a = plan_point("01_train_classifier_oaa.ipynb", {"seed": 0})
+    b = plan_point("01_train_classifier_oaa.ipynb", {"seed": 0, "gate": "paper", "epochs": None, "backbone": "tiny"})
+    assert a.identity == b.identity and a.run == b.run
+    c = plan_point("01_train_classifier_oaa.ipynb", {"seed": 0, "epochs": 8})
+    assert point_id(c.identity) != point_id(a.identity)
+    # notebook 05: the pseudo-label parameters written out or left at their defaults: one point
+    d = plan_point("05_pseudo_labels_segmentation.ipynb", {"source": "oaa_max"})
+    e = plan_point("05_pseudo_labels_segmentation.ipynb", {"source": "oaa_max", "mode": "saliency", "conflict": 0.9})
+    assert d.identity == e.identity
+
+
+def test_a_quick_point_is_never_the_full_point(monkeypatch, quick_voc):
+    import dataclasses
+
+    import wsss_lib.profile as P
+
+    # a "full" profile that differs from quick by its name only: the name alone separates the points
+    monkeypatch.setattr(P, "FULL", dataclasses.replace(P.QUICK, name="full"))
+    quick = plan_point("01_train_classifier_oaa.ipynb", {"seed": 3})
+    monkeypatch.delenv("WSSS_QUICK")
+    full = plan_point("01_train_classifier_oaa.ipynb", {"seed": 3})
+    assert point_id(full.identity) != point_id(quick.identity) and full.run != quick.run
+    assert plan_point("01_train_classifier_oaa.ipynb", {"seed": 3, "quick": True}).run == quick.run
+
+
+def test_changing_a_default_changes_the_point(monkeypatch, quick_voc):
+    from test_runs import set_default
+
+    from wsss_lib.stages.classifier import ClassifierConfig
+
+    a = plan_point("03_train_oaa_plus.ipynb", {"seed": 0})
+    set_default(monkeypatch, ClassifierConfig, "gate", "all")  # the upstream classifier's default
+    b = plan_point("03_train_oaa_plus.ipynb", {"seed": 0})
+    assert point_id(a.identity) != point_id(b.identity)
+
+
+# -- unknown names, bad arguments ------------------------------------------------------------------------
+def test_unknown_parameters_are_refused_by_the_batch_runner(runs, tmp_path, capsys):
+    gf = tmp_path / "typo.yaml"
+    gf.write_text("notebook: 01_train_classifier_oaa.ipynb\ngrid:\n  sed: [0, 1]\n")
+    for argv in ([str(gf)], [str(gf), "--dry-run"], ["--notebook", "01_train_classifier_oaa.ipynb", "-p", "sed", "0"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "unknown parameter(s) ['sed'] for notebook 01_train_classifier_oaa.ipynb" in err and "'seed'" in err
+    assert not runs.exists()  # nothing ran, no folder
+    with pytest.raises(SystemExit):
+        main(["--notebook", TOY, "-p", "x", "1", "-j", "0"])
+    assert "expected an integer >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--notebook", TOY, "-p", "x", "1", "-j", "-3"])
+
+
+def test_unknown_parameters_are_refused_by_the_launcher_and_a_papermilled_notebook(runs, tmp_path):
+    import papermill as pm
+
+    res = subprocess.run([sys.executable, "-m", "wsss_lib.launch", "classifier", "sed=0"], capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown parameter(s) ['sed'] for stage classifier" in res.stderr
+    nb = Path(__file__).parents[1] / "notebooks" / "01_train_classifier_oaa.ipynb"
+    with pytest.raises(pm.PapermillExecutionError, match=r"unknown parameter\(s\) \['sed'\] for notebook 01"):
+        pm.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), parameters={"sed": 0}, kernel_name="python3",
+                            cwd=str(nb.parent), progress_bar=False)
+    assert not runs.exists()  # it failed in the first cell after the parameters
+
+
+# -- faults ------------------------------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return not any(line.startswith("State:") and "Z" in line for line in f)
+    except FileNotFoundError:
+        return False
+
+
+def test_kill_9_of_a_parallel_batch_takes_its_workers_and_kernels_along(runs, tmp_path):
+    import psutil
+
+    gf = tmp_path / "slow.yaml"
+    gf.write_text(f"notebook: {TOY}\nparams: {{sleep: 60}}\ngrid:\n  x: [1, 2]\n")
+    proc = subprocess.Popen([*_batch_cmd(gf), "-j", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=os.environ.copy())
+    pts = plan(load_grids(gf))
+    deadline = time.time() + 120
+    while time.time() < deadline and not all(point_status(p.folder) == "running" for p in pts):
+        time.sleep(0.2)
+    workers = [json.loads((p.folder / "point.json").read_text())["pid"] for p in pts]
+    time.sleep(3)  # the kernels have started
+    family = set(workers) | {c.pid for w in workers for c in psutil.Process(w).children(recursive=True)}
+    assert len(family) >= 4  # two workers, two kernels
+    proc.kill()  # kill -9 of the batch process alone (not its process group)
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(p) for p in family):
+        time.sleep(0.5)
+    assert not [p for p in family if _alive(p)]
+
+
+def test_stale_points_are_listed_and_run_again_or_kept(runs, tmp_path, capsys):
+    log = tmp_path / "exec.log"
+    argv = ["--notebook", TOY, "-p", "x", "1", "-p", "log", str(log)]
+    assert main(argv) == 0
+    (pt,) = plan([Grid(TOY, {"log": str(log)}, {"x": [1]})])
+    info = json.loads((pt.folder / "point.json").read_text())
+    info["code"] = "made-by-old-code"
+    (pt.folder / "point.json").write_text(json.dumps(info))
+    assert point_status(pt.folder, pt.code) == "stale"
+    capsys.readouterr()
+    assert main(argv + ["--keep-stale"]) == 0  # kept, loudly
+    err = capsys.readouterr().err
+    assert "finished by other code: KEPT" in err and "stale: toy_point.ipynb" in err
+    assert _executions(log) == [1]
+    assert main(argv) == 0  # the default: run again
+    assert "running them again" in capsys.readouterr().err
+    assert _executions(log) == [1, 1] and point_status(pt.folder, pt.code) == "finished"
+
+
+def test_a_read_only_runs_folder_gives_one_named_error(runs, tmp_path):
+    from test_runs import _read_only
+
+    env = {**os.environ, "WSSS_RUNS": str(runs)}
+    done = subprocess.run([*_batch_cmd_p(TOY, "1")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    again = _read_only(_batch_cmd_p(TOY, "1"), runs, env)  # finished: read without a lock
+    assert again.returncode == 0, again.stderr
+    new = _read_only(_batch_cmd_p(TOY, "2"), runs, env)
+    assert new.returncode == 2 and new.stderr.count("error:") == 1 and f"the runs folder {runs} is not writable" in new.stderr
+    assert "Traceback" not in new.stderr
+
+
+def _batch_cmd_p(notebook: str, x: str) -> list[str]:
+    return [sys.executable, "-m", "wsss_lib.batch", "--notebook", notebook, "-p", "x", x]

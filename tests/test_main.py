@@ -20,17 +20,15 @@ grids:
     grid: {loss: [mce, hl], seed: [0]}
   - name: amr
     notebook: 04_train_amr.ipynb
-    params: {pretrained: false}
     grid: {variant: [AMR+both], seed: [0]}
   - name: segmentation
     notebook: 05_pseudo_labels_segmentation.ipynb
-    params: {source: oaa_plus, attention_params: {loss: hl, pretrained: false}, mode: saliency, seed: 0,
-             pretrained: false}
+    params: {source: oaa_plus, attention_params: {loss: hl}, mode: saliency, seed: 0}
     grid: {fraction: [0.5, 1.0]}
   - name: segmentation_main
     notebook: 05_pseudo_labels_segmentation.ipynb
-    params: {source: oaa_plus, mode: saliency, seed: 0}
-    grid: {attention_params: [{loss: hl}]}
+    params: {source: oaa_plus, mode: saliency, seed: 0, fraction: 1.0, attention_params: {loss: hl}}
+    grid: {conflict: [0.9]}
 """
 
 
@@ -60,15 +58,15 @@ def test_quick_main_job_renders_every_report(tmp_path, quick_voc, monkeypatch):
                     "04_train_amr.html", "05_pseudo_labels_segmentation.html", "07_results_tables.html"]
     assert all((reports / "notebooks" / h).stat().st_size < 2 * 2**20 for h in html)
     timings = (reports / "timings.md").read_text()
-    assert "## Batch summary" in timings and len(re.findall(r"\|\s*finished\s*\|", timings)) == 8
-    # one classifier run (pretrained, the default) serves the fusion, evolution and OAA+ points, one
-    # from scratch the AMR and segmentation points (as the main grids pin them)
-    runs = [json.loads((r / "params.json").read_text())["params"]["pretrained"] for r in (tmp_path / "runs").glob("oaa-*")]
-    assert sorted(runs) == [False, True]
+    # the last grid writes defaults out (fraction, conflict): the same point as segmentation's 100%
+    assert "## Batch summary" in timings and len(re.findall(r"\|\s*finished\s*\|", timings)) == 7
+    # one classifier run (the default setting) serves every point
+    assert len(list((tmp_path / "runs").glob("oaa-*"))) == 1
+    assert "profile `quick`" in (reports / "oaa_table.md").read_text()
     # a second invocation reuses every point (no training) and renders the same tables
     before = (reports / "amr_table.md").read_text()
     assert main(["--quick", "--reports", str(reports), "-j", "1", "--grids", str(grid)]) == 0
     assert (reports / "amr_table.md").read_text() == before
-    assert len(re.findall(r"\|\s*cached\s*\|", (reports / "timings.md").read_text())) == 8
+    assert len(re.findall(r"\|\s*cached\s*\|", (reports / "timings.md").read_text())) == 7
     nb = json.loads((tmp_path / "runs" / "results" / "07_results_tables.ipynb").read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])

@@ -10,7 +10,7 @@ import torch
 
 from wsss_lib import pretrain
 from wsss_lib.data.synthetic import (DEFAULT_SPEC, PART2_HUE_INDEX, PART2_PATTERNS, PART_HUES, PART_PATTERNS,
-                                     QUICK_SPEC, VARIANTS, BenchmarkSpec, generate_benchmark, render_image)
+                                     PARTS2_SPEC, BenchmarkSpec, generate_benchmark, render_image)
 from wsss_lib.drift import (DriftRecorder, coverage, drift_summary, object_fractions, peaks, region_iou,
                             summary_metrics)
 from wsss_lib.models.backbones import build_backbone, tiny_backbone
@@ -50,8 +50,11 @@ def test_pretraining_cache_is_reused_and_checked(tmp_path, monkeypatch):
 
 def test_pretrained_features_beat_random_on_heldout_source_images(tmp_path, monkeypatch):
     monkeypatch.setenv("WSSS_CACHE", str(tmp_path))
-    spec = pretrain.QUICK_PRETRAIN
-    bb = build_backbone("tiny", pretrained=True, quick=True)  # the same path every stage takes
+    from wsss_lib.models.weights import weights_for
+    from wsss_lib.profile import QUICK
+
+    spec = QUICK.pretrain
+    bb = build_backbone("tiny", weights_for("tiny", True, spec))  # the same path every stage takes
     assert (tmp_path / "pretrained" / f"tiny-{spec.digest()}" / "weights.pt").exists()
     images, labels = pretrain.source_split(spec, "heldout")
     torch.manual_seed(0)
@@ -71,8 +74,10 @@ def test_source_task_is_disjoint_and_deterministic():
 # -- benchmark variants -----------------------------------------------------------------------------
 def test_version1_benchmark_is_unchanged_by_the_variant_option(tmp_path):
     # the digests name the cache folders and enter every run's identity: they must not move
-    assert DEFAULT_SPEC.digest() == "7c7ad83a1880" and QUICK_SPEC.digest() == "baa332476e74"
-    voc = generate_benchmark(tmp_path / "q", QUICK_SPEC, progress=False)
+    from wsss_lib.profile import QUICK
+
+    assert DEFAULT_SPEC.digest() == "7c7ad83a1880" and QUICK.benchmark().digest() == "baa332476e74"
+    voc = generate_benchmark(tmp_path / "q", QUICK.benchmark(), progress=False)
     meta = json.loads((voc / "benchmark.json").read_text())
     assert meta["files_sha256"] == "1726659bfdbbaf49a80fcd97606098b84053a5cd8c9c8e03c67ffa7756922169"
     assert "parts_per_object" not in meta["spec"]
@@ -82,7 +87,7 @@ def test_two_part_variant_parts_name_the_class_and_sometimes_one_is_hidden():
     codes1 = set(zip(PART_HUES, PART_PATTERNS))
     codes2 = {(PART_HUES[h], p) for h, p in zip(PART2_HUE_INDEX, PART2_PATTERNS)}
     assert len(codes1) == 8 and len(codes2) == 8  # either part alone names the class
-    spec = VARIANTS["parts2"][0]
+    spec = PARTS2_SPEC
     assert spec.digest() != DEFAULT_SPEC.digest()
     one = two = 0
     for i in range(150):
@@ -162,17 +167,9 @@ def test_classifier_run_writes_drift(tmp_path, monkeypatch):
     assert all(b >= a - 1e-9 for a, b in zip(d["discovery"], d["discovery"][1:]))  # MAX only grows
     assert {"discovery_e03", "cam_mass_part2_e03", "drift_epochs"} <= set(m)
     params = json.loads((run / "params.json").read_text())["params"]
-    assert params["pretrained"] is True and params["tiny_source_task"] == pretrain.DEFAULT_PRETRAIN.digest()
+    from wsss_lib.profile import QUICK
 
-
-def test_setting_table_fills_the_oaa_plus_rows_per_setting():
-    import pandas as pd
-
-    from wsss_lib import tables
-
-    rows = [{"notebook": tables.NB["oaa_plus"], "r.benchmark": b, "r.pretrained": pre, "p.loss": loss,
-             "p.seed": seed, "run": f"oaaplus-{b}-{pre}-{loss}-{seed}", "oaa_plus_miou": 0.1 * seed + (0.5 if pre else 0.2)}
-            for b in ("v1", "parts2") for pre in (True, False) for loss in ("mce", "hl") for seed in range(3)]
-    t = tables.setting_table(pd.DataFrame(rows))
-    assert t.loc["OAA+ (HL)", "v1, pretrained: CAM mIoU"] == "0.600 ± 0.100"
-    assert t.loc["OAA+ (MCE)", "parts2, scratch: CAM mIoU"] == "0.300 ± 0.100"
+    assert params["pretrained"] is True and params["profile"] == "quick"
+    assert params["weights"] == [{"backbone": "tiny", "source": "source-task", "spec": QUICK.pretrain.digest(),
+                                  "sha256": json.loads((pretrain.pretrained_dir(QUICK.pretrain) / "pretrain.json")
+                                                       .read_text())["weights_sha256"]}]

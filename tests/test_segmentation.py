@@ -7,7 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from wsss_lib.data.synthetic import QUICK_SPEC, ensure_benchmark, render_image
+from wsss_lib.data.synthetic import ensure_benchmark, render_image
+from wsss_lib.profile import QUICK
+
+QUICK_SPEC = QUICK.benchmark()
 from wsss_lib.data.transforms import ViewGeometry
 from wsss_lib.data.voc import VOCLayout
 from wsss_lib.io import read_json
@@ -216,7 +219,7 @@ def test_voc_segmentation_networks_build_and_predict_at_the_image_size():
 
     x = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
     for name in ("deeplab_largefov", "deeplabv3_resnet101"):
-        net = build_segnet(name, 21, pretrained=False).eval()
+        net = build_segnet(name, 21).eval()
         groups = net.param_groups(0.001, 5e-4)
         assert [g["lr"] for g in groups] == [0.001, 0.01]  # new layers at 10x
         assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))

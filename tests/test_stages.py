@@ -13,8 +13,9 @@ from wsss_lib import accumulation
 from wsss_lib.accumulation import FUSION_SOURCES, FUSIONS, Fusion, OAAStore
 from wsss_lib.runs import write_metrics
 from wsss_lib.stages import ORDER, get_stage, notebook_call
-from wsss_lib.stages.base import Stage, Upstream, resolve_upstream
-from wsss_lib.train.config import StageConfig, resolve_quick
+from wsss_lib.profile import resolve_profile
+from wsss_lib.stages.base import Stage, Upstream, plan_upstream
+from wsss_lib.train.config import StageConfig
 from wsss_lib.viz import SOURCE_NAMES
 
 Q = dict(seed=0, quick=True, progress=False)
@@ -31,13 +32,13 @@ def test_registry_lists_every_stage_with_its_notebook():
 def test_notebook_call_reads_each_parameter_once_and_validates(monkeypatch, capsys):
     monkeypatch.delenv("WSSS_QUICK", raising=False)
     ns = {"seed": 1, "device": "cpu", "quick": False, "data_root": "", "run_dir": "", "point_dir": "x",
-          "variant": "AMR", "epochs": None, "w_cps": 0.5, "xi": [0.3, 0.7], "unrelated": 3}
+          "variant": "AMR", "epochs": None, "w_cps": 0.5, "xi": [0.3, 0.7]}
     call = notebook_call("amr", ns)
     assert call.config.variant == "AMR" and call.config.w_cps == 0.5 and call.config.xi == (0.3, 0.7)
     assert call.config.epochs == type(call.config)().epochs  # None = the stage's default
     assert call.run_args == {"seed": 1, "device": "cpu", "data_root": "", "run_dir": ""} and not call.quick
     with pytest.raises(ValueError, match=r"parameter seed='abc' is invalid: expected an integer >= 0"):
-        notebook_call("classifier", {**ns, "seed": "abc"})
+        notebook_call("amr", {**ns, "seed": "abc"})
     with pytest.raises(ValueError, match=r"parameter crop_size='a' is invalid"):
         notebook_call("oaa_plus", {"seed": 0, "crop_size": "a"})
     with pytest.raises(ValueError, match=r"parameter threshold=1.5 is invalid"):
@@ -48,7 +49,11 @@ def test_notebook_call_reads_each_parameter_once_and_validates(monkeypatch, caps
     assert call.quick and call.config.epochs == 2
     assert "forced by WSSS_QUICK" in capsys.readouterr().out
     with pytest.raises(ValueError, match="parameter quick='yes'"):
-        resolve_quick("yes")
+        resolve_profile("yes")
+    # a name the notebook does not take is refused, naming it and the known ones
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['sed', 'unrelated'\] for notebook 04_train_amr.ipynb; "
+                                         r"known: .*'seed'"):
+        notebook_call("amr", {**ns, "sed": 0, "unrelated": 3})
 
 
 def test_unknown_config_parameter_is_refused_with_the_known_names():
@@ -58,17 +63,17 @@ def test_unknown_config_parameter_is_refused_with_the_known_names():
 
 def test_upstream_resolver_says_what_is_missing(tmp_path, quick_voc):
     run = get_stage("classifier")(**Q)
-    assert resolve_upstream("oaa_run", Upstream("classifier", str(run))) == run
-    assert resolve_upstream("oaa_run", Upstream("classifier", run.name)) == run  # by identity
+    assert plan_upstream("oaa_run", Upstream("classifier", str(run))) == run
+    assert plan_upstream("oaa_run", Upstream("classifier", run.name)) == run  # by identity
     with pytest.raises(ValueError, match="is a 'oaa' run, not a run of stage 'amr'"):
-        resolve_upstream("init_from", Upstream("amr", str(run)))
+        plan_upstream("init_from", Upstream("amr", str(run)))
     half = tmp_path / "oaa-half"
     half.mkdir()
     (half / "params.json").write_text((run / "params.json").read_text())
-    with pytest.raises(FileNotFoundError, match=r"not a finished classifier run: metrics.json, evaluation.json.*missing"):
-        resolve_upstream("oaa_run", Upstream("classifier", str(half)))
+    with pytest.raises(FileNotFoundError, match=r"not a finished classifier run: attention/cam.pt.*metrics.json.*missing"):
+        plan_upstream("oaa_run", Upstream("classifier", str(half)))
     with pytest.raises(FileNotFoundError, match=r"oaa_run='nowhere': no run folder"):
-        resolve_upstream("oaa_run", Upstream("classifier", "nowhere"))
+        plan_upstream("oaa_run", Upstream("classifier", "nowhere"))
 
 
 @dataclasses.dataclass

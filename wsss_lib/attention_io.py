@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .io import torch_save
+from .io import torch_load, torch_save
 
 REQUIRED = ("image_ids", "slot_image", "slot_class", "maps")
 
@@ -41,7 +41,7 @@ def load_attention(path: str | os.PathLike) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"attention file {path} not found; expected a run folder's "
                                 "attention/<source>.pt")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = torch_load(path)
     validate_attention(blob, str(path))
     blob["maps"] = blob["maps"].float()
     return blob

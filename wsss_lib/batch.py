@@ -46,6 +46,7 @@ Behaviour:
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import itertools
 import json
@@ -59,7 +60,8 @@ from pathlib import Path
 import pandas as pd
 
 from .io import read_json, write_json, write_text
-from .runs import runs_root
+from .runs import RunsFolderError, runs_root
+
 
 def main_metrics(notebook: str) -> tuple[str, ...] | None:
     """The metrics the final table shows for a notebook: its stage's ``main_metrics`` (every
@@ -165,23 +167,103 @@ def parse_value(text: str):
         return text
 
 
-def point_id(notebook: str, params: dict) -> str:
-    blob = json.dumps({"notebook": Path(notebook).name, "params": params}, sort_keys=True, default=str)
+def notebook_path(notebook: str) -> Path:
+    return notebooks_dir() / notebook if (notebooks_dir() / notebook).exists() else Path(notebook)
+
+
+@functools.lru_cache(maxsize=64)
+def _notebook_defaults(path: str, mtime: int) -> dict:
+    import ast
+
+    import papermill as pm
+
+    out = {}
+    for name, info in pm.inspect_notebook(path).items():
+        try:
+            out[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            out[name] = info["default"]
+    return out
+
+
+def notebook_defaults(notebook: str) -> dict:
+    """The parameters a notebook takes and their defaults, read from its cell tagged ``parameters``
+    (papermill's ``inspect_notebook``)."""
+    path = notebook_path(notebook)
+    return dict(_notebook_defaults(str(path), path.stat().st_mtime_ns))
+
+
+def notebook_digest(notebook: str) -> str:
+    """The digest of a notebook's code cells (a point re-runs when they change; outputs do not count)."""
+    import hashlib
+
+    cells = json.loads(notebook_path(notebook).read_text()).get("cells", [])
+    src = "\n#cell\n".join("".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code")
+    return hashlib.sha256(src.encode()).hexdigest()[:12]
+
+
+@dataclass
+class PointPlan:
+    """What a grid point is: its identity (the run it reads, resolved), the run's plan, its code."""
+
+    identity: dict
+    run: str = ""  # the identity of the run the point's notebook makes or reads ("" for a notebook without a stage)
+    code: str = ""  # the digest of the code of that run and of the notebook
+
+
+def plan_point(notebook: str, params: dict, progress: bool = False) -> PointPlan:
+    """Check a point's parameters against its notebook and resolve its identity, running nothing.
+
+    Unknown names are refused (naming them and the notebook's parameters). For a notebook that runs
+    a stage, the point is identified by the run it makes (:meth:`~wsss_lib.stages.base.Stage.plan`:
+    the fully resolved config, profile, data content, weights and upstream runs) and the values that
+    only choose what the point shows (e.g. AMR's ``xi_main``): a grid that writes a default out
+    is the same point as one that leaves it out. Any other notebook is identified by its parameters
+    with the notebook's defaults filled in."""
+    from dataclasses import asdict
+
+    from .identity import combine
+    from .stages import stage_of_notebook
+    from .stages.base import notebook_call
+
+    name = Path(notebook).name
+    defaults = notebook_defaults(notebook)
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise GridError(f"unknown parameter(s) {unknown} for notebook {name}; known: {sorted(defaults)}")
+    namespace = {**defaults, **params}
+    stage = stage_of_notebook(name)
+    if stage is None:
+        return PointPlan({"notebook": name, "params": namespace}, "", notebook_digest(notebook))
+    namespace.pop("point_dir", None)
+    try:
+        call = notebook_call(stage.name, namespace, announce=False)
+        run = call.plan(progress=progress)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        raise GridError(f"notebook {name}, point {params}: {e}") from None
+    shown = {k: v for k, v in asdict(call.config).items()  # what the point shows (upstream parameters are in the run)
+             if k in stage.display_only and k not in stage.upstream_params_field.values()}
+    return PointPlan({"notebook": name, "run": run.identity, "shown": shown}, run.identity,
+                     combine(run.code, notebook_digest(notebook)))
+
+
+def point_id(identity: dict) -> str:
+    blob = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def point_dir(notebook: str, params: dict, root: Path | None = None) -> Path:
-    return (root or runs_root()) / "batch" / f"{Path(notebook).stem}-{point_id(notebook, params)}"
-
-
-def point_status(folder: Path) -> str:
-    """``finished`` | ``failed`` | ``running`` (or killed mid-way) | ``new``."""
+def point_status(folder: Path, code: str = "") -> str:
+    """``finished`` | ``stale`` (finished by other code than ``code``) | ``failed`` | ``running``
+    (or killed mid-way) | ``new``."""
     pj = folder / "point.json"
     if not pj.exists():
         return "new"
-    status = read_json(pj).get("status", "new")
+    info = read_json(pj)
+    status = info.get("status", "new")
     if status == "finished" and not (folder / "metrics.json").exists():
         return "running"
+    if status == "finished" and code and info.get("code") != code:
+        return "stale"
     return status
 
 
@@ -191,27 +273,40 @@ def _set_point(folder: Path, **fields) -> None:
     write_json(folder / "point.json", info)
 
 
-def run_point(notebook: str, params: dict, folder: str, skip_failed: bool = False) -> dict:
+def run_point(notebook: str, params: dict, folder: str, skip_failed: bool = False, code: str = "",
+              run: str = "") -> dict:
     """Execute one point (in the calling process; the batch calls it in worker processes).
 
-    Returns ``{"status": "finished" | "cached" | "failed", "seconds": ..., "error": ...}``."""
+    ``code``: the point's code digest (a finished point of other code is run again); ``run``: the
+    identity of the run it reads. Returns ``{"status": "finished" | "cached" | "failed", "seconds":
+    ..., "error": ...}``. A finished point is read without a lock (a read-only runs folder serves it)."""
     import papermill as pm
     from filelock import FileLock
 
     folder_p = Path(folder)
-    folder_p.mkdir(parents=True, exist_ok=True)
-    src = notebooks_dir() / notebook if (notebooks_dir() / notebook).exists() else Path(notebook)
-    with FileLock(str(folder_p / ".lock")):
-        status = point_status(folder_p)
+    status = point_status(folder_p, code)
+    if status == "finished" or (status == "failed" and skip_failed):
+        return {"status": "cached" if status == "finished" else "failed", "seconds": 0.0,
+                "error": "" if status == "finished" else "failed before (not retried: --skip-failed)"}
+    src = notebook_path(notebook)
+    try:
+        folder_p.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder_p / ".lock"))
+        lock.acquire()
+    except OSError as e:
+        raise RunsFolderError(f"cannot write the point folder {folder_p} ({e.strerror or e}): the runs folder "
+                              f"{runs_root()} must be writable to run points") from None
+    try:
+        status = point_status(folder_p, code)
         if status == "finished" or (status == "failed" and skip_failed):
             return {"status": "cached" if status == "finished" else "failed", "seconds": 0.0,
                     "error": "" if status == "finished" else "failed before (not retried: --skip-failed)"}
         resumed = status == "running"
-        for stale in ("metrics.json", "error.txt"):
+        for stale in ("metrics.json", "error.txt", "run.json"):
             (folder_p / stale).unlink(missing_ok=True)
         t0 = time.time()
         _set_point(folder_p, notebook=Path(notebook).name, params=params, status="running", started=t0,
-                   resumed=resumed, pid=os.getpid())
+                   resumed=resumed, pid=os.getpid(), code=code, run=run, rerun_stale=status == "stale")
         final = folder_p / src.name
         partial = folder_p / f".{src.stem}.partial.ipynb"
         error = ""
@@ -230,6 +325,8 @@ def run_point(notebook: str, params: dict, folder: str, skip_failed: bool = Fals
         _set_point(folder_p, status="failed" if error else "finished", ended=time.time(), seconds=seconds,
                    error=error[-2000:])
         return {"status": "failed" if error else "finished", "seconds": seconds, "error": error}
+    finally:
+        lock.release()
 
 
 @dataclass
@@ -238,20 +335,37 @@ class Point:
     notebook: str
     params: dict
     folder: Path
+    code: str = ""
+    run: str = ""
 
 
-def plan(grids: list[Grid], quick: bool | None = None, root: Path | None = None) -> list[Point]:
-    """Every point of the grids, once (a point that two grids share is listed once)."""
-    seen, out = set(), []
+def plan(grids: list[Grid], quick: bool | None = None, root: Path | None = None, progress: bool = False) -> list[Point]:
+    """Every point of the grids, once (two grid entries that resolve to the same identity are one
+    point), each checked and identified before anything runs (:func:`plan_point`). Raises
+    :class:`GridError` listing every bad point."""
+    seen, out, errors = set(), [], []
     for g in grids:
         for p in g.points():
             if quick is not None:
                 p = {**p, "quick": quick}
-            folder = point_dir(g.notebook, p, root)
+            try:
+                pp = plan_point(g.notebook, p, progress)
+            except GridError as e:
+                errors.append(f"grid {g.name!r}: {e}")
+                continue
+            folder = (root or runs_root()) / "batch" / f"{Path(g.notebook).stem}-{point_id(pp.identity)}"
             if folder not in seen:
                 seen.add(folder)
-                out.append(Point(g.name, g.notebook, p, folder))
+                out.append(Point(g.name, g.notebook, p, folder, pp.code, pp.run))
+    if errors:
+        raise GridError("; ".join(dict.fromkeys(errors)) if len(errors) < 4 else
+                        f"{len(errors)} bad points, e.g.: " + "; ".join(list(dict.fromkeys(errors))[:3]))
     return out
+
+
+def point_dir(notebook: str, params: dict, root: Path | None = None) -> Path:
+    """The folder of one point (its identity resolved as :func:`plan` does)."""
+    return (root or runs_root()) / "batch" / f"{Path(notebook).stem}-{point_id(plan_point(notebook, params).identity)}"
 
 
 def _label(point: Point, varying: set[str]) -> str:
@@ -293,7 +407,7 @@ def submit_points(points: list[Point], jobs: int, cluster: str, options: Cluster
     while pending or running:
         while pending and len(running) < max(1, jobs):
             i, pt = pending.pop(0)
-            if point_status(pt.folder) == "finished":  # the same skip as run_point, without a job
+            if point_status(pt.folder, pt.code) == "finished":  # the same skip as run_point, without a job
                 results[i] = {"status": "cached", "seconds": 0.0, "error": ""}
                 if on_done:
                     on_done()
@@ -301,7 +415,7 @@ def submit_points(points: list[Point], jobs: int, cluster: str, options: Cluster
             pt.folder.mkdir(parents=True, exist_ok=True)
             ex = submitit.AutoExecutor(folder=pt.folder / "submitit", cluster=cluster)
             ex.update_parameters(**options.parameters(f"wsss-{pt.folder.name}"))
-            job = ex.submit(run_point, pt.notebook, pt.params, str(pt.folder), skip_failed)
+            job = ex.submit(run_point, pt.notebook, pt.params, str(pt.folder), skip_failed, pt.code, pt.run)
             write_json(pt.folder / "job.json", {"executor": f"submitit-{cluster}", "job_id": str(job.job_id),
                                                 "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
                                                 "submitted": time.time(), "parameters": options.parameters(pt.folder.name)})
@@ -314,7 +428,7 @@ def submit_points(points: list[Point], jobs: int, cluster: str, options: Cluster
                     msg = f"{type(e).__name__}: {e}"
                     results[i] = {"status": "failed", "seconds": 0.0, "error": msg[-2000:]}
                     folder = points[i].folder
-                    if point_status(folder) != "finished":
+                    if point_status(folder, points[i].code) != "finished":
                         _set_point(folder, status="failed", error=msg[-2000:])
                         write_text(folder / "error.txt", f"submitit job {job.job_id} failed:\n{msg}\n")
                 del running[i]
@@ -325,21 +439,83 @@ def submit_points(points: list[Point], jobs: int, cluster: str, options: Cluster
     return results
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: a worker ends when the batch process that started it ends, even by
+    ``kill -9`` (Linux: the kernel's parent-death signal; elsewhere a thread watching the parent).
+    Its notebook kernel follows (the kernel polls its parent, jupyter_client's ``JPY_PARENT_PID``)."""
+    import signal
+    import threading
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent is already gone
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def check_writable(root: Path) -> None:
+    """One clear error when the runs folder cannot be written (points have to run)."""
+    import tempfile
+
+    folder = root / "batch"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise RunsFolderError(f"the runs folder {root} is not writable ({e.strerror or e}): points that are not "
+                              "finished cannot run there (finished ones can still be read); set WSSS_RUNS to a "
+                              "writable folder") from None
+
+
 def run_batch(grids: list[Grid], jobs: int = 1, quick: bool | None = None, root: Path | None = None,
               progress: bool = True, skip_failed: bool = False, executor: str = "local",
-              cluster: ClusterOptions | None = None) -> pd.DataFrame:
-    """Execute every point of ``grids`` with ``jobs`` worker processes (``executor="local"``) or
-    submitit jobs in flight (``"submitit-local"``, ``"slurm"``); returns the summary table (grid,
-    point, status, seconds, main metrics, folder)."""
+              cluster: ClusterOptions | None = None, points: list[Point] | None = None) -> pd.DataFrame:
+    """Execute every point of ``grids`` (or the already planned ``points``) with ``jobs`` worker
+    processes (``executor="local"``) or submitit jobs in flight (``"submitit-local"``, ``"slurm"``);
+    returns the summary table (grid, point, status, seconds, main metrics, folder).
+
+    Points finished by other code (stale) run again under ``WSSS_STALE=rerun`` (the default), and
+    are kept, listed loudly, under ``WSSS_STALE=keep``."""
+    from .runs import stale_policy
+
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r} is invalid: expected one of {', '.join(EXECUTORS)}")
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs={jobs!r} is invalid: expected an integer >= 1 (points executed at once)")
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from tqdm.auto import tqdm
 
-    points = plan(grids, quick, root)
+    points = plan(grids, quick, root) if points is None else points
     varying = {k for g in grids for k in g.axes}
+    status = {i: point_status(pt.folder, pt.code) for i, pt in enumerate(points)}
+    stale = [pt for i, pt in enumerate(points) if status[i] == "stale"]
+    if stale:
+        keep = stale_policy() == "keep"
+        print(f"[batch] {len(stale)} point(s) were finished by other code: "
+              + ("KEPT as they are (WSSS_STALE=keep): their results are not what this code computes"
+                 if keep else "running them again (WSSS_STALE=keep keeps them)"), file=sys.stderr, flush=True)
+        for pt in stale:
+            print(f"[batch]   stale: {Path(pt.notebook).name} {_label(pt, set(pt.params))} ({pt.folder.name})",
+                  file=sys.stderr)
+        if keep:
+            points = [Point(p.grid, p.notebook, p.params, p.folder, "" if p in stale else p.code, p.run) for p in points]
+    if any(s != "finished" and not (s == "stale" and stale_policy() == "keep") for s in status.values()):
+        check_writable(root or runs_root())
     results: dict[int, dict] = {}
     if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
         # the points' kernels share the cores instead of each taking all of them
@@ -351,11 +527,12 @@ def run_batch(grids: list[Grid], jobs: int = 1, quick: bool | None = None, root:
     elif jobs <= 1:
         for i, pt in enumerate(points):
             bar.set_postfix_str(f"{pt.notebook} {_label(pt, varying)}"[:60])
-            results[i] = run_point(pt.notebook, pt.params, str(pt.folder), skip_failed)
+            results[i] = run_point(pt.notebook, pt.params, str(pt.folder), skip_failed, pt.code, pt.run)
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
-            futs = {ex.submit(run_point, pt.notebook, pt.params, str(pt.folder), skip_failed): i
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                                 initializer=_die_with_parent, initargs=(os.getpid(),)) as ex:
+            futs = {ex.submit(run_point, pt.notebook, pt.params, str(pt.folder), skip_failed, pt.code, pt.run): i
                     for i, pt in enumerate(points)}
             for fut in as_completed(futs):
                 i = futs[fut]
@@ -398,7 +575,32 @@ def _grids_from_args(args) -> list[Grid]:
     return grids
 
 
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected an integer >= 1 (points executed at once)")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .runs import STALE_ENV
+
+    saved = os.environ.get(STALE_ENV)
+    try:
+        return _main(argv)
+    finally:  # --keep-stale sets it for the points' kernels, not for what this process does next
+        if saved is None:
+            os.environ.pop(STALE_ENV, None)
+        else:
+            os.environ[STALE_ENV] = saved
+
+
+def _main(argv: list[str] | None = None) -> int:
+    from .runs import STALE_ENV
+
     ap = argparse.ArgumentParser(prog="python -m wsss_lib.batch", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("grid_files", nargs="*", help="YAML/JSON grid files (see notebooks/grids/)")
@@ -406,9 +608,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-p", "--param", nargs="+", action="append", metavar=("NAME", "VALUE"),
                     help="an axis: -p NAME V1 V2 ... (values read as YAML: 0.5, true, AMR)")
     ap.add_argument("--zip", action="append", metavar="A,B", help="axes that vary together (equal lengths)")
-    ap.add_argument("-j", "--jobs", type=int, default=1, help="points executed at once (processes)")
+    ap.add_argument("-j", "--jobs", type=_jobs, default=1, help="points executed at once (processes, >= 1)")
     ap.add_argument("--quick", action="store_true", default=None, help="set quick=True on every point")
     ap.add_argument("--skip-failed", action="store_true", help="do not run again the points that failed before")
+    ap.add_argument("--keep-stale", action="store_true",
+                    help="keep points (and runs) finished by other code instead of running them again (listed loudly)")
     ap.add_argument("--dry-run", action="store_true", help="list the points and their status; run nothing")
     ap.add_argument("--summary", type=Path, help="also write the summary table here (.csv or .md)")
     ap.add_argument("--executor", choices=EXECUTORS, default="local",
@@ -418,21 +622,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpus-per-job", type=int, default=2, help="CPUs per point's job (submitit executors)")
     ap.add_argument("--time-min", type=int, default=120, help="time limit of a point's job in minutes (submitit executors)")
     args = ap.parse_args(argv)
+    if args.keep_stale:
+        os.environ[STALE_ENV] = "keep"  # the points' kernels inherit it
     try:
         grids = _grids_from_args(args)
+        pts = plan(grids, args.quick)  # every point checked and identified before anything runs
     except GridError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        pts = plan(grids, args.quick)
         varying = {k for g in grids for k in g.axes}
         df = pd.DataFrame([{"grid": p.grid, "notebook": Path(p.notebook).name, "point": _label(p, varying),
-                            "status": point_status(p.folder), "folder": str(p.folder)} for p in pts])
+                            "status": point_status(p.folder, p.code), "folder": str(p.folder)} for p in pts])
         print(df.to_string(index=False))
         return 0
     t0 = time.time()
-    df = run_batch(grids, args.jobs, args.quick, skip_failed=args.skip_failed, executor=args.executor,
-                   cluster=ClusterOptions(args.partition, args.gpus_per_job, args.cpus_per_job, args.time_min))
+    try:
+        df = run_batch(grids, args.jobs, args.quick, skip_failed=args.skip_failed, executor=args.executor,
+                       cluster=ClusterOptions(args.partition, args.gpus_per_job, args.cpus_per_job, args.time_min),
+                       points=pts)
+    except RunsFolderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         print(df.drop(columns=["folder"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     n_failed = int((df["status"] == "failed").sum())

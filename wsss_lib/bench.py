@@ -248,7 +248,7 @@ def format_cam(res: dict) -> str:
 
 
 def voc_benchmarks(device: str, steps: int = 20) -> list[str]:
-    """The VOC-size set of issue 11, on synthetic tensors: training throughput of every stage's
+    """The VOC-size set, on synthetic tensors: training throughput of every stage's
     step (VGG16 at 321 px crops; ResNet-50 at 512 px; DeepLab-LargeFOV at 321 px), fp32 vs bf16;
     batched multi-scale CAM inference against the official make_cam loop; the OAA store's share of a
     training step next to the official PNG store."""

@@ -1,4 +1,4 @@
-"""Attention drift over training, measured for every (image, present class) pair (issue 10).
+"""Attention drift over training, measured for every (image, present class) pair.
 
 OAA's premise (its Figure 1) is that the attention of a classifier in training moves between
 different discriminative regions of an object from epoch to epoch, so that fusing the epochs'
@@ -174,7 +174,7 @@ def _nan_to_none(v: float):
 
 def summary_metrics(summary: dict) -> dict:
     """The scalar figures of :func:`drift_summary` for ``metrics.json`` (flat numbers; per-epoch
-    values as ``<name>_eNN``; undefined values left out)."""
+    values as ``<name>_eNN`` and the last epoch's as ``<name>_last``; undefined values left out)."""
     out = {}
     e = summary.get("epochs", 0)
     for key, name in (("peak_shift", "drift_peak_shift"), ("consecutive_iou", "drift_consecutive_iou"),
@@ -187,6 +187,8 @@ def summary_metrics(summary: dict) -> dict:
         for i, v in enumerate(vals):
             if v is not None and np.isfinite(v):
                 out[f"{name}_e{i + 1:02d}"] = float(v)
+        if vals[-1] is not None and np.isfinite(vals[-1]):
+            out[f"{name}_last"] = float(vals[-1])  # the last epoch's value (runs differ in epochs)
         finite = [v for v in vals if v is not None and np.isfinite(v)]
         if finite and key in ("peak_shift", "consecutive_iou", "part_switch"):
             out[f"{name}_mean"] = float(np.mean(finite))

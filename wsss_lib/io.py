@@ -1,6 +1,9 @@
-"""Atomic file writes: every artifact goes to a temporary file in the same folder, then is renamed.
+"""Atomic file writes, reads that name the file they fail on, and file digests.
 
-A killed process therefore leaves either the old file or the new one, never half of one.
+Every artifact goes to a temporary file in the same folder, then is renamed: a killed process
+leaves either the old file or the new one, never half of one. The new file gets the ordinary
+permissions of the process (``0666`` less the umask, as ``open`` would give), not the ``0600`` of a
+temporary file, so a reports or runs folder shared on a server stays readable to colleagues.
 """
 
 from __future__ import annotations
@@ -24,10 +27,25 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    """The process's umask (Linux: read from /proc; elsewhere by setting and restoring it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -61,6 +79,42 @@ def torch_save(path: str | os.PathLike, obj: Any) -> Path:
     return Path(path)
 
 
+def torch_load(path: str | os.PathLike, map_location="cpu", weights_only: bool = False) -> Any:
+    """``torch.load`` of ``path``; a missing, truncated or foreign file raises an error that names
+    it (torch's own message, e.g. "PytorchStreamReader failed", does not)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as e:  # noqa: BLE001 - corrupt, truncated or not a torch file
+        raise CorruptFileError(f"{path} cannot be read: it is corrupt, truncated or not a torch file "
+                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); delete it "
+                               "(or its run folder) and make it again") from e
+
+
+def check_torch_file(path: str | os.PathLike) -> None:
+    """A cheap integrity check of a ``torch.save`` file without loading it (its zip directory,
+    which sits at the end of the file and is gone from a truncated one); raises naming the file."""
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        with zipfile.ZipFile(path) as z:
+            z.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CorruptFileError(f"{path} is corrupt or truncated (not a readable torch file: {e}); delete it "
+                               "(or its run folder) and make it again") from None
+
+
+class CorruptFileError(ValueError):
+    """A file that exists but cannot be read (names the file)."""
+
+
 def _json_default(o: Any) -> Any:
     try:
         import numpy as np
@@ -87,3 +141,44 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _stat_key(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def file_digests_cached(paths: list[Path], cache_file: str | os.PathLike | None = None) -> list[str]:
+    """SHA-256 of many files, remembered by each file's stat (path, size, modification time,
+    inode): a file is read again only when it changed, so identifying a large folder a second time
+    costs a ``stat`` per file. The memory is kept per process and in ``cache_file`` (JSON)."""
+    keys = [_stat_key(Path(p)) for p in paths]
+    disk: dict[str, str] = {}
+    if cache_file and any(k not in _DIGESTS for k in keys):
+        try:
+            disk = json.loads(Path(cache_file).read_text())
+        except (OSError, ValueError):
+            disk = {}
+    out, added = [], False
+    for p, k in zip(paths, keys):
+        if k not in _DIGESTS:
+            sk = "|".join(map(str, k))
+            if sk not in disk:
+                disk[sk] = file_digest(p)
+                added = True
+            _DIGESTS[k] = disk[sk]
+        out.append(_DIGESTS[k])
+    if cache_file and added:
+        try:
+            write_text(cache_file, json.dumps(disk))
+        except OSError:
+            pass  # a read-only cache only costs time
+    return out
+
+
+def file_digest_cached(path: str | os.PathLike) -> str:
+    """:func:`file_digest`, remembered by the file's stat in this process."""
+    return file_digests_cached([Path(path)])[0]

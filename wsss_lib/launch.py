@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .stages import ORDER, get_stage
     from .train import distributed as D
-    from .train.config import resolve_quick
+    from .profile import resolve_profile
 
     ap = argparse.ArgumentParser(prog="python -m wsss_lib.launch", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,10 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    params["quick"] = resolve_quick(params.get("quick", False))
+    try:
+        params["quick"] = resolve_profile(params.get("quick", False))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stage = get_stage(args.stage)
+    unknown = sorted(set(params) - set(stage.known_parameters()) - {"progress", "stop_after_steps"})
+    if unknown:  # before any process group or work
+        print(f"error: unknown parameter(s) {unknown} for stage {stage.name}; known: {sorted(stage.known_parameters())}",
+              file=sys.stderr)
+        return 2
     joined = D.init_from_env(str(params.get("device", "auto")))
     try:
-        run = get_stage(args.stage)(**params)
+        run = stage(**params)
         rank = D.world()[0]
         D.barrier()  # every rank leaves together (rank 0 scored and wrote meanwhile)
     finally:

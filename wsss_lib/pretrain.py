@@ -1,5 +1,5 @@
 """Pretraining the ``tiny`` backbone on a generated source task: the embedded counterpart of the
-ImageNet weights the papers start from (issue 10).
+ImageNet weights the papers start from.
 
 The papers fine-tune ImageNet-pretrained networks, so their attention means something from the
 first epoch. Our ``tiny`` backbone gets the same treatment from a *source task* that is disjoint
@@ -63,13 +63,8 @@ class PretrainSpec:
         return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:12]
 
 
-#: the default source task, and the tiny one quick runs and tests use
+#: the default source task (the quick profile's tiny one is in :mod:`wsss_lib.profile`)
 DEFAULT_PRETRAIN = PretrainSpec()
-QUICK_PRETRAIN = PretrainSpec(n_train=480, n_heldout=240, size=48, epochs=3, batch_size=32)
-
-
-def pretrain_spec(quick: bool = False) -> PretrainSpec:
-    return QUICK_PRETRAIN if quick else DEFAULT_PRETRAIN
 
 
 # -- the source task --------------------------------------------------------------------------------
@@ -299,6 +294,6 @@ def load_tiny_pretrained(spec: PretrainSpec = DEFAULT_PRETRAIN, width: int = 32,
     return state
 
 
-__all__ = ["DEFAULT_PRETRAIN", "QUICK_PRETRAIN", "PretrainSpec", "SOURCE_CLASSES", "SourceClassifier",
-           "ensure_tiny_pretrained", "features", "load_tiny_pretrained", "pretrain_spec", "pretrain_tiny",
+__all__ = ["DEFAULT_PRETRAIN", "PretrainSpec", "SOURCE_CLASSES", "SourceClassifier",
+           "ensure_tiny_pretrained", "features", "load_tiny_pretrained", "pretrain_tiny",
            "pretrained_dir", "probe_accuracy", "render_source_image", "source_split", "weights_digest"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 from typing import Sequence
 
@@ -13,17 +12,23 @@ import pandas as pd
 from .io import read_json, write_text
 
 
-def write_table(df: pd.DataFrame, stem: str | os.PathLike, floatfmt: str = ".3f") -> str:
+def write_table(df: pd.DataFrame, stem: str | os.PathLike, floatfmt: str = ".3f", caption: str = "") -> str:
     """Write ``stem.md`` and ``stem.html``; return the Markdown text. Floats are formatted with
-    ``floatfmt``; text cells (e.g. published figures quoted as written) are left as they are."""
+    ``floatfmt``; text cells (e.g. published figures quoted as written) are left as they are.
+    ``caption``: a line under the table (e.g. where its rows came from)."""
+    import html
     import numbers
 
-    shown = df.map(lambda v: format(v, floatfmt) if isinstance(v, float) else v)
+    shown = df.map(lambda v: format(v, floatfmt) if isinstance(v, float) and np.isfinite(v) else
+                   ("-" if isinstance(v, float) else v))
     num = [isinstance(v, numbers.Number) for v in df.iloc[0]] if len(df) else []
     md = shown.to_markdown(disable_numparse=True,
                            colalign=["left"] + ["right" if n else "left" for n in num])
+    if caption:
+        md += "\n\n" + caption
     write_text(f"{stem}.md", md + "\n")
-    write_text(f"{stem}.html", df.to_html(float_format=lambda x: format(x, floatfmt)))
+    body = df.to_html(float_format=lambda x: format(x, floatfmt), na_rep="-")
+    write_text(f"{stem}.html", body + (f"\n<p>{html.escape(caption.strip('_'))}</p>\n" if caption else ""))
     return md
 
 
@@ -36,19 +41,6 @@ def mean_std_table(rows: dict[str, Sequence[float]], value_name: str = "mIoU") -
                     f"{value_name} std": v.std(ddof=1) if v.size > 1 else 0.0, "n": v.size,
                     "values": ", ".join(f"{x:.3f}" for x in v)})
     return pd.DataFrame(out).set_index("method")
-
-
-def environment_summary() -> dict:
-    """Versions that a result depends on, to record next to it."""
-    import torch
-    import torchvision
-
-    from . import __version__
-
-    return {"wsss_lib": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "numpy": np.__version__,
-            "platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available()}
 
 
 def saliency_section(voc_root: str | os.PathLike, out_dir: str | os.PathLike) -> str:
@@ -98,16 +90,17 @@ max F 0.75-0.93 on the usual saliency benchmarks, depending on the data set):
 """
 
 
-def pretraining_section(out_dir: str | os.PathLike, quick: bool = False) -> str:
-    """The tiny backbone's source task (issue 10): held-out accuracy, time, weights digest, and the
+def pretraining_section(out_dir: str | os.PathLike, profile=None) -> str:
+    """The tiny backbone's source task (the profile's): held-out accuracy, time, weights digest, and the
     features of the pretrained vs a randomly initialized backbone under a fixed nearest-class-mean
     probe on held-out source images."""
     import torch
 
     from .models.backbones import tiny_backbone
-    from .pretrain import SOURCE_CLASSES, load_tiny_pretrained, pretrain_spec, pretrained_dir, probe_accuracy, source_split
+    from .pretrain import SOURCE_CLASSES, load_tiny_pretrained, pretrained_dir, probe_accuracy, source_split
+    from .profile import FULL
 
-    spec = pretrain_spec(quick)
+    spec = (profile or FULL).pretrain
     state = load_tiny_pretrained(spec)
     info = read_json(pretrained_dir(spec) / "pretrain.json")
     images, labels = source_split(spec, "heldout")
@@ -116,7 +109,7 @@ def pretraining_section(out_dir: str | os.PathLike, quick: bool = False) -> str:
     torch.manual_seed(0)
     probe_pre, probe_rand = probe_accuracy(bb, images, labels), probe_accuracy(tiny_backbone(spec.width), images, labels)
     return f"""
-## The pretrained tiny backbone (issue 10)
+## The pretrained tiny backbone
 
 The papers start from ImageNet weights; the embedded default starts the `tiny` backbone from weights
 learnt on a generated **source task** (`wsss_lib.pretrain`): {len(SOURCE_CLASSES)} single-label
@@ -138,17 +131,19 @@ initialization; `tests/test_pretrain_drift.py` trains twice and compares digests
 """
 
 
-def variant_section(out_dir: str | os.PathLike, quick: bool = False) -> str:
-    """The two-part variant's generated statistics (issue 10): measured before any OAA result on it."""
-    from .data.synthetic import ensure_benchmark, variant_spec
+def variant_section(out_dir: str | os.PathLike, profile=None) -> str:
+    """The two-part variant's generated statistics: measured before any OAA result on it."""
+    from .data.synthetic import ensure_benchmark
+    from .profile import FULL
 
-    spec = variant_spec("parts2", quick)
+    profile = profile or FULL
+    spec = profile.benchmark("parts2")
     voc = ensure_benchmark(spec, progress=False)
     st = read_json(voc / "benchmark.json")["statistics"]["train"]
     pr = st["part_to_object_area"]
-    one = read_json(ensure_benchmark(variant_spec("v1", quick), progress=False) / "benchmark.json")["statistics"]["train"]
+    one = read_json(ensure_benchmark(profile.benchmark("v1"), progress=False) / "benchmark.json")["statistics"]["train"]
     return f"""
-## The two-part variant (`data_root="embedded:parts2"`, issue 10)
+## The two-part variant (`data_root="embedded:parts2"`)
 
 Version 1 gives each class one discriminative part (a disc at one end of the body). The two-part
 variant (`BenchmarkSpec(parts_per_object=2)`, spec digest `{spec.digest()}`) adds a second one at the
@@ -164,13 +159,13 @@ drawn as in version 1. Parameters decided and measured before any OAA run on it:
 | foreground fraction | {one['foreground_fraction']:.3f} | {st['foreground_fraction']:.3f} |
 
 How a plain CAM classifier's attention distributes over the two parts and the body, and whether its
-peak moves between them over the epochs, is measured in reports/oaa.md ("The setting"); version 1
-stays the default.
+peak moves between them over the epochs, is measured by the setting grids (`make setting`, page
+`setting.md`); version 1 stays the default.
 """
 
 
 def benchmark_report(voc_root: str | os.PathLike, out_dir: str | os.PathLike,
-                     n_samples: int = 12, generation_seconds: float | None = None) -> Path:
+                     n_samples: int = 12, generation_seconds: float | None = None, profile=None) -> Path:
     """Write ``benchmark.md`` (+ tables as HTML) and ``benchmark_samples.png`` into ``out_dir``."""
     from .data.voc import VOCLayout
     from .viz import samples_figure, save_figure
@@ -213,7 +208,7 @@ Spec: {spec['n_train']} train + {spec['n_val']} val images of {spec['size']}x{sp
 {spec['seed']}, {len(classes)} foreground classes ({', '.join(classes)}). Files digest
 `{meta['files_sha256'][:16]}`; generation took {gen} on this machine.
 
-## Design (DESIGN.md section 4)
+## Design
 - **Shared body, discriminative part.** Every object is an ellipse *body* with a stripe texture
   drawn from one distribution for all classes (plus a faint class tint, std of the shared colour
   jitter 22 vs tint {spec['body_tint']}) and a small *part* disc at one end. The part's hue (4 values)
@@ -253,11 +248,8 @@ Context vs classes (train, images with the context that contain each class):
 {ctx_md}
 """
     text += saliency_section(voc_root, out_dir)
-    from .data.synthetic import QUICK_SPEC
-
-    quick = read_json(Path(voc_root) / "benchmark.json")["spec"].get("n_train") == QUICK_SPEC.n_train
-    text += pretraining_section(out_dir, quick)
-    text += variant_section(out_dir, quick)
+    text += pretraining_section(out_dir, profile)
+    text += variant_section(out_dir, profile)
     cam_props = out_dir / "benchmark_cam_properties.md"
     if cam_props.exists():
         text += "\n" + cam_props.read_text()

@@ -1,15 +1,24 @@
 """Results: the finished grid points of the batch runner as one tidy table.
 
 :func:`collect` reads every point folder under ``<runs root>/batch`` (``point.json``: notebook,
-parameters, status; ``metrics.json``; ``run.json``: the run it read) and returns one row per
-finished point: ``notebook``, ``point`` (folder name), ``run`` (the run's identity), one column per
-parameter (``p.<name>``), one per metric, and what the run actually was where a point's parameters
-leave it to defaults that have changed over time: ``r.pretrained`` (the run's backbone started from
-pretrained weights) and ``r.benchmark`` (``v1``, an embedded variant such as ``parts2``, or ``voc``). :func:`mean_std` then aggregates over seeds.
+parameters, status, code; ``metrics.json``; ``run.json``: the run it read) and returns one row per
+finished point with
+
+- ``notebook``, ``point`` (folder name), ``run`` (the run's identity) and ``run_dir``;
+- ``p.<name>``: the parameters as the grid wrote them (what was asked);
+- ``r.<name>``: the run's resolved identity (what it was computed with: every config value, the
+  ``profile``, the ``data`` identity, the ``weights``, the upstream runs' identities); tables select
+  rows by these, never by the grid's spelling;
+- ``code``: the digest of the code the run was made by, and ``stale``: True when that code, or a
+  run it was made from, or the point's notebook, has changed since (:func:`wsss_lib.stages.base.expected_code`);
+- one column per metric.
+
+:func:`mean_std` aggregates over seeds.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -36,28 +45,46 @@ def collect(root: str | os.PathLike | None = None, notebook: str | None = None,
         row = {"notebook": info.get("notebook"), "point": folder.name, "status": info.get("status"),
                "seconds": info.get("seconds")}
         if (folder / "run.json").exists():
-            rj = read_json(folder / "run.json")
-            row["run"] = rj.get("run")
-            row.update(_run_facts(Path(rj.get("run_dir", "")), info.get("params", {})))
-        row.update({f"p.{k}": (v if not isinstance(v, (list, dict)) else str(v))
-                    for k, v in info.get("params", {}).items()})
+            row.update(_run_facts(folder, info))
+        row.update({f"p.{k}": _cell(v) for k, v in info.get("params", {}).items()})
         if finished:
             row.update(read_json(mfile))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _run_facts(run_dir: Path, params: dict) -> dict:
-    """``r.pretrained`` and ``r.benchmark`` of a point's run (see :func:`collect`)."""
-    facts = {}
-    data_root = str(params.get("data_root") or "")
-    facts["r.benchmark"] = ("v1" if not data_root else data_root.split(":", 1)[1] if data_root.startswith("embedded:")
-                            else "voc")
-    pj = run_dir / "params.json"
-    if run_dir.name and pj.exists():
-        rp = read_json(pj).get("params", {})
-        if "pretrained" in rp:
-            facts["r.pretrained"] = bool(rp["pretrained"])
+def _cell(v):
+    """A parameter value as one table cell (lists and mappings as their JSON text)."""
+    return json.dumps(v, sort_keys=True) if isinstance(v, (list, dict, tuple)) else v
+
+
+def _run_facts(folder: Path, point: dict) -> dict:
+    """The run a point read: identity, folder, resolved parameters (``r.``), code and staleness."""
+    from .batch import notebook_digest
+    from .identity import combine
+    from .stages.base import expected_code
+
+    rj = read_json(folder / "run.json")
+    facts = {"run": rj.get("run"), "run_dir": rj.get("run_dir", "")}
+    run_dir = Path(facts["run_dir"])
+    if not (run_dir / "params.json").exists():
+        from .runs import find_run
+
+        try:
+            run_dir = find_run(facts["run"])  # a moved runs folder: found by identity
+        except FileNotFoundError:
+            return {**facts, "stale": True}
+    info = read_json(run_dir / "params.json")
+    facts["run_dir"] = str(run_dir)
+    facts["code"] = info.get("code_digest", "")
+    facts.update({f"r.{k}": _cell(v) for k, v in info.get("params", {}).items()})
+    try:
+        fresh_run = facts["code"] == expected_code(run_dir)
+        nb = point.get("notebook", "")
+        fresh_nb = not point.get("code") or point["code"] == combine(facts["code"], notebook_digest(nb))
+    except (FileNotFoundError, KeyError, ValueError):
+        fresh_run = fresh_nb = False
+    facts["stale"] = not (fresh_run and fresh_nb)
     return facts
 
 

@@ -1,20 +1,24 @@
-"""Run folders: one per parameter set, never overwritten by a run with other parameters.
+"""Run folders: one per identity, never overwritten by a run of another identity.
 
-A run folder holds ``params.json`` (what determines the result, plus versions), ``metrics.json``
+A run folder holds ``params.json`` (its identity, the code that made it, versions), ``metrics.json``
 (flat: metric name -> number) once finished, checkpoints while training, and the stage's outputs.
-``run_dir=""`` means ``<runs root>/<stage>-<hash of params>``, so the same parameters find (and
-resume, or reuse) the same folder.
+``run_dir=""`` means ``<runs root>/<run name>-<hash of the identity>``, so the same identity finds
+(and resumes, or reuses) the same folder.
 
-A run's identity is its parameters alone, never where a checkout or a cache lives: upstream runs
-enter the parameters by their own identity (:func:`run_identity`, e.g. ``oaa-6d4fc2c452``) and the
-data by :func:`data_identity` (the embedded benchmark by its spec digest); the paths to find them
-are kept in ``params.json`` beside the parameters but out of the hash. ``params.json`` also records
-a digest of the library's code (:func:`code_digest`): a run made by other code is reused with a
-loud warning, never silently.
+A run's identity is what it was computed with (:meth:`wsss_lib.stages.base.Stage.plan` builds it):
+the stage's fully resolved config, the profile, the data's content identity, the digest of the
+weights it loads, what it writes, and its upstream runs' identities: never where a checkout, a
+cache or the data lives (those paths are kept in ``params.json`` under ``paths``, out of the hash).
+
+``params.json`` also records the digest of the code the run depends on (its stage's modules and,
+through them, its upstream runs' code: :func:`wsss_lib.identity.code_digest`). A finished run made
+by other code is *stale*: with ``WSSS_STALE=rerun`` (the default) it is made again; with
+``WSSS_STALE=keep`` it is reused with a loud warning, and the tables say so.
 
 Two processes never write one run folder together: inside a stage call (functions decorated with
 :func:`stage_entry`), :func:`prepare_run` takes the folder's lock (``<run>/.lock``) and holds it until
-the stage returns; a second process asking for the same run waits, then finds it finished.
+the stage returns; a second process asking for the same run waits, then finds it finished. Reading a
+finished run takes no lock, so finished runs can be read from a read-only runs folder.
 """
 
 from __future__ import annotations
@@ -22,17 +26,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
 
 from .io import read_json, write_json
 
-#: parameters that do not change a result and are left out of the hash (paths are kept in
-#: params.json under "paths"; the identity of what they point to is a parameter)
-NON_RESULT_KEYS = ("device", "run_dir", "progress", "num_workers", "data_root", "point_dir")
-PATH_KEYS = ("data_root",)
+#: how a finished run made by other code is treated: "rerun" (default) or "keep" (reused, loudly)
+STALE_ENV = "WSSS_STALE"
+STALE_POLICIES = ("rerun", "keep")
 
 
 class StaleRunWarning(UserWarning):
@@ -41,6 +46,10 @@ class StaleRunWarning(UserWarning):
 
 class RunConflictError(RuntimeError):
     """A run folder already holds a run with other parameters."""
+
+
+class RunsFolderError(OSError):
+    """The runs folder cannot be written where a run has to be made (names the folder)."""
 
 
 def runs_root() -> Path:
@@ -52,38 +61,25 @@ def runs_root() -> Path:
     return (repo if (repo / "pyproject.toml").exists() else Path.cwd()) / "runs"
 
 
-def result_params(params: dict) -> dict:
-    return {k: v for k, v in params.items() if k not in NON_RESULT_KEYS}
+def stale_policy() -> str:
+    policy = os.environ.get(STALE_ENV, "rerun") or "rerun"
+    if policy not in STALE_POLICIES:
+        raise ValueError(f"{STALE_ENV}={policy!r} is invalid: expected one of {', '.join(STALE_POLICIES)}")
+    return policy
+
+
+def canonical(params: dict) -> dict:
+    """``params`` as JSON reads them back (tuples as lists, keys sorted): what ``params.json`` holds."""
+    return json.loads(json.dumps(params, sort_keys=True, default=str))
 
 
 def params_hash(params: dict) -> str:
-    blob = json.dumps(result_params(params), sort_keys=True, default=str)
+    blob = json.dumps(params, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-@functools.lru_cache(maxsize=1)
-def code_digest() -> str:
-    """SHA-256 (first 12 hex digits) of every ``.py`` file of ``wsss_lib``, by relative path."""
-    pkg = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for f in sorted(pkg.rglob("*.py")):
-        h.update(str(f.relative_to(pkg)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:12]
-
-
-def data_identity(root: str | os.PathLike) -> str:
-    """What a data root *is*: ``embedded:<spec digest>`` for the generated benchmark, else the
-    resolved path (real VOC has no digest we could compute cheaply)."""
-    bj = Path(root) / "benchmark.json"
-    if bj.exists():
-        info = read_json(bj)
-        return f"embedded:{info.get('files_sha256') or params_hash(info.get('spec', {}))}"[:30]
-    return str(Path(root).resolve())
-
-
 def run_identity(run_dir: str | os.PathLike) -> str:
-    """An upstream run's identity: ``<stage>-<hash of its parameters>``, wherever its folder lives."""
+    """A run's identity: ``<run name>-<hash of its identity>``, wherever its folder lives."""
     info = read_json(Path(run_dir) / "params.json")
     return f"{info['stage']}-{params_hash(info['params'])}"
 
@@ -125,48 +121,90 @@ def lock_run(path: Path) -> None:
     _FRAMES[-1].append(key)
 
 
-def prepare_run(stage: str, params: dict, run_dir: str | os.PathLike = "", upstream: dict | None = None) -> Path:
-    """Create (or find) the run folder for ``params``, take its lock (inside a stage call) and
-    write ``params.json``.
+def _writable(path: Path) -> None:
+    """Make ``path`` (a run folder) and take its lock, or raise one error naming the folder."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        lock_run(path)
+    except OSError as e:
+        raise RunsFolderError(f"cannot write the run folder {path} ({type(e).__name__}: {e.strerror or e}): the runs "
+                              f"folder {runs_root()} must be writable to make or resume runs (finished runs can be "
+                              "read from a read-only one); set WSSS_RUNS to a writable folder") from None
 
-    ``upstream``: name -> folder of the upstream runs (their identities are in ``params``; the
-    folders are recorded under ``paths`` so :func:`upstream_run` finds them).
 
-    Raises :class:`RunConflictError` when ``run_dir`` holds a run with other parameters; warns
-    (:class:`StaleRunWarning`) when a finished run found there was made by other library code."""
-    from .report import environment_summary
+def _clear(path: Path) -> None:
+    """Empty a run folder (a stale run made again), keeping its lock file."""
+    for child in path.iterdir():
+        if child.name == ".lock":
+            continue
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
-    path = Path(run_dir) if run_dir else runs_root() / f"{stage}-{params_hash(params)}"
+
+def prepare_run(name: str, params: dict, code: str = "", run_dir: str | os.PathLike = "",
+                paths: dict | None = None, record: dict | None = None) -> tuple[Path, bool]:
+    """Find or create the run folder of identity ``params`` (``name``: the run name before the
+    hash); returns ``(folder, finished)``.
+
+    A finished run of the same code is returned as it is (no lock, nothing written). Otherwise the
+    folder's lock is taken (inside a stage call) and ``params.json`` written; a stale run (made by
+    other ``code``) is made again, or reused with a loud warning under ``WSSS_STALE=keep``.
+    ``paths``: where the data and upstream runs were found (kept out of the identity); ``record``:
+    more facts for ``params.json`` (e.g. the stage name).
+
+    Raises :class:`RunConflictError` when ``run_dir`` holds a run with other parameters, and
+    :class:`RunsFolderError` when the folder has to be written and cannot be."""
+    from .environment import environment_summary
+
+    mine = canonical(params)
+    path = Path(run_dir) if run_dir else runs_root() / f"{name}-{params_hash(mine)}"
     pfile = path / "params.json"
-    mine = json.loads(json.dumps(result_params(params), sort_keys=True, default=str))
-    path.mkdir(parents=True, exist_ok=True)
-    lock_run(path)
-    if pfile.exists():
-        info = read_json(pfile)
-        theirs = info.get("params", {})
-        if theirs != mine:
-            diff = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
-            raise RunConflictError(
-                f"run folder {path} holds a run with other parameters (differing: {', '.join(diff)}); "
-                "pass another run_dir, or \"\" for one named after the parameters")
-        if info.get("code_digest") != code_digest():
-            msg = (f"run folder {path} was made by other wsss_lib code (code digest {info.get('code_digest')} "
-                   f"vs {code_digest()} now); {'reusing its results' if is_finished(path) else 'resuming it'}. "
-                   "Delete the folder to make it again with this code.")
-            warnings.warn(msg, StaleRunWarning, stacklevel=2)
-            print(f"[runs] WARNING: {msg}", file=sys.stderr, flush=True)
-        return path
-    paths = {k: str(params[k]) for k in PATH_KEYS if k in params}
-    paths.update({k: str(Path(v).resolve()) for k, v in (upstream or {}).items() if v})
-    write_json(pfile, {"stage": stage, "params": mine, "paths": paths, "code_digest": code_digest(),
-                       "environment": environment_summary()})
-    return path
+    for attempt in (0, 1):  # look, lock, look again (another process may have finished it meanwhile)
+        if pfile.exists():
+            info = read_json(pfile)
+            theirs = info.get("params", {})
+            if theirs != mine:
+                diff = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
+                raise RunConflictError(
+                    f"run folder {path} holds a run with other parameters (differing: {', '.join(diff)}); "
+                    "pass another run_dir, or \"\" for one named after the parameters")
+            same_code = not code or info.get("code_digest") == code
+            if is_finished(path) and (same_code or stale_policy() == "keep"):
+                if not same_code:
+                    _warn_stale(path, info.get("code_digest"), code, "reusing its results (WSSS_STALE=keep)")
+                return path, True
+            if attempt == 0:
+                _writable(path)
+                continue
+            if not same_code:
+                if stale_policy() == "rerun":
+                    print(f"[runs] {path} was made by other code ({info.get('code_digest')} vs {code} now): "
+                          "making it again (WSSS_STALE=keep would reuse it)", file=sys.stderr, flush=True)
+                    _clear(path)
+                else:
+                    _warn_stale(path, info.get("code_digest"), code, "resuming it (WSSS_STALE=keep)")
+                    return path, False
+            else:
+                return path, False  # unfinished: resume
+        elif attempt == 0:
+            _writable(path)
+            continue
+        write_json(pfile, {"stage": name, "params": mine, "paths": paths or {}, "code_digest": code,
+                           "environment": environment_summary(), **(record or {})})
+        return path, False
+    raise AssertionError("unreachable")
+
+
+def _warn_stale(path: Path, theirs, mine, what: str) -> None:
+    msg = (f"run folder {path} was made by other wsss_lib code (code digest {theirs} vs {mine} now); {what}. "
+           "Delete the folder, or run with WSSS_STALE=rerun, to make it again with this code.")
+    warnings.warn(msg, StaleRunWarning, stacklevel=3)
+    print(f"[runs] WARNING: {msg}", file=sys.stderr, flush=True)
 
 
 def run_data_root(run_dir: str | os.PathLike) -> Path:
     """The data root an upstream run was trained on (from its ``params.json``)."""
     info = read_json(Path(run_dir) / "params.json")
-    root = info.get("paths", {}).get("data_root") or info["params"].get("data_root")
+    root = info.get("paths", {}).get("data_root")
     if root is None:
         raise ValueError(f"{Path(run_dir) / 'params.json'} names no data_root: not a run folder of this suite")
     return Path(root)
@@ -207,8 +245,6 @@ def is_finished(run_dir: str | os.PathLike) -> bool:
 def write_metrics(run_dir: str | os.PathLike, metrics: dict) -> Path:
     """Write ``metrics.json`` (flat name -> number, strict JSON: a NaN or infinite value is refused,
     naming the metric; leave a metric out when it is undefined)."""
-    import math
-
     flat = {k: float(v) for k, v in metrics.items()}
     bad = [k for k, v in flat.items() if not math.isfinite(v)]
     if bad:
@@ -220,13 +256,20 @@ def write_metrics(run_dir: str | os.PathLike, metrics: dict) -> Path:
 def publish_point(point_dir: str | os.PathLike, run: str | os.PathLike, extra: dict | None = None) -> dict:
     """A notebook's last step: the metrics of its run (plus ``extra``, e.g. the value at the point's
     xi); written into ``point_dir`` (the batch runner's folder for this grid point) when given, with
-    ``run.json`` naming the run. Returns the metrics."""
+    ``run.json`` naming the run and the code it was made by. Returns the metrics."""
     metrics = {**read_metrics(run), **(extra or {})}
     if point_dir:
         write_metrics(point_dir, metrics)
-        write_json(Path(point_dir) / "run.json", {"run": run_identity(run), "run_dir": str(Path(run).resolve())})
+        info = read_json(Path(run) / "params.json")
+        write_json(Path(point_dir) / "run.json", {"run": run_identity(run), "run_dir": str(Path(run).resolve()),
+                                                  "code_digest": info.get("code_digest", "")})
     return metrics
 
 
 def read_metrics(run_dir: str | os.PathLike) -> dict:
     return read_json(Path(run_dir) / "metrics.json")
+
+
+__all__ = ["RunConflictError", "RunsFolderError", "STALE_ENV", "StaleRunWarning", "canonical", "find_run",
+           "is_finished", "params_hash", "prepare_run", "publish_point", "read_metrics", "run_data_root",
+           "run_identity", "runs_root", "stage_entry", "stale_policy", "upstream_run", "write_metrics"]

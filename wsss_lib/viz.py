@@ -123,7 +123,7 @@ def discovery_pick(snapshots: dict, layout, threshold: float = 0.5) -> int:
 
 def discovery_figure(snapshots: dict, layout, row: int | None = None, summary: dict | None = None,
                      threshold: float = 0.5, max_epochs: int = 8) -> "plt.Figure":
-    """Why accumulation helps (issue 10): one training image's attention epoch by epoch (top row),
+    """Why accumulation helps: one training image's attention epoch by epoch (top row),
     the running element-wise MAX of those maps (OAA eq. 5 with every epoch accepted, bottom row),
     the object's outline on both, and the discovery curve: the share of the object inside
     ``MAX > threshold`` after each epoch, next to the share one epoch's map covers, for this image

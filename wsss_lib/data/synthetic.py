@@ -47,7 +47,7 @@ PART_HUES = (0.0, 90.0, 180.0, 270.0, 0.0, 90.0, 180.0, 270.0)
 PART_PATTERNS = ("solid", "solid", "solid", "solid", "ring", "ring", "ring", "ring")
 #: Context drawn with a class (not part of its mask): class index (0-based) -> context name.
 CONTEXT_OF_CLASS = {1: "water", 6: "rails"}
-#: The second part of the two-part variant (``parts_per_object=2``, added with issue 10): a square
+#: The second part of the two-part variant (``parts_per_object=2``): a square
 #: at the other end of the body, hue index (into the four part hues) and pattern per class. The
 #: (hue, pattern) pairs are all distinct and pair differently from the first part's, so either part
 #: alone names the class.
@@ -118,22 +118,10 @@ class BenchmarkSpec:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-#: The default benchmark and the tiny one used by ``quick`` runs and tests.
+#: The default benchmark (version 1) and its two-part variant (``data_root="embedded:parts2"``). The
+#: quick profile's tiny versions of both are in :mod:`wsss_lib.profile`, with everything else quick sets.
 DEFAULT_SPEC = BenchmarkSpec()
-QUICK_SPEC = BenchmarkSpec(n_train=48, n_val=16, size=64)
-#: Named embedded benchmarks (``data_root="embedded:<name>"``): name -> (full spec, quick spec).
-VARIANTS: dict[str, tuple[BenchmarkSpec, BenchmarkSpec]] = {
-    "v1": (DEFAULT_SPEC, QUICK_SPEC),
-    "parts2": (BenchmarkSpec(parts_per_object=2), BenchmarkSpec(n_train=48, n_val=16, size=64, parts_per_object=2)),
-}
-
-
-def variant_spec(name: str, quick: bool = False) -> BenchmarkSpec:
-    """The spec of the named embedded benchmark variant (clear error listing the known ones)."""
-    if name not in VARIANTS:
-        raise ValueError(f"unknown embedded benchmark {name!r}: expected one of "
-                         + ", ".join(f"'embedded:{k}'" for k in VARIANTS))
-    return VARIANTS[name][1 if quick else 0]
+PARTS2_SPEC = BenchmarkSpec(parts_per_object=2)
 
 
 @dataclass
@@ -419,6 +407,12 @@ def ensure_benchmark(spec: BenchmarkSpec = DEFAULT_SPEC, cache_dir: str | os.Pat
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return voc
+
+
+def benchmark_exists(spec: BenchmarkSpec, cache_dir: str | os.PathLike | None = None) -> bool:
+    """Whether the benchmark of ``spec`` is generated in the cache (nothing is generated here)."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    return (cache / "embedded" / spec.digest() / "VOCdevkit" / "VOC2012" / "benchmark.json").exists()
 
 
 def default_cache_dir() -> Path:

@@ -92,11 +92,12 @@ class AMRNet(nn.Module):
         return groups
 
 
-def build_amr(backbone: str, num_classes: int, pretrained: bool = False, output_stride: int = 8,
+def build_amr(backbone: str, num_classes: int, weights=None, output_stride: int = 8,
               placement: str = "stage", freeze_spotlight: bool = False, detach_stem: bool = False,
-              quick: bool = False, **amm_kwargs) -> AMRNet:
-    spot = build_cam_net(backbone, num_classes, pretrained=pretrained, output_stride=output_stride, quick=quick)
-    comp = insert_amm(build_cam_net(backbone, num_classes, pretrained=pretrained, output_stride=output_stride,
-                                    quick=quick),
+              **amm_kwargs) -> AMRNet:
+    """Both branches on ``backbone`` from ``weights`` (:class:`wsss_lib.models.weights.Weights` or
+    ``None``); the compensation branch gets the AMM at ``placement``."""
+    spot = build_cam_net(backbone, num_classes, weights, output_stride=output_stride)
+    comp = insert_amm(build_cam_net(backbone, num_classes, weights, output_stride=output_stride),
                       placement, **amm_kwargs)
     return AMRNet(spot, comp, freeze_spotlight, detach_stem)

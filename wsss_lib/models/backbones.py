@@ -3,19 +3,20 @@ small CPU network for the embedded benchmark.
 
 Each builder returns a :class:`Backbone`: an ``nn.Sequential`` of *stages* (the AMR compensation
 branch inserts its modulation module after each stage) with ``out_channels`` and
-``output_stride``. Pretrained ImageNet weights go through torchvision's ``weights=`` mechanism:
-they are used when the machine has them (in the torch hub cache, or downloadable); otherwise a
-clear warning says so and the network starts from random initialization. The ``tiny`` backbone's
-pretrained weights come from the embedded source task (:mod:`wsss_lib.pretrain`): the cache first,
-made here when missing, never downloaded.
+``output_stride``. Every builder takes ``weights`` (:class:`wsss_lib.models.weights.Weights`, or
+``None`` for random initialization): ImageNet weights from the torch hub cache (a missing file
+raises, naming it; nothing is downloaded at run time), or, for ``tiny``, the weights learnt on the
+embedded source task (:mod:`wsss_lib.pretrain`: the cache first, made when missing).
 """
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import nn
+
+if TYPE_CHECKING:
+    from .weights import Weights
 
 BACKBONES = ("tiny", "vgg16", "resnet50", "resnet101")
 
@@ -34,11 +35,11 @@ def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> list[nn.Mod
             nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-def tiny_backbone(width: int = 32, pretrained: bool = False, quick: bool = False) -> Backbone:
+def tiny_backbone(width: int = 32, weights: "Weights | None" = None) -> Backbone:
     """Four stages, output stride 8: (2w, s2) (4w, s2) (8w, s2) (8w, dilation 2).
 
-    About 0.3 M parameters at ``width=32``. ``pretrained``: the weights learnt on the embedded
-    source task (:func:`wsss_lib.pretrain.load_tiny_pretrained`; its quick spec when ``quick``).
+    About 0.3 M parameters at ``width=32``. ``weights``: ``Weights("source-task", spec)``, the weights
+    learnt on the embedded source task of ``spec`` (:func:`wsss_lib.pretrain.load_tiny_pretrained`).
     """
     w = width
     stages = [nn.Sequential(*_cbr(3, w, 2), *_cbr(w, w)),
@@ -46,48 +47,34 @@ def tiny_backbone(width: int = 32, pretrained: bool = False, quick: bool = False
               nn.Sequential(*_cbr(2 * w, 4 * w, 2), *_cbr(4 * w, 4 * w)),
               nn.Sequential(*_cbr(4 * w, 4 * w, dilation=2), *_cbr(4 * w, 4 * w, dilation=2))]
     bb = Backbone(stages, 4 * w, 8, [w, 2 * w, 4 * w, 4 * w])
-    if pretrained:
-        from ..pretrain import load_tiny_pretrained, pretrain_spec
+    if weights is not None:
+        if weights.source != "source-task":
+            raise ValueError(f"the tiny backbone has no {weights.source!r} weights; expected source-task weights")
+        from ..pretrain import load_tiny_pretrained
 
-        bb.load_state_dict(load_tiny_pretrained(pretrain_spec(quick), width))
+        bb.load_state_dict(load_tiny_pretrained(weights.pretrain, width))
     return bb
 
 
-def _weights_cached(weights) -> bool:
-    from torch.hub import get_dir
+def _torchvision_net(name: str, weights: "Weights | None", **kwargs):
+    """torchvision's ``name`` network, with its ImageNet weights when ``weights`` asks for them
+    (from the torch hub cache; a missing file raises, naming it: see :mod:`wsss_lib.models.weights`)."""
+    import torchvision.models as tvm
 
-    return (Path(get_dir()) / "checkpoints" / Path(weights.url).name).exists()
+    net = getattr(tvm, name)(weights=None, **kwargs)
+    if weights is not None:
+        from .weights import load_imagenet
 
-
-def load_pretrained(name: str, allow_download: bool = True):
-    """The torchvision weights enum value for ``name`` if usable here, else ``None`` (with a warning)."""
-    from torchvision.models import get_model_weights
-
-    weights = get_model_weights(name).DEFAULT
-    if _weights_cached(weights):
-        return weights
-    if not allow_download:
-        warnings.warn(f"pretrained ImageNet weights for {name} are not in the torch hub cache and "
-                      f"downloads are off; starting from random initialization. Put "
-                      f"{Path(weights.url).name} into $TORCH_HOME/hub/checkpoints to use them.", stacklevel=3)
-        return None
-    try:
-        weights.get_state_dict(progress=False)  # downloads into the cache
-        return weights
-    except Exception as e:  # no network, proxy, disk...
-        warnings.warn(f"could not get pretrained ImageNet weights for {name} ({type(e).__name__}: "
-                      f"{e}); starting from random initialization. Download {weights.url} into "
-                      "$TORCH_HOME/hub/checkpoints to use them.", stacklevel=3)
-        return None
+        if weights.source != "imagenet":
+            raise ValueError(f"{name} starts from ImageNet weights or none, not {weights.source!r}")
+        net.load_state_dict(load_imagenet(name))
+    return net
 
 
-def vgg16_backbone(pretrained: bool = True, allow_download: bool = True) -> Backbone:
+def vgg16_backbone(weights: "Weights | None" = None) -> Backbone:
     """VGG16 conv layers at output stride 8: pool4 keeps resolution, pool5 is dropped and conv5 is
     dilated by 2 (as DeepLab-LargeFOV and the OAA code)."""
-    from torchvision.models import vgg16
-
-    weights = load_pretrained("vgg16", allow_download) if pretrained else None
-    feats = list(vgg16(weights=weights).features.children())
+    feats = list(_torchvision_net("vgg16", weights).features.children())
     pools = [i for i, m in enumerate(feats) if isinstance(m, nn.MaxPool2d)]  # 5 pools
     feats[pools[3]] = nn.MaxPool2d(3, stride=1, padding=1)
     for m in feats[pools[3] + 1:pools[4]]:
@@ -98,25 +85,20 @@ def vgg16_backbone(pretrained: bool = True, allow_download: bool = True) -> Back
     return Backbone(stages, 512, 8, [128, 256, 512, 512])
 
 
-def resnet_backbone(depth: int = 50, output_stride: int = 16, pretrained: bool = True,
-                    allow_download: bool = True, dilate: bool = True) -> Backbone:
+def resnet_backbone(depth: int = 50, output_stride: int = 16, weights: "Weights | None" = None,
+                    dilate: bool = True) -> Backbone:
     """ResNet-50/101 with dilation instead of stride in the last stage(s).
 
     ``dilate=False`` (output stride 16 only) just drops the last stage's stride and keeps dilation 1,
     as the official AMR/IRN ``resnet50(strides=(2, 2, 2, 1))``."""
-    from torchvision.models import resnet50, resnet101
-
     if output_stride not in (8, 16):
         raise ValueError(f"output_stride must be 8 or 16 for ResNet, got {output_stride}")
-    name = f"resnet{depth}"
-    builder = {50: resnet50, 101: resnet101}.get(depth)
-    if builder is None:
+    if depth not in (50, 101):
         raise ValueError(f"ResNet depth must be 50 or 101, got {depth}")
-    weights = load_pretrained(name, allow_download) if pretrained else None
     if not dilate and output_stride != 16:
         raise ValueError("dilate=False keeps dilation 1 and needs output_stride=16")
     dil = [False, output_stride == 8, True] if dilate else [False, False, False]
-    net = builder(weights=weights, replace_stride_with_dilation=dil)
+    net = _torchvision_net(f"resnet{depth}", weights, replace_stride_with_dilation=dil)
     if not dilate:  # strides (2, 2, 2, 1): the first block of layer4 keeps resolution
         net.layer4[0].conv2.stride = (1, 1)
         net.layer4[0].downsample[0].stride = (1, 1)
@@ -125,16 +107,15 @@ def resnet_backbone(depth: int = 50, output_stride: int = 16, pretrained: bool =
     return Backbone(stages, 2048, output_stride, [256, 512, 1024, 2048])
 
 
-def build_backbone(name: str, pretrained: bool = False, output_stride: int = 8,
-                   allow_download: bool = True, width: int = 32, quick: bool = False) -> Backbone:
-    """Build a backbone by name (one of :data:`BACKBONES`). ``quick`` picks the tiny backbone's
-    quick source task (the torchvision backbones ignore it)."""
+def build_backbone(name: str, weights: "Weights | None" = None, output_stride: int = 8, width: int = 32) -> Backbone:
+    """Build a backbone by name (one of :data:`BACKBONES`) from ``weights`` (``None``: random
+    initialization; see :func:`wsss_lib.models.weights.weights_for`)."""
     if name == "tiny":
-        return tiny_backbone(width, pretrained, quick)
+        return tiny_backbone(width, weights)
     if name == "vgg16":
-        return vgg16_backbone(pretrained, allow_download)
+        return vgg16_backbone(weights)
     if name in ("resnet50", "resnet101"):
-        return resnet_backbone(int(name[6:]), output_stride, pretrained, allow_download)
+        return resnet_backbone(int(name[6:]), output_stride, weights)
     raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}")
 
 
@@ -142,4 +123,4 @@ def count_parameters(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-__all__ = ["BACKBONES", "Backbone", "build_backbone", "count_parameters", "load_pretrained"]
+__all__ = ["BACKBONES", "Backbone", "build_backbone", "count_parameters"]

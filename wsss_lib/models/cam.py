@@ -9,9 +9,14 @@ The same network without GAP and classification loss is OAA+'s integral attentio
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import nn
 
 from .backbones import Backbone, build_backbone
+
+if TYPE_CHECKING:
+    from .weights import Weights
 
 
 class CAMNet(nn.Module):
@@ -64,10 +69,10 @@ class CAMNet(nn.Module):
         return groups
 
 
-def build_cam_net(backbone: str, num_classes: int, pretrained: bool = False, output_stride: int = 8,
-                  head_channels: int | None = None, allow_download: bool = True, quick: bool = False) -> CAMNet:
-    bb = build_backbone(backbone, pretrained=pretrained, output_stride=output_stride,
-                        allow_download=allow_download, quick=quick)
+def build_cam_net(backbone: str, num_classes: int, weights: "Weights | None" = None, output_stride: int = 8,
+                  head_channels: int | None = None) -> CAMNet:
+    """The classifier on ``backbone`` starting from ``weights`` (``None``: random initialization)."""
+    bb = build_backbone(backbone, weights, output_stride=output_stride)
     if head_channels is None:
         head_channels = 512 if backbone != "tiny" else 128
     return CAMNet(bb, num_classes, head_channels)

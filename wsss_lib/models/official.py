@@ -134,7 +134,7 @@ def _oaa_to_ours(sd: dict, model: CAMNet) -> tuple[dict, list[str]]:
 def build_official_amr(num_classes: int = 20) -> AMRNet:
     """Our AMR network in the official architecture (random weights; see the module docstring)."""
     def branch() -> CAMNet:
-        bb = resnet_backbone(50, 16, pretrained=False, dilate=False)
+        bb = resnet_backbone(50, 16, dilate=False)
         return CAMNet(bb, num_classes, num_head_convs=0, classifier_bias=False)
 
     comp = insert_amm(branch(), "bottleneck", form="official")
@@ -143,7 +143,7 @@ def build_official_amr(num_classes: int = 20) -> AMRNet:
 
 def build_official_oaa(num_classes: int = 20) -> CAMNet:
     """Our CAM network in the official OAA/OAA+ VGG16 architecture (random weights)."""
-    return CAMNet(vgg16_backbone(pretrained=False), num_classes, head_channels=512, num_head_convs=3)
+    return CAMNet(vgg16_backbone(), num_classes, head_channels=512, num_head_convs=3)
 
 
 def _num_classes(sd: dict, key: str, where: str) -> int:

@@ -2,7 +2,7 @@
 
 - ``small``: the embedded benchmark's network: the ``tiny`` backbone (output stride 8, last stage
   dilated) with a LargeFOV-style head (3x3 conv at dilation 4, then 1x1 to the classes); CPU-sized;
-  ``pretrained``: the backbone learnt on the embedded source task (:mod:`wsss_lib.pretrain`).
+  pretrained: the backbone learnt on the embedded source task (:mod:`wsss_lib.pretrain`).
 - ``deeplab_largefov``: DeepLab-LargeFOV on VGG16 (the OAA paper's segmentation network): VGG16 at
   output stride 8, pool5 (3x3, stride 1) and its 3x3 average pool, fc6 as a 3x3 conv at dilation 12
   (1024 channels), fc7 1x1 (1024), dropout 0.5 after both, fc8 1x1 to the classes.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .backbones import _cbr, build_backbone, load_pretrained
+from .backbones import _cbr, build_backbone
 
 SEG_NETWORKS = ("small", "deeplab_largefov", "deeplabv3_resnet101")
 
@@ -39,15 +39,15 @@ class SegNet(nn.Module):
                  "name": "head"}]
 
 
-def small_segnet(num_classes: int, width: int = 32, pretrained: bool = False, quick: bool = False) -> SegNet:
-    bb = build_backbone("tiny", pretrained=pretrained, width=width, quick=quick)
+def small_segnet(num_classes: int, width: int = 32, weights=None) -> SegNet:
+    bb = build_backbone("tiny", weights, width=width)
     c = bb.out_channels
     head = nn.Sequential(*_cbr(c, c, dilation=4), nn.Dropout2d(0.1), nn.Conv2d(c, num_classes, 1))
     return SegNet(bb, head)
 
 
-def deeplab_largefov(num_classes: int, pretrained: bool = True) -> SegNet:
-    bb = build_backbone("vgg16", pretrained=pretrained)
+def deeplab_largefov(num_classes: int, weights=None) -> SegNet:
+    bb = build_backbone("vgg16", weights)
     head = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.AvgPool2d(3, 1, 1),
                          nn.Conv2d(512, 1024, 3, padding=12, dilation=12), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
                          nn.Conv2d(1024, 1024, 1), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
@@ -72,23 +72,33 @@ class _TorchvisionSeg(nn.Module):
                  "weight_decay": weight_decay, "name": "head"}]
 
 
-def deeplabv3_resnet101(num_classes: int, pretrained: bool = True) -> nn.Module:
+def deeplabv3_resnet101(num_classes: int, weights=None) -> nn.Module:
     from torchvision.models.segmentation import deeplabv3_resnet101 as tv_deeplab
 
-    wb = load_pretrained("resnet101") if pretrained else None
-    return _TorchvisionSeg(tv_deeplab(weights=None, weights_backbone=wb, num_classes=num_classes, aux_loss=False))
+    net = tv_deeplab(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
+    if weights is not None:  # ImageNet weights of the backbone (torchvision's ``weights_backbone``)
+        from .weights import load_imagenet
+
+        missing, _ = net.backbone.load_state_dict(load_imagenet("resnet101"), strict=False)
+        if missing:
+            raise RuntimeError(f"ImageNet ResNet-101 weights do not fit the DeepLabv3 backbone: missing {missing[:5]}")
+    return _TorchvisionSeg(net)
 
 
-def build_segnet(name: str, num_classes: int, pretrained: bool = False, quick: bool = False) -> nn.Module:
+#: the backbone each segmentation network starts from (its ``weights``)
+SEG_BACKBONES = {"small": "tiny", "deeplab_largefov": "vgg16", "deeplabv3_resnet101": "resnet101"}
+
+
+def build_segnet(name: str, num_classes: int, weights=None) -> nn.Module:
     """A segmentation network by name (one of :data:`SEG_NETWORKS`) for ``num_classes`` (background
-    included); ``small`` with ``pretrained`` starts from the embedded source task's tiny backbone."""
+    included), its backbone (:data:`SEG_BACKBONES`) from ``weights`` (``None``: random initialization)."""
     if name == "small":
-        return small_segnet(num_classes, pretrained=pretrained, quick=quick)
+        return small_segnet(num_classes, weights=weights)
     if name == "deeplab_largefov":
-        return deeplab_largefov(num_classes, pretrained)
+        return deeplab_largefov(num_classes, weights)
     if name == "deeplabv3_resnet101":
-        return deeplabv3_resnet101(num_classes, pretrained)
+        return deeplabv3_resnet101(num_classes, weights)
     raise ValueError(f"network={name!r} is invalid: expected one of {', '.join(SEG_NETWORKS)}")
 
 
-__all__ = ["SEG_NETWORKS", "SegNet", "build_segnet"]
+__all__ = ["SEG_BACKBONES", "SEG_NETWORKS", "SegNet", "build_segnet"]

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from ..attention import attention_maps, class_scores
-from ..io import file_digest, read_json
+from ..io import file_digest, read_json, torch_load
 from ..losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
 from ..models.amm import AMM_FORMS, SPATIAL_POOLS
 from ..models.amr import PLACEMENTS, build_amr, weighted_cam
@@ -124,16 +124,19 @@ class AMRConfig(TrainConfig):
         return self
 
     @classmethod
-    def from_params(cls, quick: bool = False, seed=0, device="auto", **overrides) -> "AMRConfig":
+    def from_params(cls, profile=None, seed=0, device="auto", inherited: dict | None = None,
+                    **overrides) -> "AMRConfig":
         """As :meth:`TrainConfig.from_params`, with the preset's values applied under ``overrides``."""
-        preset = overrides.get("preset", cls.preset)
+        preset = overrides.get("preset") or cls.preset
         if preset not in PRESETS:
             raise cls.invalid("preset", preset, f"one of {', '.join(PRESETS)}")
         values = dict(PRESETS[preset])
-        if values.get("placement") == "bottleneck" and not str(overrides.get("backbone", cls.backbone)).startswith("resnet"):
+        backbone = overrides.get("backbone") or (inherited or {}).get("backbone") or cls.backbone
+        if values.get("placement") == "bottleneck" and not str(backbone).startswith("resnet"):
             values["placement"] = "stage"  # no bottlenecks to put the AMM into
-        return super().from_params(quick=quick, seed=seed, device=device, **{**values, **overrides})
-
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        kw = {"profile": profile} if profile is not None else {}
+        return super().from_params(seed=seed, device=device, inherited=inherited, **kw, **values)
 
 
 class AMRStage(TrainingStage):
@@ -141,6 +144,8 @@ class AMRStage(TrainingStage):
     prefix = "amr"
     Config = AMRConfig
     upstream = {"init_run": "classifier"}
+    #: the classifier made as the spotlight branch starts from the same weights
+    inherits = ("backbone", "pretrained", "output_stride")
     sources = ("amr_spotlight", "amr_compensation", *(f"amr_xi{x:g}" for x in XI_SWEEP))
     main_metrics = ("amr_miou_at_xi_main", "amr_compensation_miou", "amr_spotlight_miou")
     quick_note = "2 epochs: both branches are barely trained"
@@ -150,13 +155,19 @@ class AMRStage(TrainingStage):
     display_only = ("xi", "xi_main")
 
     def upstream_requests(self, cfg: AMRConfig, given: dict) -> dict:
-        if cfg.init_from == "auto":
-            return {"init_run": Upstream("classifier", "", {"backbone": cfg.backbone, "pretrained": cfg.pretrained,
-                                                             "output_stride": cfg.output_stride}, "init_from")}
+        if cfg.init_from == "auto":  # the classifier run made for it inherits backbone, pretrained, output stride
+            return {"init_run": Upstream("classifier", "", {}, "init_from")}
         if cfg.init_from and not _is_checkpoint_file(cfg.init_from):
             return {"init_run": Upstream("classifier", cfg.init_from, param="init_from",
-                                             hint=", or an official AMR checkpoint file (.pth)")}
+                                         hint=", or an official AMR checkpoint file (.pth)")}
         return {}
+
+    def weights(self, cfg: AMRConfig, profile):
+        return {} if _is_checkpoint_file(cfg.init_from) else super().weights(cfg, profile)
+
+    def expected_outputs(self, cfg: AMRConfig) -> tuple[str, ...]:
+        outs = super().expected_outputs(cfg)
+        return tuple(o for o in outs if o != "checkpoint.pt") if _is_checkpoint_file(cfg.init_from) else outs
 
     def run_name(self, cfg: AMRConfig) -> str:
         official = _is_checkpoint_file(cfg.init_from)
@@ -178,14 +189,14 @@ class AMRStage(TrainingStage):
     def build_model(self, ctx: RunContext):
         cfg = ctx.cfg
         use_threshold, _ = VARIANTS[cfg.variant]
-        model = build_amr(cfg.backbone, ctx.ts.num_classes, pretrained=cfg.pretrained, output_stride=cfg.output_stride,
+        model = build_amr(cfg.backbone, ctx.ts.num_classes, ctx.weights.get(cfg.backbone), output_stride=cfg.output_stride,
                           placement=cfg.placement, freeze_spotlight=cfg.freeze_spotlight, detach_stem=cfg.detach_stem,
                           reduction=cfg.reduction, form=cfg.amm_form, spatial_pool=cfg.spatial_pool,
                           stats=cfg.gaussian_stats, normalize=cfg.gaussian_normalize,
-                          threshold=cfg.threshold if use_threshold else None, quick=ctx.quick)
+                          threshold=cfg.threshold if use_threshold else None)
         init_run = ctx.upstream.get("init_run")
         if init_run is not None:
-            sd = torch.load(init_run / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+            sd = torch_load(init_run / "checkpoint.pt")["model"]
             model.spotlight.load_state_dict(sd)
         return model
 

@@ -2,28 +2,39 @@
 
 A stage is a :class:`Stage` subclass in its own module of :mod:`wsss_lib.stages`. It declares
 
-- ``name`` (registry key) and ``prefix`` (run folders are ``runs/<prefix>-<hash of parameters>``);
-- ``Config``: a :class:`~wsss_lib.train.config.StageConfig` dataclass (defaults, ``QUICK`` settings,
-  ``validate`` with errors that name the parameter);
-- ``upstream``: run argument -> the stage whose run it reads (``{"oaa_run": "classifier"}``);
+- ``name`` (registry key) and ``prefix`` (run folders are ``runs/<prefix>-<hash of the identity>``);
+- ``Config``: a :class:`~wsss_lib.train.config.StageConfig` dataclass (defaults and ``validate``
+  with errors that name the parameter; what the quick profile changes is in :mod:`wsss_lib.profile`);
+- ``upstream``: run argument -> the stage whose run it reads (``{"oaa_run": "classifier"}``), and
+  ``upstream_params_field``: the config field holding the parameters of an upstream run made for it;
+- ``inherits``: its settings that its upstream runs inherit (a segmentation run with
+  ``pretrained=False`` reads from-scratch classifier runs without saying so twice);
+- ``splits``: the data splits it reads (checked before any work); ``outputs``: what a finished run holds;
 - ``sources`` (the attention sources it writes) and ``main_metrics`` (what tables show first);
 - ``notebook``: the notebook that runs it;
 
 and writes only its own lines: :meth:`Stage.execute` (or, for a training stage,
 :meth:`TrainingStage.build_model`, :meth:`TrainingStage.training_step` and
-:meth:`TrainingStage.attention`). Calling a stage runs the shared sequence once for all of them:
-validate the config, resolve the device, resolve upstream runs (:func:`resolve_upstream`), find
-the data, check it, make or find the run folder (locked), return at once if the run is finished,
-seed, then execute. :class:`TrainingStage` adds the training sequence: training set, model,
-optimizer, the engine's resumable loop, attention, scoring, ``metrics.json``.
+:meth:`TrainingStage.attention`).
+
+Calling a stage runs the shared sequence in two steps. :meth:`Stage.plan` does every cheap check and
+resolves the run's identity without writing anything: the profile, the config (defaults, profile,
+inherited settings, the given values), the upstream runs (planned the same way, or found and
+checked), the data (every split it reads decodes), its other inputs (saliency maps, checkpoint
+files), the weights it will load (they must be on this machine), and the identity: resolved config,
+profile, data content, weights digest, outputs and upstream identities. :func:`execute_plan` then
+makes the upstream runs, makes or finds the locked run folder, returns at once if the run is
+finished, seeds and executes. A failed check therefore leaves no folder behind.
 
 Notebooks call :func:`notebook_call` on their parameters cell's namespace: every parameter is
-written once (in that cell), quick mode is resolved in one place
-(:func:`~wsss_lib.train.config.resolve_quick`) and every value is validated before any work.
+written once (in that cell), the profile is resolved in one place
+(:func:`~wsss_lib.profile.resolve_profile`), names the notebook does not know are refused, and every
+value is validated before any work.
 """
 
 from __future__ import annotations
 
+import ast
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,17 +44,24 @@ from typing import Callable, ClassVar
 import torch
 
 from ..data.voc import VOCLayout
-from ..io import read_json
-from ..runs import (data_identity, find_run, is_finished, prepare_run, publish_point, run_data_root,
-                    run_identity, stage_entry, write_metrics)
+from ..identity import code_digest, combine, data_identity
+from ..io import check_torch_file, read_json
+from ..models.weights import Weights, weights_for
+from ..profile import FULL, Profile, resolve_profile
+from ..runs import find_run, is_finished, params_hash, prepare_run, publish_point, run_identity, runs_root, \
+    stage_entry, write_metrics
 from ..train.common import TrainingSet, flat_metrics, save_and_score, training_set
-from ..train.config import StageConfig, TrainConfig, resolve_quick
+from ..train.config import StageConfig, TrainConfig
 from ..train.data_setup import resolve_data_root
 from ..train.distributed import is_main, main_first
 from ..train.engine import Batch, fit, resolve_device, seed_everything
 
 #: the arguments every stage call takes besides its config's fields and its upstream runs
 RUN_ARGS = ("data_root", "run_dir", "seed", "device", "quick")
+#: config fields that cannot change a result (how many loader workers, how often a checkpoint is written)
+NO_RESULT_FIELDS = ("num_workers", "checkpoint_every")
+#: parameters every notebook takes besides its stages' (the batch runner's point folder)
+NOTEBOOK_ARGS = ("point_dir",)
 
 
 @dataclass
@@ -59,17 +77,46 @@ class Upstream:
 
 
 @dataclass
+class RunPlan:
+    """A run, resolved and checked, before anything is written (:meth:`Stage.plan`)."""
+
+    stage: "Stage"
+    cfg: StageConfig
+    profile: Profile
+    seed: int
+    device: str
+    root: Path
+    upstream: dict[str, "RunPlan | Path"]
+    weights: dict[str, Weights | None]
+    params: dict  # the identity (hashed into the folder name; written to params.json)
+    code: str  # the digest of the code the run depends on (its stage's, and its upstream runs')
+    run_dir: str = ""
+
+    @property
+    def identity(self) -> str:
+        """``<run name>-<hash>``: what downstream runs and grid points record."""
+        from ..runs import canonical
+
+        return f"{self.stage.run_name(self.cfg)}-{params_hash(canonical(self.params))}"
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else runs_root() / self.identity
+
+
+@dataclass
 class RunContext:
     """Everything one execution of a stage needs (built by the shared sequence)."""
 
     cfg: StageConfig
     seed: int
-    quick: bool
+    profile: Profile
     device: torch.device
     root: Path
     layout: VOCLayout
     out: Path
     upstream: dict[str, Path]
+    weights: dict[str, Weights | None] = field(default_factory=dict)
     progress: bool = True
     stop_after_steps: int | None = None
     ts: TrainingSet | None = None
@@ -83,6 +130,12 @@ class Stage:
     prefix: ClassVar[str] = ""
     Config: ClassVar[type[StageConfig]] = StageConfig
     upstream: ClassVar[dict[str, str]] = {}
+    #: upstream run argument -> the config field with the parameters of that run when it is made here
+    upstream_params_field: ClassVar[dict[str, str]] = {}
+    #: this stage's settings that its upstream runs inherit (when they are made for it)
+    inherits: ClassVar[tuple[str, ...]] = ()
+    #: the data splits this stage reads (each is checked before any work)
+    splits: ClassVar[tuple[str, ...]] = ("train",)
     sources: ClassVar[tuple[str, ...]] = ()
     main_metrics: ClassVar[tuple[str, ...]] = ()
     notebook: ClassVar[str] = ""
@@ -90,34 +143,39 @@ class Stage:
     outputs: ClassVar[tuple[str, ...]] = ("metrics.json",)
     #: config fields left out of the run's identity (they choose what is shown, not what is made)
     display_only: ClassVar[tuple[str, ...]] = ()
-    #: what quick mode means for this stage's numbers (notebooks print it)
+    #: what the quick profile means for this stage's numbers (notebooks print it)
     quick_note: ClassVar[str] = ""
     #: every rank of a ``torchrun`` process group executes it (training stages); otherwise rank 0 only
     distributed: ClassVar[bool] = False
 
     # -- what a stage may override --------------------------------------------------------------
     def upstream_requests(self, cfg, given: dict[str, str]) -> dict[str, Upstream]:
-        """The upstream runs this call needs (default: every declared one, made if not given)."""
-        return {arg: Upstream(stage, str(given.get(arg) or ""), self.upstream_params(arg, cfg))
+        """The upstream runs this call needs (default: every declared one, made if not given, with
+        the parameters of :attr:`upstream_params_field`)."""
+        return {arg: Upstream(stage, str(given.get(arg) or ""), dict(getattr(cfg, self.upstream_params_field[arg]))
+                              if arg in self.upstream_params_field else {})
                 for arg, stage in self.upstream.items()}
-
-    def upstream_params(self, arg: str, cfg) -> dict:
-        """Parameters passed to an upstream stage when it has to be made (e.g. the same backbone)."""
-        return {}
 
     def run_name(self, cfg) -> str:
         return self.prefix
 
     def identity(self, cfg) -> dict:
-        """The config's part of the run identity (default: every field but ``display_only``; plus the
-        digest of the tiny backbone's source task when it starts from those weights)."""
-        ident = {k: v for k, v in asdict(cfg).items() if k not in self.display_only}
-        if getattr(cfg, "pretrained", False) and getattr(cfg, "backbone", "") == "tiny" \
-                and getattr(cfg, "network", "small") == "small":
-            from ..pretrain import DEFAULT_PRETRAIN
+        """The config's part of the run identity (default: every field but ``display_only`` and the
+        settings that cannot change a result, :data:`NO_RESULT_FIELDS`)."""
+        return {k: v for k, v in asdict(cfg).items() if k not in self.display_only and k not in NO_RESULT_FIELDS}
 
-            ident["tiny_source_task"] = DEFAULT_PRETRAIN.digest()  # (quick runs: `quick` is in the identity)
-        return ident
+    def weights(self, cfg, profile: Profile) -> dict[str, Weights | None]:
+        """The pretrained weights the run loads, by backbone name (checked and identified when planned)."""
+        return {}
+
+    def expected_outputs(self, cfg) -> tuple[str, ...]:
+        """What a finished run of ``cfg`` holds (part of its identity; checked when a later stage reads it)."""
+        return self.outputs
+
+    def inputs(self, cfg, root: Path, upstream: dict) -> dict:
+        """Check the stage's other inputs before any work (saliency maps, checkpoint files...) and
+        return what identifies them (added to the run's identity)."""
+        return {}
 
     def execute(self, ctx: RunContext) -> None:
         """The stage's own work; must end with :func:`~wsss_lib.runs.write_metrics`."""
@@ -128,44 +186,147 @@ class Stage:
         return {}
 
     # -- the shared sequence ------------------------------------------------------------------------
-    def config(self, quick: bool = False, seed: int = 0, device: str = "auto", **params):
-        return self.Config.from_params(quick=quick, seed=seed, device=device, **params)
+    def config(self, profile: Profile = FULL, seed: int = 0, device: str = "auto", inherited: dict | None = None,
+               **params):
+        return self.Config.from_params(profile, seed=seed, device=device, inherited=inherited, **params)
+
+    @classmethod
+    def known_parameters(cls) -> tuple[str, ...]:
+        """Every name a call of this stage takes: the run arguments, its upstream runs, its config."""
+        return (*RUN_ARGS, *cls.upstream, *cls.Config.field_names())
+
+    @classmethod
+    def code(cls) -> str:
+        """The digest of this stage's code (its module and every library module it imports)."""
+        return code_digest(cls.__module__)
+
+    def plan(self, data_root: str = "", run_dir: str = "", seed: int = 0, device: str = "auto",
+             quick: "bool | Profile" = False, inherited: dict | None = None, progress: bool = True, **params) -> RunPlan:
+        """Resolve and check this run, and every upstream run it needs, writing nothing (see the
+        module docstring). ``params``: the config's fields (``None`` = default) and upstream run
+        arguments; ``inherited``: settings passed on by a downstream stage."""
+        profile = resolve_profile(quick)
+        given = {k: params.pop(k) for k in list(params) if k in self.upstream}
+        cfg = self.config(profile, seed=seed, device=device, inherited=inherited, **params)
+        inherit_up = {**(inherited or {}), **{k: getattr(cfg, k) for k in self.inherits}}
+        ups: dict[str, RunPlan | Path] = {}
+        for arg, req in self.upstream_requests(cfg, given).items():
+            ups[arg] = plan_upstream(arg, req, data_root=data_root, seed=seed, device=device, profile=profile,
+                                     inherited=inherit_up, progress=progress)
+        if ups:  # the data an upstream run was made on
+            first = next(iter(ups.values()))
+            root = first.root if isinstance(first, RunPlan) else _run_data_root(first)
+        else:
+            with main_first():  # under torchrun: rank 0 generates the embedded benchmark if missing
+                root = resolve_data_root(data_root, profile)
+        for split in self.splits:  # every split decodes, before any folder is made (all bad files listed at once)
+            VOCLayout(root, split).check(progress=progress and is_main())
+        weights = self.weights(cfg, profile)
+        ident = {"stage": self.name, "profile": profile.name, "data": data_identity(root), "seed": seed,
+                 **{arg: (p.identity if isinstance(p, RunPlan) else run_identity(p)) for arg, p in ups.items()},
+                 **self.identity(cfg), **self.inputs(cfg, root, ups),
+                 "weights": [w.identity(name) for name, w in weights.items() if w is not None],
+                 "outputs": sorted(self.expected_outputs(cfg))}
+        up_codes = [p.code if isinstance(p, RunPlan) else read_json(p / "params.json").get("code_digest", "")
+                    for p in ups.values()]
+        return RunPlan(self, cfg, profile, seed, device, root, ups, weights, ident,
+                       combine(self.code(), *sorted(up_codes)), str(run_dir or ""))
 
     def __call__(self, data_root: str = "", run_dir: str = "", seed: int = 0, device: str = "auto",
-                 quick: bool = False, progress: bool = True, stop_after_steps: int | None = None, **params) -> Path:
+                 quick: "bool | Profile" = False, progress: bool = True, stop_after_steps: int | None = None,
+                 **params) -> Path:
         """Make (or resume, or reuse) this stage's run for these parameters; returns its folder.
 
         ``params``: the config's fields (``None`` = default) and the upstream run arguments."""
-        return _run_stage(self, data_root, run_dir, seed, device, quick, progress, stop_after_steps, params)
+        plan = self.plan(data_root, run_dir, seed, device, quick, progress=progress, **params)
+        return execute_plan(plan, progress, stop_after_steps)
 
     def __repr__(self) -> str:
         return f"<stage {self.name}: {self.Config.__name__}, upstream {self.upstream or '-'}>"
 
 
+def _run_data_root(run: Path) -> Path:
+    from ..runs import run_data_root
+
+    return run_data_root(run)
+
+
+def plan_upstream(arg: str, req: Upstream, *, data_root: str = "", seed: int = 0, device: str = "auto",
+                  profile: Profile = FULL, inherited: dict | None = None, progress: bool = True) -> "RunPlan | Path":
+    """The one way an upstream run is found: by folder or identity (``req.value``), checked to be a
+    finished run of ``req.stage`` holding that stage's outputs (torch files readable); or, when no
+    value is given, the plan of that stage's run for the same data, seed and ``req.params`` (with
+    the ``inherited`` settings), made when the downstream run is executed (and said so)."""
+    from . import get_stage
+
+    up = get_stage(req.stage)
+    arg = req.param or arg
+    if not req.value:
+        if progress:
+                print(f"[{arg}] not given: using the {up.name} run for seed {seed}"
+                  + (f" with {req.params}" if req.params else "") + " (made now if it does not exist)",
+                  file=sys.stderr, flush=True)
+        return up.plan(data_root=data_root, seed=seed, device=device, quick=profile, inherited=inherited,
+                       progress=progress, **req.params)
+    try:
+        run = find_run(req.value)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{arg}={req.value!r}: {e}; expected a finished {up.name} run "
+                                f"(notebook {up.notebook}){req.hint}") from None
+    info = read_json(run / "params.json")
+    if not str(info.get("stage", "")).startswith(up.prefix):
+        raise ValueError(f"{arg}={req.value!r} is a {info.get('stage')!r} run, not a run of stage {up.name!r} "
+                         f"(expected a folder runs/{up.prefix}-...; notebook {up.notebook})")
+    check_outputs(up, run, f"{arg}={req.value!r}")
+    return run
+
+
+def expected_code(run: Path) -> str:
+    """The code digest a run would record if it were made now: its stage's code and, through them,
+    its upstream runs' (as found from its ``params.json``). A run whose recorded ``code_digest``
+    differs is stale: it, or a run it was made from, was computed by other code."""
+    from . import get_stage
+    from ..runs import upstream_run
+
+    info = read_json(Path(run) / "params.json")
+    stage = get_stage(info.get("stage_name") or info.get("params", {}).get("stage", ""))
+    ups = [a for a in info.get("paths", {}) if a != "data_root"]
+    return combine(stage.code(), *sorted(expected_code(upstream_run(run, a)) for a in ups))
+
+
+def check_outputs(stage: Stage, run: Path, what: str) -> None:
+    """A finished run of ``stage`` holds every output its identity lists, and its torch files are readable."""
+    outputs = read_json(run / "params.json").get("params", {}).get("outputs") or stage.outputs
+    missing = [f for f in outputs if not (run / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{what} is not a finished {stage.name} run: {', '.join(missing)} "
+                                f"missing in {run} (run notebook {stage.notebook} to the end first)")
+    for f in outputs:
+        if f.endswith(".pt"):
+            check_torch_file(run / f)
+
+
 @stage_entry
-def _run_stage(stage: Stage, data_root, run_dir, seed, device, quick, progress, stop_after_steps, params) -> Path:
-    given = {k: params.pop(k) for k in list(params) if k in stage.upstream}
-    cfg = stage.config(quick=quick, seed=seed, device=device, **params)
-    dev = resolve_device(device)
-    ups = {arg: resolve_upstream(arg, req, data_root=data_root, seed=seed, device=device, quick=quick,
-                                 progress=progress) for arg, req in stage.upstream_requests(cfg, given).items()}
-    if ups:  # the data an upstream run was made on
-        root = run_data_root(next(iter(ups.values())))
-        layout = VOCLayout(root, "train")
-    else:
-        with main_first():  # under torchrun: rank 0 generates the embedded benchmark if missing
-            root = resolve_data_root(data_root, quick)
-        layout = VOCLayout(root, "train")
-        layout.check(progress=progress and is_main())  # before any folder is made: lists every bad file at once
-    all_params = {"data_root": str(root), "data": data_identity(root), "seed": seed, "quick": quick,
-                  "device": dev.type, **{arg: run_identity(p) for arg, p in ups.items()}, **stage.identity(cfg)}
+def execute_plan(plan: RunPlan, progress: bool = True, stop_after_steps: int | None = None) -> Path:
+    """Make the plan's upstream runs, then its run (or find it finished); returns its folder."""
+    ups = {}
+    for arg, p in plan.upstream.items():
+        if isinstance(p, RunPlan):
+            ups[arg] = execute_plan(p, progress)
+            if is_main():
+                check_outputs(p.stage, ups[arg], arg)
+        else:
+            ups[arg] = p
+    stage = plan.stage
+    paths = {"data_root": str(plan.root), **{k: str(Path(v).resolve()) for k, v in ups.items()}}
     with main_first():  # rank 0 makes and locks the folder; the other ranks find it
-        out = prepare_run(stage.run_name(cfg), all_params, run_dir, upstream=ups)
-        finished = is_finished(out)
+        out, finished = prepare_run(stage.run_name(plan.cfg), plan.params, plan.code, plan.run_dir, paths,
+                                    {"stage_name": stage.name})
     if finished:
         return out
-    seed_everything(seed)
-    ctx = RunContext(cfg, seed, quick, dev, root, layout, out, ups, progress and is_main(), stop_after_steps)
+    seed_everything(plan.seed)
+    ctx = RunContext(plan.cfg, plan.seed, plan.profile, resolve_device(plan.device), plan.root,
+                     VOCLayout(plan.root, "train"), out, ups, plan.weights, progress and is_main(), stop_after_steps)
     if stage.distributed:  # every rank trains; rank 0 writes
         stage.execute(ctx)
     else:  # in a process group, rank 0 alone does a stage that trains nothing
@@ -179,42 +340,18 @@ def _run_stage(stage: Stage, data_root, run_dir, seed, device, quick, progress, 
     return out
 
 
-def resolve_upstream(arg: str, req: Upstream, *, data_root: str = "", seed: int = 0, device: str = "auto",
-                     quick: bool = False, progress: bool = True) -> Path:
-    """The one way an upstream run is found: by folder or identity (``req.value``), checked to be a
-    finished run of ``req.stage`` holding that stage's outputs; or, when no value is given, that
-    stage's run for the same data, seed and ``req.params``, made now if missing (and said so)."""
-    from . import get_stage
-
-    up = get_stage(req.stage)
-    arg = req.param or arg
-    if not req.value:
-        print(f"[{arg}] not given: using the {up.name} run for seed {seed}"
-              + (f" with {req.params}" if req.params else "") + " (made now if it does not exist)",
-              file=sys.stderr, flush=True)
-        return up(data_root=data_root, seed=seed, device=device, quick=quick, progress=progress, **req.params)
-    try:
-        run = find_run(req.value)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{arg}={req.value!r}: {e}; expected a finished {up.name} run "
-                                f"(notebook {up.notebook}){req.hint}") from None
-    info = read_json(run / "params.json")
-    if not str(info.get("stage", "")).startswith(up.prefix):
-        raise ValueError(f"{arg}={req.value!r} is a {info.get('stage')!r} run, not a run of stage {up.name!r} "
-                         f"(expected a folder runs/{up.prefix}-...; notebook {up.notebook})")
-    missing = [f for f in up.outputs if not (run / f).exists()]
-    if missing:
-        raise FileNotFoundError(f"{arg}={req.value!r} is not a finished {up.name} run: {', '.join(missing)} "
-                                f"missing in {run} (run notebook {up.notebook} to the end first)")
-    return run
-
-
 class TrainingStage(Stage):
     """A stage that trains a network with the shared engine, then writes and scores attention."""
 
     Config: ClassVar[type[TrainConfig]] = TrainConfig
     outputs = ("metrics.json", "evaluation.json", "checkpoint.pt")
     distributed = True
+
+    def weights(self, cfg, profile: Profile) -> dict[str, Weights | None]:
+        return {cfg.backbone: weights_for(cfg.backbone, cfg.pretrained, profile.pretrain)}
+
+    def expected_outputs(self, cfg) -> tuple[str, ...]:
+        return (*self.outputs, *(f"attention/{s}.pt" for s in self.sources))
 
     def build_model(self, ctx: RunContext) -> torch.nn.Module:
         raise NotImplementedError
@@ -266,19 +403,27 @@ class TrainingStage(Stage):
         write_metrics(ctx.out, metrics)
 
 
+# -- notebooks ----------------------------------------------------------------------------------------
 @dataclass
 class StageCall:
     """A notebook's stage call: the stage, its validated config, and the run arguments."""
 
     stage: Stage
     config: StageConfig
-    quick: bool
+    profile: Profile
     run_args: dict
     upstream: dict
     params: dict
 
+    @property
+    def quick(self) -> bool:
+        return self.profile.quick
+
+    def plan(self, progress: bool = True) -> RunPlan:
+        return self.stage.plan(quick=self.profile, progress=progress, **self.run_args, **self.upstream, **self.params)
+
     def run(self, progress: bool = True) -> Path:
-        return self.stage(quick=self.quick, progress=progress, **self.run_args, **self.upstream, **self.params)
+        return execute_plan(self.plan(progress), progress)
 
     def publish(self, point_dir: str, run: Path) -> dict:
         """The run's metrics (plus the stage's per-point extras), into the batch point's folder if any."""
@@ -286,29 +431,104 @@ class StageCall:
 
     def __str__(self) -> str:
         ups = ", ".join(f"{k}={v!r}" for k, v in self.upstream.items()) or "-"
-        return (f"stage {self.stage.name} (quick={self.quick}); upstream: {ups}\n"
+        return (f"stage {self.stage.name} (profile {self.profile.name}); upstream: {ups}\n"
                 f"run arguments: {self.run_args}\nconfig: {self.config}")
+
+
+def notebook_stages(notebook: str) -> list[Stage]:
+    """The stages a notebook runs (in pipeline order; notebook 05: pseudo labels, then segmentation)."""
+    from . import all_stages
+
+    return [st for st in all_stages() if st.notebook == Path(notebook).name]
+
+
+def notebook_parameters(notebook: str) -> tuple[str, ...]:
+    """Every parameter name a stage notebook takes: its stages' names and :data:`NOTEBOOK_ARGS`."""
+    names: dict[str, None] = {}
+    for st in notebook_stages(notebook):
+        names.update(dict.fromkeys(st.known_parameters()))
+    return tuple(names) + NOTEBOOK_ARGS
+
+
+#: IPython's own names in a notebook's namespace (never parameters)
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+#: the first line of the cell papermill injects with the given parameters
+PAPERMILL_HEADER = "# Parameters"
+#: how every notebook's own parameters cell begins (tagged ``parameters``)
+PARAMETERS_CELL_HEADER = "# Parameters (papermill)"
+
+
+def _assigned(source: str) -> list[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    return [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)]
+
+
+def unknown_parameters(namespace: dict, known) -> list[str]:
+    """The names given to a notebook (or a stage call's namespace) that it does not take.
+
+    In a kernel, the given names are those of the cell papermill injected (its first line is
+    ``# Parameters``), read from IPython's input history, so variables a user makes later are never
+    mistaken for parameters; for a plain dict, every key holding a plain value (str, number, bool,
+    list, dict, None) is a given name."""
+    history = namespace.get("In")
+    if isinstance(history, list):
+        given = [n for cell in history if isinstance(cell, str) and cell.split("\n", 1)[0].strip() == PAPERMILL_HEADER
+                 for n in _assigned(cell)]
+    else:
+        given = [k for k, v in namespace.items() if not k.startswith("_") and k not in _IPYTHON_NAMES
+                 and isinstance(v, (str, int, float, bool, list, tuple, dict, type(None)))]
+    return sorted(set(given) - set(known))
+
+
+def check_parameters(namespace: dict, known=None, where: str = "this notebook") -> None:
+    """Refuse names ``where`` does not take, naming them and the known ones (before any work).
+
+    ``known=None`` (in a notebook kernel): the names the notebook's own parameters cell assigns
+    (the cell whose first line starts with ``# Parameters (papermill)``)."""
+    if known is None:
+        history = namespace.get("In") or []
+        known = [n for cell in history if isinstance(cell, str) and cell.startswith(PARAMETERS_CELL_HEADER)
+                 for n in _assigned(cell)]
+    bad = unknown_parameters(namespace, known)
+    if bad:
+        raise ValueError(f"unknown parameter(s) {bad} for {where}; known: {sorted(known)}")
 
 
 def notebook_call(stage_name: str, namespace: dict, announce: bool = True) -> StageCall:
     """Build a stage call from a notebook's parameters cell (its ``globals()``), in one step.
 
-    Picks the run arguments, the stage's upstream arguments and its config fields by name (each
-    parameter is written once, in the parameters cell; ``None`` = the default), resolves quick mode
-    (``WSSS_QUICK=1`` forces it) and validates everything before any work: a bad value fails here,
-    naming the parameter."""
+    Refuses names the notebook does not take (naming them and the known ones), picks the run
+    arguments, the stage's upstream arguments and its config fields by name (each parameter is
+    written once, in the parameters cell; ``None`` = the default), resolves the profile
+    (``WSSS_QUICK=1`` forces quick) and validates everything before any work: a bad value fails
+    here, naming the parameter. When an upstream stage of this stage runs in the same notebook
+    (notebook 05: pseudo labels before segmentation), its parameters come from the namespace too."""
     from . import get_stage
 
     stage = get_stage(stage_name)
-    quick = resolve_quick(namespace.get("quick", False), announce=announce)
+    check_parameters(namespace, notebook_parameters(stage.notebook), f"notebook {stage.notebook}")
+    profile = resolve_profile(namespace.get("quick", False), announce=announce)
     run_args = {k: namespace[k] for k in ("data_root", "run_dir", "seed", "device") if k in namespace}
-    ups = {k: namespace[k] for k in stage.upstream if k in namespace}
-    params = {k: namespace[k] for k in stage.Config.field_names() if namespace.get(k) is not None}
-    cfg = stage.config(quick=quick, seed=run_args.get("seed", 0), device=run_args.get("device", "auto"), **params)
-    if quick and announce and stage.quick_note:
+    ups = {k: namespace[k] for k in stage.upstream if namespace.get(k)}
+    params = _stage_params(stage, namespace)
+    for arg, field_name in stage.upstream_params_field.items():
+        up = get_stage(stage.upstream[arg])
+        if up.notebook == stage.notebook and arg not in ups and field_name not in params:
+            params[field_name] = {**_stage_params(up, namespace),
+                                  **{k: namespace[k] for k in up.upstream if namespace.get(k)}}
+    cfg = stage.config(profile, seed=run_args.get("seed", 0), device=run_args.get("device", "auto"), **params)
+    if profile.quick and announce and stage.quick_note:
         print(f"  {stage.name}: {stage.quick_note}")
-    return StageCall(stage, cfg, quick, run_args, ups, params)
+    return StageCall(stage, cfg, profile, run_args, ups, params)
 
 
-__all__ = ["RUN_ARGS", "RunContext", "Stage", "StageCall", "TrainingStage", "Upstream", "notebook_call",
-           "resolve_upstream"]
+def _stage_params(stage: Stage, namespace: dict) -> dict:
+    return {k: namespace[k] for k in stage.Config.field_names() if namespace.get(k) is not None}
+
+
+__all__ = ["NOTEBOOK_ARGS", "RUN_ARGS", "RunContext", "RunPlan", "Stage", "StageCall", "TrainingStage", "Upstream",
+           "check_outputs", "check_parameters", "execute_plan", "expected_code", "notebook_call", "notebook_parameters",
+           "notebook_stages", "plan_upstream", "unknown_parameters"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -48,8 +47,6 @@ class ClassifierConfig(TrainConfig):
     store_size: int = 0  # 0: crop_size / output_stride (the feature map's own resolution)
     n_snapshots: int = 8
     init_from: str = ""  # an official OAA / OAA+ checkpoint (.pth): score its CAMs, train nothing
-
-    QUICK: ClassVar[dict] = {"epochs": 2, "batch_size": 8, "n_snapshots": 4}
 
     def validate(self) -> "ClassifierConfig":
         super().validate()
@@ -123,7 +120,7 @@ class ClassifierStage(TrainingStage):
     main_metrics = tuple(f"{s}_miou" for s in ("cam", *FUSION_SOURCES)) + ("cls_mAP_val",)
     quick_note = "2 epochs on the tiny benchmark: maps are near empty, so fg precision/recall may be 0.000"
     notebook = "01_train_classifier_oaa.ipynb"
-    outputs = ("metrics.json", "evaluation.json", "checkpoint.pt", "snapshots.pt", *(f"attention/{s}.pt" for s in ("cam", *FUSION_SOURCES)))
+    splits = ("train", "val")  # val: the classification mAP
 
     def run_name(self, cfg: ClassifierConfig) -> str:
         return "oaa-official-ckpt" if cfg.init_from else "oaa"
@@ -135,10 +132,18 @@ class ClassifierStage(TrainingStage):
         return ident
 
     # -- training -----------------------------------------------------------------------------
+    def expected_outputs(self, cfg: ClassifierConfig) -> tuple[str, ...]:
+        if cfg.init_from:  # an official checkpoint: its CAMs scored, nothing trained
+            return ("metrics.json", "evaluation.json", "attention/cam.pt")
+        return (*super().expected_outputs(cfg), "snapshots.pt", "drift.json")
+
+    def weights(self, cfg: ClassifierConfig, profile):
+        return {} if cfg.init_from else super().weights(cfg, profile)  # an official checkpoint brings its own
+
     def build_model(self, ctx: RunContext):
         cfg = ctx.cfg
-        return build_cam_net(cfg.backbone, ctx.ts.num_classes, pretrained=cfg.pretrained, output_stride=cfg.output_stride,
-                             quick=ctx.quick)
+        return build_cam_net(cfg.backbone, ctx.ts.num_classes, ctx.weights.get(cfg.backbone),
+                             output_stride=cfg.output_stride)
 
     def training_step(self, ctx: RunContext, model):
         cfg, size = ctx.cfg, ctx.ts.size

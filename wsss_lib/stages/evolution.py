@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..io import write_json
+from ..io import torch_load, write_json
 from ..runs import write_metrics
 from ..train.config import StageConfig
 from .base import RunContext, Stage
@@ -46,10 +46,10 @@ class EvolutionStage(Stage):
         from ..viz import attention_drift, attention_evolution_figure, discovery_figure, save_figure
 
         cfg, run = ctx.cfg, ctx.upstream["oaa_run"]
-        snaps = torch.load(run / "snapshots.pt", weights_only=False)
+        snaps = torch_load(run / "snapshots.pt")
         rows = range(min(cfg.n_images, len(snaps["indices"])))
         save_figure(attention_evolution_figure(snaps, ctx.layout, rows=rows), ctx.out / "attention_evolution.png")
-        # the classifier run's drift over every training pair (runs made before issue 10 have none)
+        # the classifier run's drift over every training pair
         summary = read_json(run / "drift.json") if (run / "drift.json").exists() else None
         save_figure(discovery_figure(snaps, ctx.layout, summary=summary, threshold=cfg.threshold),
                     ctx.out / "discovery.png")

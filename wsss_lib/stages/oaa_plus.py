@@ -61,14 +61,12 @@ class OAAPlusStage(TrainingStage):
     prefix = "oaaplus"
     Config = OAAPlusConfig
     upstream = {"oaa_run": "classifier"}
+    #: the classifier made for OAA+ starts from the same weights
+    inherits = ("backbone", "pretrained", "output_stride")
     sources = ("oaa_plus",)
     main_metrics = ("oaa_plus_miou",)
     quick_note = "2 epochs on near-empty soft labels: OAA+ maps may be empty"
     notebook = "03_train_oaa_plus.ipynb"
-
-    def upstream_params(self, arg: str, cfg: OAAPlusConfig) -> dict:
-        """The classifier made for OAA+ starts from the same weights (backbone, pretrained or not)."""
-        return {"backbone": cfg.backbone, "pretrained": cfg.pretrained, "output_stride": cfg.output_stride}
 
     def run_name(self, cfg: OAAPlusConfig) -> str:
         return f"oaaplus-{cfg.loss}"
@@ -78,8 +76,8 @@ class OAAPlusStage(TrainingStage):
 
     def build_model(self, ctx: RunContext):
         cfg = ctx.cfg
-        return build_cam_net(cfg.backbone, ctx.ts.num_classes, pretrained=cfg.pretrained, output_stride=cfg.output_stride,
-                             quick=ctx.quick)
+        return build_cam_net(cfg.backbone, ctx.ts.num_classes, ctx.weights.get(cfg.backbone),
+                             output_stride=cfg.output_stride)
 
     def training_step(self, ctx: RunContext, model):
         upstream = ctx.upstream["oaa_run"]

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as Fn
 
 from ..attention_io import load_attention
+from ..data.voc import VOCLayout
 from ..io import write_json
 from ..metrics import confusion_matrix, iou_from_confusion
 from ..pseudo_labels import IGNORE, saliency_labels, threshold_labels, write_label_png
@@ -70,6 +71,7 @@ class PseudoLabelStage(Stage):
     prefix = "pseudo"
     Config = PseudoLabelConfig
     upstream = {"attention_run": "classifier"}  # the actual stage follows `source` (upstream_requests)
+    upstream_params_field = {"attention_run": "attention_params"}
     main_metrics = ("pseudo_miou", "pseudo_fg_precision", "pseudo_fg_recall", "pseudo_ignored")
     notebook = "05_pseudo_labels_segmentation.ipynb"
     outputs = ("metrics.json", "evaluation.json", LABEL_FOLDER)
@@ -86,12 +88,30 @@ class PseudoLabelStage(Stage):
 
     def identity(self, cfg: PseudoLabelConfig) -> dict:
         ident = super().identity(cfg)
+        ident.pop("saliency_root")  # a path: the maps' content is the identity (see inputs)
         if cfg.mode == "threshold":  # saliency parameters do not matter then
-            for k in ("fg_threshold", "conflict", "bg_saliency", "att_salient", "min_fg_ratio", "saliency_root"):
+            for k in ("fg_threshold", "conflict", "bg_saliency", "att_salient", "min_fg_ratio"):
                 ident.pop(k)
         else:
             ident.pop("threshold")
         return ident
+
+    def inputs(self, cfg: PseudoLabelConfig, root, upstream: dict) -> dict:
+        """Saliency mode: every training image has its saliency map (checked before any work); the
+        maps' content identifies them, wherever the folder lives."""
+        if cfg.mode != "saliency":
+            return {}
+        from ..identity import folder_identity
+        from ..saliency import resolve_saliency_root
+
+        folder = resolve_saliency_root(cfg.saliency_root, root, progress=False)
+        ids = VOCLayout(root, "train").ids
+        missing = [i for i in ids if not (folder / f"{i}.png").is_file()]
+        if missing:
+            raise FileNotFoundError(f"saliency_root={str(folder)!r}: no saliency map for {len(missing)} of the {len(ids)} "
+                                    f"training images (e.g. {folder / (missing[0] + '.png')}); expected one greyscale "
+                                    "<image id>.png per image")
+        return {"saliency": folder_identity(folder, [f"{i}.png" for i in ids])}
 
     def execute(self, ctx: RunContext) -> None:
         from tqdm.auto import tqdm

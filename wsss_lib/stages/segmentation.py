@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -28,13 +27,14 @@ from ..data.transforms import image_frame_to_views, normalize_images
 from ..data.voc import VOCLayout, VOCSegDataset
 from ..io import read_json, write_json
 from ..metrics import confusion_matrix, iou_from_confusion
-from ..models.segnet import SEG_NETWORKS, build_segnet
+from ..models.segnet import SEG_BACKBONES, SEG_NETWORKS, build_segnet
+from ..models.weights import weights_for
 from ..pseudo_labels import IGNORE, read_label_png, write_label_png
 from ..runs import write_metrics
 from ..train.config import TrainConfig
 from ..train.distributed import is_main
 from ..train.engine import Batch, fit
-from .base import RunContext, Stage, Upstream
+from .base import RunContext, Stage
 from .pseudo_labels import LABEL_FOLDER
 
 
@@ -133,8 +133,6 @@ class SegmentationConfig(TrainConfig):
     n_examples: int = 8  # val predictions kept for the figure
     pseudo_params: dict = field(default_factory=dict)  # the pseudo-label stage's parameters when pseudo_run is empty
 
-    QUICK: ClassVar[dict] = {"epochs": 2, "batch_size": 8}
-
     def validate(self) -> "SegmentationConfig":
         super().validate()
         self.check("network", self.network in SEG_NETWORKS, f"one of {', '.join(SEG_NETWORKS)}")
@@ -165,6 +163,10 @@ class SegmentationStage(Stage):
     prefix = "seg"
     Config = SegmentationConfig
     upstream = {"pseudo_run": "pseudo_labels"}
+    upstream_params_field = {"pseudo_run": "pseudo_params"}
+    #: the attention runs made for it start from the same kind of weights (pretrained or from scratch)
+    inherits = ("pretrained",)
+    splits = ("train", "val")
     main_metrics = ("seg_miou", "pseudo_miou")
     quick_note = "2 epochs on 48 images: the network is barely trained"
     notebook = "05_pseudo_labels_segmentation.ipynb"
@@ -172,8 +174,9 @@ class SegmentationStage(Stage):
     display_only = ("pseudo_params", "n_examples")
     distributed = True
 
-    def upstream_requests(self, cfg: SegmentationConfig, given: dict) -> dict:
-        return {"pseudo_run": Upstream("pseudo_labels", str(given.get("pseudo_run") or ""), dict(cfg.pseudo_params))}
+    def weights(self, cfg: SegmentationConfig, profile):
+        bb = SEG_BACKBONES[cfg.network]
+        return {bb: weights_for(bb, cfg.pretrained, profile.pretrain)}
 
     def run_name(self, cfg: SegmentationConfig) -> str:
         return f"seg-{cfg.network}" + (f"-f{cfg.fraction:g}" if cfg.fraction < 1 else "")
@@ -193,7 +196,7 @@ class SegmentationStage(Stage):
         labels = PseudoLabelSet(pseudo / LABEL_FOLDER, layout, subset)
         data = SubsetDataset(full, subset)
         crop = cfg.crop_size or int(max(full[0]["image"].shape[1:]))
-        model = build_segnet(cfg.network, layout.num_classes, cfg.pretrained, quick=ctx.quick).to(ctx.device)
+        model = build_segnet(cfg.network, layout.num_classes, ctx.weights.get(SEG_BACKBONES[cfg.network])).to(ctx.device)
         opt = torch.optim.SGD(model.param_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
         loop = cfg.loop(ctx.seed, crop)
         if cfg.same_steps and cfg.fraction < 1:  # the full set's number of steps

@@ -1,40 +1,21 @@
-"""Stage configurations: the base every stage's config derives from (defaults, quick settings,
-validation whose errors name the parameter), the training hyper-parameters every training stage
-shares, and the one place that resolves ``quick``."""
+"""Stage configurations: the base every stage's config derives from (defaults, validation whose
+errors name the parameter), and the training hyper-parameters every training stage shares. What a
+profile (full or quick) changes is in :mod:`wsss_lib.profile`, applied by :meth:`StageConfig.from_params`."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields
-from typing import ClassVar
 
 from ..data.transforms import AUGMENTATIONS
 from ..models.backbones import BACKBONES
+from ..profile import FULL, Profile
 from .engine import SCHEDULES, LoopConfig
-
-#: the environment variable that forces quick mode (the test suite sets it to 1)
-QUICK_ENV = "WSSS_QUICK"
-
-
-def resolve_quick(quick=False, announce: bool = False) -> bool:
-    """The one place that decides quick mode: the ``quick`` parameter, or ``WSSS_QUICK=1`` in the
-    environment (which forces it). With ``announce``, say so (notebooks print it)."""
-    if not isinstance(quick, bool) and quick not in (0, 1):
-        raise StageConfig.invalid("quick", quick, "True or False")
-    forced = os.environ.get(QUICK_ENV, "0") == "1"
-    on = bool(quick) or forced
-    if on and announce:
-        print("quick mode: tiny benchmark and tiny settings (numbers are a smoke test, not results)"
-              + (f" (forced by {QUICK_ENV}=1)" if forced and not quick else ""))
-    return on
 
 
 @dataclass
 class StageConfig:
-    """The base of every stage's config: a dataclass of the stage's own parameters (its defaults),
-    ``QUICK`` (the values quick mode sets), and :meth:`validate` (errors name the parameter)."""
-
-    QUICK: ClassVar[dict] = {}
+    """The base of every stage's config: a dataclass of the stage's own parameters (its defaults)
+    and :meth:`validate` (errors name the parameter)."""
 
     @staticmethod
     def invalid(name: str, value, expected: str) -> ValueError:
@@ -61,19 +42,23 @@ class StageConfig:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def from_params(cls, quick: bool = False, seed=0, device="auto", **overrides):
-        """Defaults, then the quick-mode settings (if ``quick``), then ``overrides`` (``None`` = the
-        default); validated, together with the run's ``seed`` and ``device`` (before any folder is
-        made). Unknown names are refused, listing the known ones."""
-        check_run_args(seed, device, quick)
+    def from_params(cls, profile: Profile = FULL, seed=0, device="auto", inherited: dict | None = None,
+                    **overrides):
+        """The resolved config: defaults, then the ``profile``'s settings, then the settings a
+        downstream stage passes on (``inherited``: only the fields this config has), then
+        ``overrides`` (``None`` = not given); validated, together with the run's ``seed`` and
+        ``device`` (before any folder is made). Unknown names in ``overrides`` are refused, listing
+        the known ones."""
+        check_run_args(seed, device)
         names = set(cls.field_names())
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
-        cfg = cls(**(cls.QUICK if quick else {}))
-        for k, v in overrides.items():
-            if v is not None:
-                setattr(cfg, k, v)
+        values = {**profile.config_overrides(cls), **{k: v for k, v in (inherited or {}).items() if k in names}}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = cls()
+        for k, v in values.items():
+            setattr(cfg, k, v)
         return cfg.validate()
 
 
@@ -83,7 +68,7 @@ class TrainConfig(StageConfig):
 
     backbone: str = "tiny"
     #: ImageNet weights (VGG16/ResNet) or the embedded source task's weights (tiny), as the papers
-    #: fine-tune a pretrained network; False trains from scratch (the default before issue 10)
+    #: fine-tune a pretrained network; False trains from scratch
     pretrained: bool = True
     output_stride: int = 8
     epochs: int = 10
@@ -98,8 +83,6 @@ class TrainConfig(StageConfig):
     checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
     num_workers: int = 0  # data loader workers (0: none on CPU; on CUDA, a few per GPU)
     amp: bool = True  # bf16 autocast on CUDA (fp16 + gradient scaler where bf16 is missing)
-
-    QUICK: ClassVar[dict] = {"epochs": 2, "batch_size": 8}
 
     def loop(self, seed: int, crop_size: int) -> LoopConfig:
         """The training engine's settings for this config."""
@@ -131,12 +114,10 @@ class TrainConfig(StageConfig):
         return self
 
 
-def check_run_args(seed, device, quick=False) -> None:
+def check_run_args(seed, device) -> None:
     """Validate the arguments every stage takes besides its config (errors name the parameter)."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise StageConfig.invalid("seed", seed, "an integer >= 0")
-    if not isinstance(quick, bool):
-        raise StageConfig.invalid("quick", quick, "True or False")
     if device in ("auto", "", None):
         return
     import torch

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.transforms import normalize_images, render_views, sample_geometry
-from ..io import torch_save
+from ..io import torch_load, torch_save
 
 
 class TrainingInterrupted(RuntimeError):
@@ -179,7 +179,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: str,
     result = FitResult()
     epoch, skip, gstep = 0, 0, 0
     if ckpt.exists():
-        sd = torch.load(ckpt, map_location=device, weights_only=False)
+        sd = torch_load(ckpt, map_location=device)
         model.load_state_dict(sd["model"])
         optimizer.load_state_dict(sd["optimizer"])
         for k, obj in extra_state.items():

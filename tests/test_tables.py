@@ -1,0 +1,67 @@
+"""Tables as data: rows are stage calls whose runs are found by planned identity; a row never mixes
+settings; each table states where its rows came from; the README's tables are the rendered ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from wsss_lib.profile import QUICK
+from wsss_lib.stages import get_stage
+from wsss_lib.tables.core import Column, Row, SettingMismatch, Table, render, values
+from wsss_lib.tables.oaa import OAA_TABLE
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _result(stage: str, seed: int, metric: dict, given: dict, **params) -> dict:
+    """One finished point of ``stage`` as results.collect reports it (its run planned, not made)."""
+    plan = get_stage(stage).plan(seed=seed, quick=QUICK, progress=False, **params)
+    return {"notebook": get_stage(stage).notebook, "run": plan.identity, "code": plan.code, "stale": False,
+            **{f"p.{k}": v for k, v in given.items()},
+            **{f"r.{k}": v for k, v in plan.params.items() if not isinstance(v, (list, dict))}, **metric}
+
+
+def test_rows_are_the_runs_their_call_resolves_to(quick_voc):
+    df = pd.DataFrame([
+        _result("classifier", 0, {"cam_miou": 0.30, "oaa_ave_miou": 0.3, "oaa_max_miou": 0.3}, {"seed": 0}),
+        # a grid that wrote the default out: the same setting, the same row
+        _result("classifier", 1, {"cam_miou": 0.32, "oaa_ave_miou": 0.3, "oaa_max_miou": 0.3},
+                {"seed": 1, "gate": "paper"}, gate="paper"),
+        # another setting (more epochs): never in the default row
+        _result("classifier", 2, {"cam_miou": 0.90, "oaa_ave_miou": 0.9, "oaa_max_miou": 0.9},
+                {"seed": 2, "epochs": 8}, epochs=8)])
+    t = render(OAA_TABLE, df, QUICK)
+    assert t.frame.loc["CAM", "n"] == 2 and t.frame.loc["CAM", "values"] == "0.300, 0.320"
+    assert len(t.runs) == 2
+    # the row of the other setting is its own call
+    eight = render(Table("x", (Row("CAM, 8 epochs", "classifier", {"epochs": 8}, "cam_miou"),)), df, QUICK)
+    assert eight.frame.loc["CAM, 8 epochs", "values"] == "0.900"
+
+
+def test_a_table_refuses_to_average_runs_of_different_epochs(quick_voc):
+    rows = pd.DataFrame([
+        _result("classifier", 0, {"cam_miou": 0.3}, {"seed": 0}),
+        _result("classifier", 1, {"cam_miou": 0.5}, {"seed": 1, "epochs": 8}, epochs=8)])
+    with pytest.raises(SettingMismatch, match=r"runs of different settings \(epochs: 2, 8\)"):
+        values(rows, "cam_miou", "a hand-made selection")
+    assert values(rows.iloc[:1], "cam_miou") == [0.3]
+
+
+def test_columns_merge_parameters_into_every_row(quick_voc):
+    df = pd.DataFrame([_result("classifier", 0, {"cam_miou": 0.3}, {}),
+                       _result("classifier", 0, {"cam_miou": 0.4}, {"pretrained": False}, pretrained=False)])
+    t = render(Table("s", (Row("CAM", "classifier", {}, "cam_miou"),),
+                     (Column("pretrained", {}), Column("scratch", {"pretrained": False}))), df, QUICK)
+    assert t.frame.loc["CAM"].tolist()[:2] == ["0.300 ± 0.000 (n=1)", "0.400 ± 0.000 (n=1)"]
+
+
+def test_readme_tables_are_the_rendered_tables():
+    from wsss_lib.tables.readme import readme_blocks
+
+    blocks = readme_blocks(REPO / "README.md")
+    assert {"reports/oaa_plus_table.md", "reports/amr_table.md", "reports/segmentation_table.md"} <= set(blocks)
+    for f, body in blocks.items():
+        assert body == (REPO / f).read_text(), f"README's block of {f} differs from the rendered table"

@@ -1,0 +1,108 @@
+"""What a backbone starts from, and the check that it is there before anything runs.
+
+:class:`Weights` names the starting point of a backbone: ``imagenet`` (torchvision's ImageNet
+weights, a file in the torch hub cache, ``$TORCH_HOME/hub/checkpoints``) or ``source-task`` (the
+``tiny`` backbone's weights learnt on the embedded source task of a :class:`PretrainSpec`, made and
+cached by :mod:`wsss_lib.pretrain`). ``None`` means random initialization: ``pretrained=False`` is
+the explicit way to train from scratch.
+
+Weights are never downloaded at run time and never silently replaced by random ones: a missing
+file raises :class:`WeightsUnavailable` naming the file and where to put it, before any run folder
+exists (:meth:`Weights.identity`, called when a run is planned). The identity holds the digest of
+the file that is then loaded, so it is part of the run's identity.
+
+    python -m wsss_lib.models.weights vgg16      # fetch torchvision's ImageNet VGG16 into the cache (online)
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..io import file_digest_cached
+from ..pretrain import PretrainSpec
+
+#: torchvision's model names of our backbones and segmentation backbones
+TORCHVISION = ("vgg16", "resnet50", "resnet101")
+
+
+class WeightsUnavailable(FileNotFoundError):
+    """Pretrained weights that are not on this machine."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    source: str  # "imagenet" | "source-task"
+    pretrain: PretrainSpec | None = None  # the source task (source-task weights)
+
+    def identity(self, backbone: str) -> dict:
+        """Check the weights of ``backbone`` are here (making the source-task weights if missing)
+        and return what identifies them: the file's name and SHA-256."""
+        if self.source == "source-task":
+            from ..pretrain import ensure_tiny_pretrained
+            from ..io import read_json
+
+            if backbone != "tiny":
+                raise ValueError(f"source-task weights exist for the tiny backbone only, not {backbone!r}")
+            folder = ensure_tiny_pretrained(self.pretrain)
+            return {"backbone": backbone, "source": self.source, "spec": self.pretrain.digest(),
+                    "sha256": read_json(folder / "pretrain.json")["weights_sha256"]}
+        path = imagenet_file(backbone)
+        return {"backbone": backbone, "source": self.source, "file": path.name, "sha256": file_digest_cached(path)}
+
+
+def weights_for(backbone: str, pretrained: bool, pretrain: PretrainSpec) -> Weights | None:
+    """The weights a ``backbone`` with ``pretrained`` starts from (``pretrain``: the profile's source task)."""
+    if not pretrained:
+        return None
+    return Weights("source-task", pretrain) if backbone == "tiny" else Weights("imagenet")
+
+
+def _enum(name: str):
+    from torchvision.models import get_model_weights
+
+    return get_model_weights(name).DEFAULT
+
+
+def imagenet_file(name: str) -> Path:
+    """The cached file of torchvision's ImageNet weights for ``name``; raises
+    :class:`WeightsUnavailable` naming the file and where to put it when it is not there."""
+    from torch.hub import get_dir
+
+    if name not in TORCHVISION:
+        raise ValueError(f"no ImageNet weights for backbone {name!r}; expected one of {', '.join(TORCHVISION)}")
+    url = _enum(name).url
+    path = Path(get_dir()) / "checkpoints" / Path(url).name
+    if not path.is_file():
+        raise WeightsUnavailable(
+            f"pretrained=True needs torchvision's ImageNet weights for {name}: {path.name} is not in "
+            f"{path.parent} ($TORCH_HOME/hub/checkpoints). Download {url} into that folder (or run "
+            f"`python -m wsss_lib.models.weights {name}` on a machine with internet access), or pass "
+            "pretrained=False to train from scratch.")
+    return path
+
+
+def load_imagenet(name: str) -> dict:
+    """The state dict of torchvision's ImageNet weights for ``name`` (from the cache; never downloaded)."""
+    from ..io import torch_load
+
+    return torch_load(imagenet_file(name), weights_only=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = sys.argv[1:] if argv is None else argv
+    if not names or any(n not in TORCHVISION for n in names):
+        print(f"usage: python -m wsss_lib.models.weights {{{','.join(TORCHVISION)}}} ...", file=sys.stderr)
+        return 2
+    for n in names:
+        _enum(n).get_state_dict(progress=True)  # torch hub downloads into $TORCH_HOME/hub/checkpoints
+        print(imagenet_file(n))
+    return 0
+
+
+
+__all__ = ["TORCHVISION", "Weights", "WeightsUnavailable", "imagenet_file", "load_imagenet", "weights_for"]
+
+if __name__ == "__main__":
+    sys.exit(main())
