@@ -46,6 +46,7 @@ Behaviour:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -585,22 +586,24 @@ def _jobs(text: str) -> int:
     return n
 
 
-def main(argv: list[str] | None = None) -> int:
+@contextlib.contextmanager
+def stale_policy_env(keep: bool):
+    """``WSSS_STALE=keep`` for the points' kernels while the block runs (``--keep-stale``), restored after."""
     from .runs import STALE_ENV
 
     saved = os.environ.get(STALE_ENV)
+    if keep:
+        os.environ[STALE_ENV] = "keep"
     try:
-        return _main(argv)
-    finally:  # --keep-stale sets it for the points' kernels, not for what this process does next
+        yield
+    finally:
         if saved is None:
             os.environ.pop(STALE_ENV, None)
         else:
             os.environ[STALE_ENV] = saved
 
 
-def _main(argv: list[str] | None = None) -> int:
-    from .runs import STALE_ENV
-
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m wsss_lib.batch", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("grid_files", nargs="*", help="YAML/JSON grid files (see notebooks/grids/)")
@@ -622,8 +625,11 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpus-per-job", type=int, default=2, help="CPUs per point's job (submitit executors)")
     ap.add_argument("--time-min", type=int, default=120, help="time limit of a point's job in minutes (submitit executors)")
     args = ap.parse_args(argv)
-    if args.keep_stale:
-        os.environ[STALE_ENV] = "keep"  # the points' kernels inherit it
+    with stale_policy_env(args.keep_stale):
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         grids = _grids_from_args(args)
         pts = plan(grids, args.quick)  # every point checked and identified before anything runs

@@ -141,23 +141,7 @@ def run_results_notebook(reports: Path, quick: bool) -> tuple[Path, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .runs import STALE_ENV
-
-    saved = os.environ.get(STALE_ENV)
-    try:
-        return _main(argv)
-    finally:  # --keep-stale sets it for the points' kernels, not for what this process does next
-        if saved is None:
-            os.environ.pop(STALE_ENV, None)
-        else:
-            os.environ[STALE_ENV] = saved
-
-
-def _main(argv: list[str] | None = None) -> int:
-    from .batch import GridError, _jobs, load_grids, plan, run_batch
-    from .environment import environment_summary
-    from .profile import resolve_profile
-    from .runs import STALE_ENV, RunsFolderError
+    from .batch import _jobs
 
     ap = argparse.ArgumentParser(prog="python -m wsss_lib.main", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -174,8 +158,19 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-stale", action="store_true",
                     help="keep points finished by code that has changed since (listed loudly; the tables say so)")
     args = ap.parse_args(argv)
-    if args.keep_stale:
-        os.environ[STALE_ENV] = "keep"  # the points' kernels inherit it
+    from .batch import stale_policy_env
+
+    with stale_policy_env(args.keep_stale):  # the points' kernels inherit it
+        return run_main_job(args, argv)
+
+
+def run_main_job(args, argv) -> int:
+    """The benchmark, the grids, the results notebook and the HTML pages, the timings (see :func:`main`)."""
+    from .batch import GridError, load_grids, plan, run_batch
+    from .environment import environment_summary
+    from .profile import resolve_profile
+    from .runs import RunsFolderError
+
     profile = resolve_profile(args.quick, announce=True)
     for flag, extra in ((args.segmentation, SEGMENTATION_GRIDS), (args.setting, SETTING_GRIDS)):
         if flag:

@@ -196,7 +196,8 @@ def render(table: Table, df: pd.DataFrame, profile: Profile) -> Rendered:
             if not table.columns:
                 cells = _mean_std_cells(table.value, vals)
             elif col.agg == "mean":
-                cells[col.label] = float(np.mean(vals)) if vals else np.nan
+                m = float(np.mean(vals)) if vals else np.nan
+                cells[col.label] = int(m) if vals and all(float(v).is_integer() for v in vals) and m.is_integer() else m
             else:
                 cells[col.label] = mean_std(vals) + (f" (n={len(vals)})" if 0 < len(vals) < 3 else "")
         if n_any == 0:

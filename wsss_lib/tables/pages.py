@@ -166,22 +166,25 @@ def _classifier_figures(df: pd.DataFrame, cls_runs: pd.DataFrame, reports: Path,
 
 
 def xi_curve_figure(xi_table: pd.DataFrame):
-    """The weighted CAM along xi (left axis) next to the report's Table 2 (right axis)."""
+    """The weighted CAM along xi (left axis) next to the report's Table 2 (right axis), one legend
+    below the axes (every entry visible)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(5.8, 4.2))
     xs = [float(x) for x in xi_table.index]
     for col in [c for c in xi_table.columns if c.endswith(" mean")]:
         ax.plot(xs, xi_table[col].astype(float), marker="o", label=f"{col[:-5]} (ours: CAM mIoU, train)")
     ax.set_xlabel("xi (weight of the spotlight branch, eq. 8)")
     ax.set_ylabel("CAM mIoU (train), mean over seeds")
     ax2 = ax.twinx()
-    ax2.plot(xs, [amr.REPORT_TABLE2[x] for x in xs], "k--", marker="x", label="report (VOC test mIoU %, right axis)")
+    ax2.plot(xs, [amr.REPORT_TABLE2[x] for x in xs], "k--", marker="x", label="report's Table 2 (VOC test mIoU %, right axis)")
     ax2.set_ylabel("report's mIoU (%)")
-    ax.legend(fontsize=7, loc="lower left")
-    ax2.legend(fontsize=7, loc="lower right")
+    handles = [h for a in (ax, ax2) for h in a.get_legend_handles_labels()[0]]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17),
+              ncol=2, frameon=False)
     ax.grid(alpha=0.3)
     ax.set_title("weighted CAM vs xi: ours (left axis) and the report's Table 2 (right axis)", fontsize=8)
+    fig.tight_layout()
     return fig
 
 
