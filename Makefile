@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.wsss-installed
 # Extra arguments for the main job, e.g. `make run ARGS="-j 1"` or `make run ARGS="--quick"`.
 ARGS ?=
 
-.PHONY: run test env clean-runs segmentation setting
+.PHONY: run test env clean-runs segmentation setting bench-gpu
 
 env: $(STAMP)
 
@@ -41,6 +41,15 @@ setting: $(STAMP)
 # notebooks in quick mode (WSSS_QUICK=1).
 test: $(STAMP)
 	WSSS_QUICK=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks
+
+# The GPU check, one prepared command for a machine with CUDA: the fast-path tests under sync debug
+# mode, a classifier + OAA run on the GPU and the VOC-size benchmarks, written to reports/bench_gpu.md
+# (sized to finish within 8 minutes on one H100; not yet run on one). It needs only torch, torchvision,
+# numpy, pandas, matplotlib, pytest, pyyaml, scipy, tqdm and filelock, and runs with this folder's
+# .venv where there is one, else with `python3` (a bare GPU node). Without CUDA it says so, exits 0.
+BENCH_GPU_OUT ?= reports/bench_gpu.md
+bench-gpu:
+	$(or $(wildcard $(BIN)/python),python3) -m wsss_lib.bench_gpu --out $(BENCH_GPU_OUT) $(ARGS)
 
 clean-runs:
 	rm -rf runs
