@@ -1,4 +1,4 @@
-"""Issue 10: the pretrained embedded backbone, the drift measures, the two-part benchmark variant."""
+"""The pretrained embedded backbone, the drift measures, the two-part benchmark variant."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pseudo-label assembly (issue 9, item 1) on hand-made maps, the official gen_gt.py rule restated,
+"""Pseudo-label assembly on hand-made maps, the official gen_gt.py rule restated,
 and palette PNGs read back by torchvision's VOC reader."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Saliency, the pseudo-label and segmentation stages, the data fraction, dense CRF (issue 9)."""
+"""Saliency, the pseudo-label and segmentation stages, the data fraction, dense CRF."""
 
 from __future__ import annotations
 

@@ -70,6 +70,8 @@ class Table:
     value: str = "CAM mIoU"
     index: str = "method"
     paper: str = PAPER_COL  # the paper column's header ("" for none)
+    title: str = ""  # what the table shows, in words (notebook 07 heads it with this)
+    note: str = ""  # how to read it: its measure, abbreviations and marks
 
 
 def _merge(a: Mapping, b: Mapping) -> dict:
@@ -163,7 +165,7 @@ def mean_std(vals: list[float]) -> str:
     if not vals:
         return "-"
     v = np.asarray(vals, dtype=float)
-    return f"{v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.3f}"
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if v.size > 1 else f"{v.mean():.3f}"  # no spread from one run
 
 
 # -- rendering -------------------------------------------------------------------------------------
@@ -214,7 +216,7 @@ def render(table: Table, df: pd.DataFrame, profile: Profile) -> Rendered:
 def _mean_std_cells(value: str, vals: list[float]) -> dict:
     v = np.asarray(vals, dtype=float)
     return {f"{value} mean": float(v.mean()) if v.size else np.nan,
-            f"{value} std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size),
+            f"{value} std": float(v.std(ddof=1)) if v.size > 1 else np.nan, "n": int(v.size),  # one run: no std
             "values": ", ".join(f"{x:.3f}" for x in v)}
 
 

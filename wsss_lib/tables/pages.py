@@ -27,6 +27,38 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 ALL_TABLES: dict[str, Table] = {t.name: t for t in (*oaa.TABLES, *amr.TABLES, *oaa.SETTING_TABLES)}
 
 
+#: the per-class table is computed from evaluation files, not declared as a Table: its words here
+PER_CLASS = ("Per-class IoU of each source (mean over seeds)",
+             "IoU of each class at each source's best threshold; `*` marks the classes that co-occur with "
+             "context (water under barge, rails under tram, both background in the masks); OAA-MAX - CAM: what "
+             "accumulation changed for the class.")
+
+#: the figures of the pages: file -> (title, what to look at)
+FIGURES = {
+    "oaa_sources.png": ("Attention of each source on six training images (seed 0)",
+                        "One row per image, for the class named at the left: the CAM, the accumulated maps "
+                        "(OAA-AVE, OAA-MAX) and the ground truth. Does OAA-MAX cover more of the object, or more "
+                        "of its surroundings?"),
+    "oaa_threshold_curves.png": ("CAM mIoU against the background threshold (seed 0)",
+                                 "Each source's mIoU over the threshold sweep; the legend gives its best value and "
+                                 "threshold. A source whose maps are larger peaks at a higher threshold."),
+    "amr_xi_curve.png": ("The weighted CAM along xi (the report's Table 2)",
+                         "Ours (left axis, CAM mIoU on train) against the report's (dashed, right axis): compare "
+                         "the shapes and where each peaks, not the values."),
+    "segmentation.png": ("Segmentation mIoU (val) per source of pseudo labels",
+                         "Both pseudo-label rules, mean ± std over seeds: does the ordering follow the CAM mIoU "
+                         "ordering of the tables above?"),
+}
+
+
+def describe(name: str) -> tuple[str, str]:
+    """A table's title and how to read it (notebook 07 heads each table with these)."""
+    if name == "oaa_per_class":
+        return PER_CLASS
+    t = ALL_TABLES.get(name)
+    return (t.title or name, t.note) if t else (name, "")
+
+
 def _skip(name: str) -> str:
     return f"_No finished points for {name} yet: run its grid (see README, \"Ablation batches\")._\n"
 
@@ -142,7 +174,8 @@ def _classifier_figures(df: pd.DataFrame, cls_runs: pd.DataFrame, reports: Path,
     root = run_data_root(run0)
     layout = VOCLayout(root, "train")
     ev = read_json(run0 / "evaluation.json")["sources"]
-    save_figure(threshold_curves_figure(ev, f"seed {seed0}: CAM mIoU vs background threshold"),
+    shown = {label: ev[src] for label, src in oaa.OAA_SOURCES.items() if src in ev}  # the tables' names
+    save_figure(threshold_curves_figure(shown, f"seed {seed0}: CAM mIoU vs background threshold"),
                 reports / "oaa_threshold_curves.png")
     srcs = {name: load_attention(run0 / "attention" / f"{name}.pt") for name in oaa.OAA_SOURCES.values()}
     save_figure(sources_figure(layout, srcs, _picks(layout)), reports / "oaa_sources.png")
