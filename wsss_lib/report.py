@@ -189,7 +189,10 @@ def benchmark_report(voc_root: str | os.PathLike, out_dir: str | os.PathLike,
     save_figure(fig, out_dir / "benchmark_samples.png")
 
     spec = meta["spec"]
-    gen = (f"took {generation_seconds:.1f} s" if generation_seconds is not None
+    gen_file = voc_root.parents[1] / "generation_time.json"  # written by the generator next to its folder
+    if generation_seconds is None and gen_file.exists():
+        generation_seconds = read_json(gen_file)["seconds"]
+    gen = (f"took {generation_seconds:.1f} s on this machine" if generation_seconds is not None
            else "time was not recorded (no generation_time.json next to the benchmark)")
     text = Template(BENCHMARK_TEMPLATE.read_text()).substitute(
         generator_version=meta["generator_version"], n_train=spec["n_train"], n_val=spec["n_val"], size=spec["size"],
