@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.wsss-installed
 # Extra arguments for the main job, e.g. `make run ARGS="-j 1"` or `make run ARGS="--quick"`.
 ARGS ?=
 
-.PHONY: run test env clean-runs segmentation setting bench-gpu
+.PHONY: run test env clean-runs segmentation setting bench-gpu course grade-demo
 
 env: $(STAMP)
 
@@ -40,7 +40,7 @@ setting: $(STAMP)
 # Command 2: the whole test suite: unit and integration tests (pytest) and every notebook (nbval),
 # notebooks in quick mode (WSSS_QUICK=1).
 test: $(STAMP)
-	WSSS_QUICK=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks
+	WSSS_QUICK=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks course/source
 
 # The GPU check, one prepared command for a machine with CUDA: the fast-path tests under sync debug
 # mode, a classifier + OAA run on the GPU and the VOC-size benchmarks, written to reports/bench_gpu.md
@@ -50,6 +50,16 @@ test: $(STAMP)
 BENCH_GPU_OUT ?= reports/bench_gpu.md
 bench-gpu:
 	$(or $(wildcard $(BIN)/python),python3) -m wsss_lib.bench_gpu --out $(BENCH_GPU_OUT) $(ARGS)
+
+# The course (course/, nbgrader's layout; docs/teaching.md): the student release of course/source/
+# (solutions stripped) into course/release/.
+course: $(STAMP)
+	$(BIN)/python -m wsss_lib.course release
+
+# A demo of grading: a student's copy with one right answer, one wrong and the rest unanswered,
+# autograded by nbgrader; prints the grades and the failing checks' messages, writes HTML feedback.
+grade-demo: $(STAMP)
+	$(BIN)/python -m wsss_lib.course grade-demo
 
 clean-runs:
 	rm -rf runs

@@ -1,0 +1,15 @@
+"""nbgrader's configuration for the course (run nbgrader from this folder: `make course`, `make grade-demo`).
+
+Layout (nbgrader's): source/<assignment>/ holds the notebooks with solutions (committed);
+release/, submitted/, autograded/, feedback/ and gradebook.db are made by the commands (ignored by git).
+"""
+
+c = get_config()  # noqa: F821 (nbgrader provides it)
+
+c.CourseDirectory.course_id = "wsss"
+c.CourseDirectory.root = "."
+# what a student finds in place of a solution
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+# the check cells import torch and the library: allow for a cold start on a laptop
+c.ExecutePreprocessor.timeout = 120
