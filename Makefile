@@ -37,8 +37,8 @@ segmentation: $(STAMP)
 setting: $(STAMP)
 	$(BIN)/python -m wsss_lib.main --setting $(ARGS)
 
-# Command 2: the whole test suite: unit and integration tests (pytest) and every notebook (nbval),
-# notebooks in quick mode (WSSS_QUICK=1).
+# Command 2: the whole test suite: unit and integration tests (pytest), every notebook and the
+# course's exercise notebooks (nbval), notebooks in quick mode (WSSS_QUICK=1).
 test: $(STAMP)
 	WSSS_QUICK=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax tests notebooks course/source
 

@@ -44,6 +44,17 @@ WRONG = {
                       "    tp = np.diag(cm); d = cm.sum(0) + cm.sum(1) - tp\n"
                       "    return float(np.mean(np.where(d > 0, tp / np.maximum(d, 1), 0.0)))\n"),
 }
+#: more wrong answers: ignored pixels counted (as background, or as a class index)
+MORE_WRONG = {
+    "ex10_solution": ("def confusion(pred, target, num_classes):\n    pred = np.asarray(pred).ravel()\n"
+                      "    target = np.where(np.asarray(target).ravel() == 255, 0, np.asarray(target).ravel())\n"
+                      "    c = np.bincount(target * num_classes + pred, minlength=num_classes ** 2)\n"
+                      "    return c.reshape(num_classes, num_classes).astype(np.int64)\n"),
+    "ex11_solution": ("def miou(pred, target, num_classes):\n    target = np.where(np.asarray(target) == 255, 0, target)\n"
+                      "    cm = confusion(pred, target, num_classes).astype(float)\n"
+                      "    tp = np.diag(cm); d = cm.sum(0) + cm.sum(1) - tp\n"
+                      "    return float(np.mean(tp[d > 0] / d[d > 0]))\n"),
+}
 
 
 def _cells(nb: Path) -> list[dict]:
@@ -84,10 +95,19 @@ def test_every_check_passes_the_solution_and_fails_the_pitfall():
         if wrong is None:  # exercise 9: the solution without its 1% rule
             wrong = _src(cells[i]).replace("if ((out > 0) & (out < 255)).sum() < 0.01 * out.size:", "if False:")
             assert wrong != _src(cells[i])
-        exec(wrong, ns)
-        with pytest.raises(AssertionError, match=r"case '") as err:
+        for bad in (wrong, *([MORE_WRONG[gid]] if gid in MORE_WRONG else [])):
+            exec(bad, ns)
+            with pytest.raises(AssertionError, match=r"case '") as err:
+                exec(_src(check_cell), ns)
+            assert "expected" in str(err.value) or "raised" in str(err.value), str(err.value)
+        # the released stub (what nbgrader leaves in place of the solution) fails naming the exercise
+        sol = _src(cells[i])
+        begin, end = sol.index("### BEGIN SOLUTION"), sol.index("### END SOLUTION") + len("### END SOLUTION")
+        indent = sol[:begin].rsplit("\n", 1)[-1]
+        exec(sol[:begin] + "raise NotImplementedError()" + sol[end:], ns)
+        with pytest.raises(ExerciseNotAnswered, match=r"^Exercise \d+ .*not answered yet"):
             exec(_src(check_cell), ns)
-        assert "expected" in str(err.value) or "raised" in str(err.value), str(err.value)
+        assert indent.strip() == ""
         seen += 1
     assert seen >= 10 and seen == len(WRONG)
 
@@ -131,5 +151,6 @@ def test_release_strips_solutions_and_the_grading_demo_scores_all_three_outcomes
     assert by["ex5_check"]["score"] == 0 and "Exercise 5" in by["ex5_check"]["message"]
     assert "case 'hand-made" in by["ex5_check"]["message"]
     unanswered = [r for k, r in by.items() if k not in ("ex2_check", "ex5_check")]
-    assert all(r["score"] == 0 and "not answered yet" in r["message"] for r in unanswered)
+    assert all(r["score"] == 0 and r["message"].startswith("ExerciseNotAnswered: Exercise ")
+               and "not answered yet" in r["message"] for r in unanswered)
     assert list((course / "feedback" / "demo_student" / "wsss_exercises").glob("*.html"))

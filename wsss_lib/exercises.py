@@ -80,6 +80,7 @@ def check(student: Callable, reference: Callable, cases: Sequence[tuple[str, tup
     :class:`AssertionError` naming the first case that differs (inputs, expected, obtained), or
     :class:`ExerciseNotAnswered` if the stub is still there. Returns nothing: a number left as a check
     cell's result would be read by nbgrader as partial credit."""
+    __tracebackhide__ = True  # IPython and pytest show the message, not this function's lines
     for desc, args in cases:
         expected = reference(*copy.deepcopy(args))
         try:
