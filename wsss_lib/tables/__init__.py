@@ -14,4 +14,5 @@ from __future__ import annotations
 from .core import Column, Row, SettingMismatch, Table, render, runs_of, values
 from .pages import ALL_TABLES, FIGURES, describe, write_reports
 
-__all__ = ["ALL_TABLES", "Column", "FIGURES", "describe", "Row", "SettingMismatch", "Table", "render", "runs_of", "values", "write_reports"]
+__all__ = ["ALL_TABLES", "Column", "FIGURES", "Row", "SettingMismatch", "Table", "describe", "render", "runs_of", "values",
+           "write_reports"]
