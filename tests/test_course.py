@@ -129,6 +129,8 @@ def test_check_names_the_case_the_expected_and_the_obtained_values():
     assert check(ref, ref, [("small", (torch.tensor([1.0]),))]) is None  # a number would be nbgrader's partial credit
     assert compare(torch.zeros(2), torch.zeros(3)) == "shape (2,) instead of (3,)"
     assert compare(float("nan"), float("nan")) == ""
+    assert compare(torch.tensor([1.0, 0.0]), torch.tensor([True, False])).startswith("dtype float32 instead of bool")
+    assert compare("a", "b") == "'a' instead of 'b'"
 
 
 @pytest.mark.slow

@@ -48,7 +48,8 @@ def _value(v: Any) -> str:
 
 def compare(obtained: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4) -> str:
     """Empty when ``obtained`` matches ``expected`` (tensors, arrays, numbers, tuples of them; NaN
-    matches NaN), else what differs: the type, the shape, or the largest difference and where."""
+    matches NaN), else what differs: the type, the shape, a bool result of another dtype, or how
+    many values differ and the first of them."""
     if isinstance(expected, (tuple, list)):
         if not isinstance(obtained, (tuple, list)) or len(obtained) != len(expected):
             return f"expected a tuple of {len(expected)} values, obtained {type(obtained).__name__}"
@@ -58,10 +59,14 @@ def compare(obtained: Any, expected: Any, atol: float = 1e-5, rtol: float = 1e-4
                 return f"value {k}: {why}"
         return ""
     e, o = _as_array(expected), _as_array(obtained)
+    if e is None:
+        return "" if obtained == expected else f"{obtained!r} instead of {expected!r}"
     if o is None:
         return f"expected a {type(expected).__name__}, obtained {type(obtained).__name__}"
     if o.shape != e.shape:
         return f"shape {tuple(o.shape)} instead of {tuple(e.shape)}"
+    if e.dtype == bool and o.dtype != bool:
+        return f"dtype {o.dtype} instead of bool (a mask: compare, do not compute 0/1 numbers)"
     if e.dtype == bool or e.dtype.kind in "iu":
         bad = o != e
     else:
