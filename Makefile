@@ -25,17 +25,17 @@ $(STAMP): requirements.lock pyproject.toml
 # Command 1: the main job on the embedded benchmark: the grids of notebooks/grids/ through the batch
 # runner (2 points at a time), then notebook 07 renders the tables and figures into reports/.
 run: $(STAMP)
-	$(BIN)/python -m wsss_lib.main $(ARGS)
+	$(BIN)/python -m wsss_lib.experiments.main $(ARGS)
 
 # The main job plus the 3-seed segmentation grids (segmentation.yaml, data_fraction.yaml): about
 # 50 minutes more on 2 cores; finished points of `make run` are reused.
 segmentation: $(STAMP)
-	$(BIN)/python -m wsss_lib.main --segmentation $(ARGS)
+	$(BIN)/python -m wsss_lib.experiments.main --segmentation $(ARGS)
 
 # The main job plus the setting grids (oaa_setting.yaml, segmentation_setting*.yaml): the OAA table on
 # benchmark version 1 and its two-part variant, pretrained and from scratch (hours on 2 cores).
 setting: $(STAMP)
-	$(BIN)/python -m wsss_lib.main --setting $(ARGS)
+	$(BIN)/python -m wsss_lib.experiments.main --setting $(ARGS)
 
 # Command 2: the whole test suite: unit and integration tests (pytest), every notebook and the
 # course's exercise notebooks (nbval), notebooks in quick mode (WSSS_QUICK=1).
@@ -49,17 +49,17 @@ test: $(STAMP)
 # .venv where there is one, else with `python3` (a bare GPU node). Without CUDA it says so, exits 0.
 BENCH_GPU_OUT ?= reports/bench_gpu.md
 bench-gpu:
-	$(or $(wildcard $(BIN)/python),python3) -m wsss_lib.bench_gpu --out $(BENCH_GPU_OUT) $(ARGS)
+	$(or $(wildcard $(BIN)/python),python3) -m wsss_lib.speed.gpu --out $(BENCH_GPU_OUT) $(ARGS)
 
 # The course (course/, nbgrader's layout; docs/teaching.md): the student release of course/source/
 # (solutions stripped) into course/release/.
 course: $(STAMP)
-	$(BIN)/python -m wsss_lib.course release
+	$(BIN)/python -m wsss_lib.course.grading release
 
 # A demo of grading: a student's copy with one right answer, one wrong and the rest unanswered,
 # autograded by nbgrader; prints the grades and the failing checks' messages, writes HTML feedback.
 grade-demo: $(STAMP)
-	$(BIN)/python -m wsss_lib.course grade-demo
+	$(BIN)/python -m wsss_lib.course.grading grade-demo
 
 clean-runs:
 	rm -rf runs

@@ -26,7 +26,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 def quick_voc() -> Path:
     """The quick embedded benchmark (48 train + 16 val images of 64 px), generated once."""
     from wsss_lib.data.synthetic import ensure_benchmark
-    from wsss_lib.profile import QUICK
+    from wsss_lib.runs.profile import QUICK
 
     return ensure_benchmark(QUICK.benchmark(), progress=False)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from wsss_lib.batch import Grid, GridError, load_grids, main, plan, plan_point, point_id, point_status
+from wsss_lib.experiments.batch import Grid, GridError, load_grids, main, plan, plan_point, point_id, point_status
 
 TOY = str(Path(__file__).parent / "data" / "toy_point.ipynb")
 
@@ -90,7 +90,7 @@ def test_failing_point_is_recorded_others_finish_exit_nonzero(runs, tmp_path, ca
 
 
 def _batch_cmd(grid_file: Path) -> list[str]:
-    return [sys.executable, "-m", "wsss_lib.batch", str(grid_file)]
+    return [sys.executable, "-m", "wsss_lib.experiments.batch", str(grid_file)]
 
 
 def test_killed_batch_resumes_without_redoing_finished_points(runs, tmp_path):
@@ -147,7 +147,7 @@ def test_xi_grid_shares_one_amr_run_and_one_classifier_run(runs, quick_voc):
 
 
 def test_results_collect_and_mean_std(runs, tmp_path):
-    from wsss_lib.results import collect, mean_std
+    from wsss_lib.experiments.results import collect, mean_std
 
     argv = ["--notebook", TOY, "-p", "x", "1", "2", "3", "-p", "seed", "0", "1", "-p", "fail", "false"]
     assert main(argv) == 0
@@ -163,7 +163,7 @@ def test_results_collect_and_mean_std(runs, tmp_path):
 
 
 def test_submitit_local_executor_uses_the_same_point_folders_and_semantics(runs, tmp_path):
-    from wsss_lib.batch import ClusterOptions, run_batch
+    from wsss_lib.experiments.batch import ClusterOptions, run_batch
 
     log = tmp_path / "exec.log"
     grid = Grid(TOY, {"log": str(log)}, {"x": [1, 2], "fail": [False, True]}, [["x", "fail"]], name="toy")
@@ -201,7 +201,7 @@ def test_a_default_written_out_is_the_same_point(quick_voc):
 def test_a_quick_point_is_never_the_full_point(monkeypatch, quick_voc):
     import dataclasses
 
-    import wsss_lib.profile as P
+    import wsss_lib.runs.profile as P
 
     # a "full" profile that differs from quick by its name only: the name alone separates the points
     monkeypatch.setattr(P, "FULL", dataclasses.replace(P.QUICK, name="full"))
@@ -242,7 +242,7 @@ def test_unknown_parameters_are_refused_by_the_batch_runner(runs, tmp_path, caps
 def test_unknown_parameters_are_refused_by_the_launcher_and_a_papermilled_notebook(runs, tmp_path):
     import papermill as pm
 
-    res = subprocess.run([sys.executable, "-m", "wsss_lib.launch", "classifier", "sed=0"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "wsss_lib.experiments.launch", "classifier", "sed=0"], capture_output=True, text=True)
     assert res.returncode == 2 and "unknown parameter(s) ['sed'] for stage classifier" in res.stderr
     nb = Path(__file__).parents[1] / "notebooks" / "01_train_classifier_oaa.ipynb"
     with pytest.raises(pm.PapermillExecutionError, match=r"unknown parameter\(s\) \['sed'\] for notebook 01"):
@@ -316,4 +316,4 @@ def test_a_read_only_runs_folder_gives_one_named_error(runs, tmp_path):
 
 
 def _batch_cmd_p(notebook: str, x: str) -> list[str]:
-    return [sys.executable, "-m", "wsss_lib.batch", "--notebook", notebook, "-p", "x", x]
+    return [sys.executable, "-m", "wsss_lib.experiments.batch", "--notebook", notebook, "-p", "x", x]

@@ -1,6 +1,6 @@
 """The benchmark code runs and reports its figures (tiny sizes; no timing is asserted)."""
 
-from wsss_lib.bench import bench_cam, bench_oaa, format_cam, format_memory, format_oaa, naive_cams, store_memory_table
+from wsss_lib.speed.bench import bench_cam, bench_oaa, format_cam, format_memory, format_oaa, naive_cams, store_memory_table
 from wsss_lib.models.cam import build_cam_net
 
 import torch
@@ -32,7 +32,7 @@ def test_bench_cam_and_the_naive_baseline_agree_on_shape():
 
 
 def test_train_benchmark_runs_every_stage_step_and_reports_them():
-    from wsss_lib.bench_train import CASES, bench_train, format_train
+    from wsss_lib.speed.training import CASES, bench_train, format_train
 
     res = bench_train("cpu", "tiny", image_size=32, batch_size=2, steps=1, warmup=1, num_classes=4,
                       seg_network="small")

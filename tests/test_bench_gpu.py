@@ -24,7 +24,7 @@ ABSENT = ("papermill", "nbformat", "nbclient", "nbconvert", "IPython", "ipykerne
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_without_cuda_it_says_so_writes_nothing_and_exits_0(tmp_path, capsys):
-    from wsss_lib.bench_gpu import main
+    from wsss_lib.speed.gpu import main
 
     out = tmp_path / "bench_gpu.md"
     assert main(["--out", str(out)]) == 0
@@ -33,7 +33,7 @@ def test_without_cuda_it_says_so_writes_nothing_and_exits_0(tmp_path, capsys):
 
 
 def test_bad_steps_are_refused(tmp_path):
-    from wsss_lib.bench_gpu import main
+    from wsss_lib.speed.gpu import main
 
     with pytest.raises(SystemExit) as e:
         main(["--steps", "0", "--out", str(tmp_path / "x.md")])
@@ -74,7 +74,7 @@ def test_the_absent_packages_really_are_absent(tmp_path):
 def test_rehearsal_runs_every_part_on_a_bare_nodes_packages(tmp_path, quick_voc):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(absent_site(tmp_path)), str(REPO)])}
     out = tmp_path / "bench_gpu.md"
-    p = subprocess.run([sys.executable, "-m", "wsss_lib.bench_gpu", "--device", "cpu", "--scale", "tiny",
+    p = subprocess.run([sys.executable, "-m", "wsss_lib.speed.gpu", "--device", "cpu", "--scale", "tiny",
                         "--run", "quick", "--tests-k", "guard or amp_dtype", "--out", str(out)],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]

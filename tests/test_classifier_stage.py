@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from wsss_lib.attention_io import load_attention
+from wsss_lib.runs.attention_io import load_attention
 from wsss_lib.data.voc import DataError
-from wsss_lib.runs import RunConflictError
+from wsss_lib.runs.folders import RunConflictError
 from wsss_lib.stages.classifier import run_classifier_stage
-from wsss_lib.train.engine import TrainingInterrupted
+from wsss_lib.engine.loop import TrainingInterrupted
 
 SMALL = dict(quick=True, progress=False, epochs=3, batch_size=8)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from wsss_lib.exercises import ExerciseNotAnswered, check, compare
+from wsss_lib.course.checks import ExerciseNotAnswered, check, compare
 
 COURSE = Path(__file__).resolve().parents[1] / "course"
 SOURCE = COURSE / "source" / "wsss_exercises"
@@ -135,7 +135,7 @@ def test_check_names_the_case_the_expected_and_the_obtained_values():
 
 @pytest.mark.slow
 def test_release_strips_solutions_and_the_grading_demo_scores_all_three_outcomes(tmp_path):
-    from wsss_lib.course import grade_demo
+    from wsss_lib.course.grading import grade_demo
 
     course = tmp_path / "course"
     shutil.copytree(COURSE, course, ignore=shutil.ignore_patterns("release", "submitted", "autograded", "feedback",

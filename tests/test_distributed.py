@@ -10,10 +10,10 @@ import sys
 import pytest
 import torch
 
-from wsss_lib.attention_io import load_attention
+from wsss_lib.runs.attention_io import load_attention
 from wsss_lib.stages import get_stage
-from wsss_lib.train.distributed import DistributedEpochSampler, check_world_batches, rank_chunk
-from wsss_lib.train.engine import epoch_order
+from wsss_lib.util.distributed import DistributedEpochSampler, check_world_batches, rank_chunk
+from wsss_lib.engine.loop import epoch_order
 
 PARAMS = {"epochs": 2, "batch_size": 8, "checkpoint_every": 2, "seed": 0, "device": "cpu", "gate": "all"}
 
@@ -35,7 +35,7 @@ def test_ranks_split_each_global_batch_and_resume_from_any_step():
 
 def torchrun(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "wsss_lib.launch", *args]
+           "-m", "wsss_lib.experiments.launch", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
 

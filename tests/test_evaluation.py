@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as Fn
 
 from wsss_lib.data import VOCLayout
-from wsss_lib.evaluation import CAMEvaluator, mean_average_precision
-from wsss_lib.metrics import confusion_matrix
+from wsss_lib.formulas.evaluation import CAMEvaluator, mean_average_precision
+from wsss_lib.formulas.metrics import confusion_matrix
 
 
 def _random_source(layout, size=(8, 8), seed=0):

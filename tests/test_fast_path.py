@@ -1,6 +1,6 @@
 """No host synchronisation inside a training step, for every training stage.
 
-On CPU the steps run under :class:`~wsss_lib.train.sync_guard.HostSyncGuard` (the tensor
+On CPU the steps run under :class:`~wsss_lib.util.sync_guard.HostSyncGuard` (the tensor
 operations that would make the host wait for a GPU raise); on a machine with CUDA the same tests
 run under ``torch.cuda.set_sync_debug_mode("error")``. ``WSSS_SYNC_CHECK=1`` turns the check on for
 every step that does not log (the upstream runs these stages make are checked too)."""
@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wsss_lib.accumulation import OAAStore
+from wsss_lib.formulas.accumulation import OAAStore
 from wsss_lib.stages import get_stage
-from wsss_lib.train.engine import TrainingInterrupted, amp_dtype
-from wsss_lib.train.sync_guard import HostSyncError, HostSyncGuard, no_host_sync
+from wsss_lib.engine.loop import TrainingInterrupted, amp_dtype
+from wsss_lib.util.sync_guard import HostSyncError, HostSyncGuard, no_host_sync
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

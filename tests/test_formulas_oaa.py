@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from wsss_lib.accumulation import OAAStore, fuse_ave, fuse_max, gate_all, gate_paper, gate_topk
-from wsss_lib.attention import attention_maps, class_probabilities, class_scores
+from wsss_lib.formulas.accumulation import OAAStore, fuse_ave, fuse_max, gate_all, gate_paper, gate_topk
+from wsss_lib.formulas.attention import attention_maps, class_probabilities, class_scores
 
 
 def test_eq1_scores_are_gap_and_probabilities_the_sigmoid():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from wsss_lib.losses import (amr_classification_loss, amr_total_loss, area_regularizer, cps_loss,
+from wsss_lib.formulas.losses import (amr_classification_loss, amr_total_loss, area_regularizer, cps_loss,
                              hybrid_loss, hybrid_loss_official, mce_loss, multilabel_bce)
 
 L = math.log

@@ -5,7 +5,7 @@ exported as HTML, and a second invocation reuses every finished point."""
 import json
 import re
 
-from wsss_lib.main import main
+from wsss_lib.experiments.main import main
 
 GRIDS = """
 grids:

@@ -4,7 +4,7 @@ import torch
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import jaccard_score
 
-from wsss_lib.metrics import confusion_matrix, iou_from_confusion, iou_table, mean_iou
+from wsss_lib.formulas.metrics import confusion_matrix, iou_from_confusion, iou_table, mean_iou
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from wsss_lib import pretrain
+from wsss_lib.models import pretrain
 from wsss_lib.data.synthetic import (DEFAULT_SPEC, PART2_HUE_INDEX, PART2_PATTERNS, PART_HUES, PART_PATTERNS,
                                      PARTS2_SPEC, BenchmarkSpec, generate_benchmark, render_image)
-from wsss_lib.drift import (DriftRecorder, coverage, drift_summary, object_fractions, peaks, region_iou,
+from wsss_lib.formulas.drift import (DriftRecorder, coverage, drift_summary, object_fractions, peaks, region_iou,
                             summary_metrics)
 from wsss_lib.models.backbones import build_backbone, tiny_backbone
-from wsss_lib.train.data_setup import resolve_data_root
+from wsss_lib.engine.data_setup import resolve_data_root
 
 TINY = pretrain.PretrainSpec(n_train=96, n_heldout=32, size=32, epochs=1, batch_size=32)
 
@@ -51,7 +51,7 @@ def test_pretraining_cache_is_reused_and_checked(tmp_path, monkeypatch):
 def test_pretrained_features_beat_random_on_heldout_source_images(tmp_path, monkeypatch):
     monkeypatch.setenv("WSSS_CACHE", str(tmp_path))
     from wsss_lib.models.weights import weights_for
-    from wsss_lib.profile import QUICK
+    from wsss_lib.runs.profile import QUICK
 
     spec = QUICK.pretrain
     bb = build_backbone("tiny", weights_for("tiny", True, spec))  # the same path every stage takes
@@ -74,7 +74,7 @@ def test_source_task_is_disjoint_and_deterministic():
 # -- benchmark variants -----------------------------------------------------------------------------
 def test_version1_benchmark_is_unchanged_by_the_variant_option(tmp_path):
     # the digests name the cache folders and enter every run's identity: they must not move
-    from wsss_lib.profile import QUICK
+    from wsss_lib.runs.profile import QUICK
 
     assert DEFAULT_SPEC.digest() == "7c7ad83a1880" and QUICK.benchmark().digest() == "baa332476e74"
     voc = generate_benchmark(tmp_path / "q", QUICK.benchmark(), progress=False)
@@ -167,7 +167,7 @@ def test_classifier_run_writes_drift(tmp_path, monkeypatch):
     assert all(b >= a - 1e-9 for a, b in zip(d["discovery"], d["discovery"][1:]))  # MAX only grows
     assert {"discovery_e03", "cam_mass_part2_e03", "drift_epochs"} <= set(m)
     params = json.loads((run / "params.json").read_text())["params"]
-    from wsss_lib.profile import QUICK
+    from wsss_lib.runs.profile import QUICK
 
     assert params["pretrained"] is True and params["profile"] == "quick"
     assert params["weights"] == [{"backbone": "tiny", "source": "source-task", "spec": QUICK.pretrain.digest(),

@@ -4,7 +4,7 @@ and palette PNGs read back by torchvision's VOC reader."""
 import numpy as np
 import pytest
 
-from wsss_lib.pseudo_labels import IGNORE, read_label_png, saliency_labels, threshold_labels, write_label_png
+from wsss_lib.formulas.label_rules import IGNORE, read_label_png, saliency_labels, threshold_labels, write_label_png
 
 
 def test_threshold_labels_by_hand():

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsss_lib.identity import data_identity
-from wsss_lib.runs import (StaleRunWarning, find_run, prepare_run, run_identity, stage_entry, upstream_run,
+from wsss_lib.runs.identity import data_identity
+from wsss_lib.runs.folders import (StaleRunWarning, find_run, prepare_run, run_identity, stage_entry, upstream_run,
                            write_metrics)
 from wsss_lib.stages import get_stage
 
@@ -199,7 +199,7 @@ def test_a_corrupt_torch_file_is_named(tmp_path, quick_voc):
         get_stage("oaa_plus")(oaa_run=str(run), **Q)
     ckpt = run / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:100])
-    from wsss_lib.io import torch_load
+    from wsss_lib.util.io import torch_load
 
     with pytest.raises(ValueError, match=r"checkpoint.pt cannot be read: it is corrupt"):
         torch_load(ckpt)

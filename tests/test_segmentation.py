@@ -8,14 +8,14 @@ import torch
 from PIL import Image
 
 from wsss_lib.data.synthetic import ensure_benchmark, render_image
-from wsss_lib.profile import QUICK
+from wsss_lib.runs.profile import QUICK
 
 QUICK_SPEC = QUICK.benchmark()
 from wsss_lib.data.transforms import ViewGeometry
 from wsss_lib.data.voc import VOCLayout
-from wsss_lib.io import read_json
-from wsss_lib.pseudo_labels import explain_cues, read_label_png, threshold_labels
-from wsss_lib.saliency import (SaliencySpec, ensure_saliency, load_saliency, render_saliency,
+from wsss_lib.util.io import read_json
+from wsss_lib.formulas.label_rules import explain_cues, read_label_png, threshold_labels
+from wsss_lib.data.saliency import (SaliencySpec, ensure_saliency, load_saliency, render_saliency,
                                saliency_quality)
 from wsss_lib.stages import get_stage, stage_of_notebook
 from wsss_lib.stages.pseudo_labels import LABEL_FOLDER, stage_of_source
@@ -100,7 +100,7 @@ def test_fraction_subsets_are_deterministic_and_nested():
 
 
 def test_pseudo_label_views_follow_the_geometry(tmp_path):
-    from wsss_lib.pseudo_labels import write_label_png
+    from wsss_lib.formulas.label_rules import write_label_png
 
     class L:  # a minimal layout: two ids
         ids = ["a", "b"]
@@ -128,7 +128,7 @@ def test_segmentation_loss_by_hand():
 def test_dense_crf_sharpens_a_blurred_mask():
     from scipy import ndimage
 
-    from wsss_lib.crf import dense_crf
+    from wsss_lib.formulas.crf import dense_crf
 
     s = 48
     yy, xx = np.mgrid[0:s, 0:s]
@@ -155,7 +155,7 @@ def test_stage_registry_knows_sources_and_notebook_05():
 
 
 def test_pseudo_label_stage_writes_scored_palette_labels(tmp_path, quick_root):
-    from wsss_lib.attention_io import load_attention
+    from wsss_lib.runs.attention_io import load_attention
     import torch.nn.functional as Fn
 
     run = get_stage("pseudo_labels")(quick=True, run_dir=str(tmp_path / "p"), mode="threshold", source="cam",
@@ -166,7 +166,7 @@ def test_pseudo_label_stage_writes_scored_palette_labels(tmp_path, quick_root):
     m = read_json(run / "metrics.json")
     assert 0 <= m["pseudo_miou"] <= 1 and m["pseudo_ignored"] == 0.0  # threshold mode never ignores
     # image 5's label is threshold_labels of its present classes' maps, resized to the image
-    from wsss_lib.runs import upstream_run
+    from wsss_lib.runs.folders import upstream_run
 
     src = load_attention(upstream_run(run, "attention_run") / "attention" / "cam.pt")
     slots = (src["slot_image"] == 5).nonzero().flatten()

@@ -9,14 +9,14 @@ import json
 import pytest
 import torch
 
-from wsss_lib import accumulation
-from wsss_lib.accumulation import FUSION_SOURCES, FUSIONS, Fusion, OAAStore
-from wsss_lib.runs import write_metrics
+from wsss_lib.formulas import accumulation
+from wsss_lib.formulas.accumulation import FUSION_SOURCES, FUSIONS, Fusion, OAAStore
+from wsss_lib.runs.folders import write_metrics
 from wsss_lib.stages import ORDER, get_stage, notebook_call
-from wsss_lib.profile import resolve_profile
+from wsss_lib.runs.profile import resolve_profile
 from wsss_lib.stages.base import Stage, Upstream, plan_upstream
-from wsss_lib.train.config import StageConfig
-from wsss_lib.viz import SOURCE_NAMES
+from wsss_lib.engine.config import StageConfig
+from wsss_lib.figures.plots import SOURCE_NAMES
 
 Q = dict(seed=0, quick=True, progress=False)
 

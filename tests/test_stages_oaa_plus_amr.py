@@ -6,8 +6,8 @@ import re
 import pytest
 import torch
 
-from wsss_lib.attention import attention_maps, multiscale_attention
-from wsss_lib.attention_io import load_attention
+from wsss_lib.formulas.attention import attention_maps, multiscale_attention
+from wsss_lib.runs.attention_io import load_attention
 from wsss_lib.models.cam import build_cam_net
 from wsss_lib.stages.amr import run_amr_stage
 from wsss_lib.stages.classifier import run_classifier_stage

@@ -6,7 +6,7 @@ from PIL import Image
 
 from wsss_lib.data.synthetic import (CLASS_NAMES, CONTEXT_OF_CLASS, BenchmarkSpec, generate_benchmark,
                                      render_image, voc_colormap)
-from wsss_lib.io import read_json
+from wsss_lib.util.io import read_json
 
 
 def _tree_digest(root):

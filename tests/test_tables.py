@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from wsss_lib.profile import QUICK
+from wsss_lib.runs.profile import QUICK
 from wsss_lib.stages import get_stage
-from wsss_lib.tables.core import Column, Row, SettingMismatch, Table, render, values
-from wsss_lib.tables.oaa import OAA_TABLE
+from wsss_lib.reporting.tables.core import Column, Row, SettingMismatch, Table, render, values
+from wsss_lib.reporting.tables.oaa import OAA_TABLE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def test_columns_merge_parameters_into_every_row(quick_voc):
 
 
 def test_readme_tables_are_the_rendered_tables():
-    from wsss_lib.tables.readme import readme_blocks
+    from wsss_lib.reporting.tables.readme import readme_blocks
 
     blocks = readme_blocks(REPO / "README.md")
     assert {"reports/oaa_plus_table.md", "reports/amr_table.md", "reports/segmentation_table.md"} <= set(blocks)
@@ -68,7 +68,7 @@ def test_readme_tables_are_the_rendered_tables():
 
 
 def test_every_table_says_what_it_shows_and_how_to_read_it():
-    from wsss_lib.tables import ALL_TABLES, describe
+    from wsss_lib.reporting.tables import ALL_TABLES, describe
 
     for name in (*ALL_TABLES, "oaa_per_class"):
         title, note = describe(name)
@@ -76,7 +76,7 @@ def test_every_table_says_what_it_shows_and_how_to_read_it():
 
 
 def test_one_run_has_no_spread():
-    from wsss_lib.tables.core import _mean_std_cells, mean_std
+    from wsss_lib.reporting.tables.core import _mean_std_cells, mean_std
 
     assert mean_std([0.3481]) == "0.348" and mean_std([0.2, 0.4]) == "0.300 ± 0.141" and mean_std([]) == "-"
     cells = _mean_std_cells("CAM mIoU", [0.5])

@@ -45,7 +45,7 @@ def test_store_maps_sampled_into_views_roundtrip():
 def test_a_blob_seen_in_a_flipped_crop_fuses_at_its_image_position():
     """End to end through the OAA store: activation on the object's pixels in a flipped, zoomed view
     lands on the object's pixels in the image frame."""
-    from wsss_lib.accumulation import OAAStore
+    from wsss_lib.formulas.accumulation import OAAStore
 
     obj = torch.zeros(1, 1, 16, 16)
     obj[..., 2:6, 10:14] = 1.0  # an object near the top right

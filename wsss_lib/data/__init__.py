@@ -1,8 +1,8 @@
 """Data: the embedded benchmark generator and the VOC-layout reader."""
 
-from .synthetic import (CLASS_NAMES, DEFAULT_SPEC, PARTS2_SPEC, BenchmarkSpec, ensure_benchmark,
+from wsss_lib.data.synthetic import (CLASS_NAMES, DEFAULT_SPEC, PARTS2_SPEC, BenchmarkSpec, ensure_benchmark,
                         generate_benchmark)
-from .voc import DataError, VOCLayout, VOCSegDataset, resolve_voc_root
+from wsss_lib.data.voc import DataError, VOCLayout, VOCSegDataset, resolve_voc_root
 
 __all__ = ["CLASS_NAMES", "DEFAULT_SPEC", "PARTS2_SPEC", "BenchmarkSpec", "ensure_benchmark",
            "generate_benchmark", "DataError", "VOCLayout", "VOCSegDataset", "resolve_voc_root"]

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io import write_json, write_text
+from wsss_lib.util.io import write_json, write_text
 
 GENERATOR_VERSION = "1"
 
@@ -119,7 +119,7 @@ class BenchmarkSpec:
 
 
 #: The default benchmark (version 1) and its two-part variant (``data_root="embedded:parts2"``). The
-#: quick profile's tiny versions of both are in :mod:`wsss_lib.profile`, with everything else quick sets.
+#: quick profile's tiny versions of both are in :mod:`wsss_lib.runs.profile`, with everything else quick sets.
 DEFAULT_SPEC = BenchmarkSpec()
 PARTS2_SPEC = BenchmarkSpec(parts_per_object=2)
 
@@ -134,7 +134,7 @@ class RenderedImage:
     objects: list[int] = field(default_factory=list)  # 0-based classes, in drawing order
     contexts: list[str] = field(default_factory=list)
     #: where context (water, rails) was drawn, and the saturated clutter items (the background
-    #: things a salient-object detector tends to fire on); used by :mod:`wsss_lib.saliency`
+    #: things a salient-object detector tends to fire on); used by :mod:`wsss_lib.data.saliency`
     context_mask: np.ndarray | None = None
     clutter_masks: list[np.ndarray] = field(default_factory=list)
 

@@ -235,7 +235,7 @@ class VOCLayout:
 
     # -- labels ------------------------------------------------------------------------------
     def _cache_file(self) -> Path:
-        from .synthetic import default_cache_dir
+        from wsss_lib.data.synthetic import default_cache_dir
 
         base = self._label_cache or default_cache_dir() / "labels"
         key = hashlib.sha256(f"{self.root.resolve()}|{self.split}|{self.sbd_root}".encode()).hexdigest()[:16]
@@ -264,7 +264,7 @@ class VOCLayout:
             present = np.unique(m)
             present = present[(present > 0) & (present != IGNORE_INDEX)]
             labels[i, present - 1] = True
-        from ..io import write_json
+        from wsss_lib.util.io import write_json
 
         try:
             write_json(cache, {"ids": self.ids, "stamp": stamp, "labels": labels.astype(int).tolist()})

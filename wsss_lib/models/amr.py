@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .amm import AMM
-from .cam import CAMNet, build_cam_net
+from wsss_lib.models.amm import AMM
+from wsss_lib.models.cam import CAMNet, build_cam_net
 
 PLACEMENTS = ("stage", "bottleneck")
 

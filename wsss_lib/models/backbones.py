@@ -6,7 +6,7 @@ branch inserts its modulation module after each stage) with ``out_channels`` and
 ``output_stride``. Every builder takes ``weights`` (:class:`wsss_lib.models.weights.Weights`, or
 ``None`` for random initialization): ImageNet weights from the torch hub cache (a missing file
 raises, naming it; nothing is downloaded at run time), or, for ``tiny``, the weights learnt on the
-embedded source task (:mod:`wsss_lib.pretrain`: the cache first, made when missing).
+embedded source task (:mod:`wsss_lib.models.pretrain`: the cache first, made when missing).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 if TYPE_CHECKING:
-    from .weights import Weights
+    from wsss_lib.models.weights import Weights
 
 BACKBONES = ("tiny", "vgg16", "resnet50", "resnet101")
 
@@ -39,7 +39,7 @@ def tiny_backbone(width: int = 32, weights: "Weights | None" = None) -> Backbone
     """Four stages, output stride 8: (2w, s2) (4w, s2) (8w, s2) (8w, dilation 2).
 
     About 0.3 M parameters at ``width=32``. ``weights``: ``Weights("source-task", spec)``, the weights
-    learnt on the embedded source task of ``spec`` (:func:`wsss_lib.pretrain.load_tiny_pretrained`).
+    learnt on the embedded source task of ``spec`` (:func:`wsss_lib.models.pretrain.load_tiny_pretrained`).
     """
     w = width
     stages = [nn.Sequential(*_cbr(3, w, 2), *_cbr(w, w)),
@@ -50,7 +50,7 @@ def tiny_backbone(width: int = 32, weights: "Weights | None" = None) -> Backbone
     if weights is not None:
         if weights.source != "source-task":
             raise ValueError(f"the tiny backbone has no {weights.source!r} weights; expected source-task weights")
-        from ..pretrain import load_tiny_pretrained
+        from wsss_lib.models.pretrain import load_tiny_pretrained
 
         bb.load_state_dict(load_tiny_pretrained(weights.pretrain, width))
     return bb
@@ -63,7 +63,7 @@ def _torchvision_net(name: str, weights: "Weights | None", **kwargs):
 
     net = getattr(tvm, name)(weights=None, **kwargs)
     if weights is not None:
-        from .weights import load_imagenet
+        from wsss_lib.models.weights import load_imagenet
 
         if weights.source != "imagenet":
             raise ValueError(f"{name} starts from ImageNet weights or none, not {weights.source!r}")

@@ -1,7 +1,7 @@
 """The OAA classifier (OAA section 3.1): backbone + three 3x3 conv layers with ReLU + a 1x1
 class-aware conv with C output channels. Its output ``F`` gives both the class scores
-(:func:`wsss_lib.attention.class_scores`, eq. 1) and the attention maps
-(:func:`wsss_lib.attention.attention_maps`, eq. 2).
+(:func:`wsss_lib.formulas.attention.class_scores`, eq. 1) and the attention maps
+(:func:`wsss_lib.formulas.attention.attention_maps`, eq. 2).
 
 The same network without GAP and classification loss is OAA+'s integral attention model, and
 (with AMM inserted in the backbone) AMR's compensation branch.
@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from .backbones import Backbone, build_backbone
+from wsss_lib.models.backbones import Backbone, build_backbone
 
 if TYPE_CHECKING:
-    from .weights import Weights
+    from wsss_lib.models.weights import Weights
 
 
 class CAMNet(nn.Module):

@@ -1,7 +1,7 @@
 """Official checkpoints in, our models out: :func:`load_official_checkpoint`.
 
 A researcher with the published weights gets CAMs, xi sweeps and CAM mIoU from our batched
-inference (:func:`wsss_lib.attention.multiscale_attention`) instead of the official per-image
+inference (:func:`wsss_lib.formulas.attention.multiscale_attention`) instead of the official per-image
 ``make_cam`` loop. Supported kinds:
 
 - ``"amr"``: the official AMR network (``net/resnet50_amr.py`` of the AMR repository): a ResNet-50
@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .amm import AMM
-from .amr import AMRNet, insert_amm
-from .backbones import resnet_backbone, vgg16_backbone
-from .cam import CAMNet
+from wsss_lib.models.amm import AMM
+from wsss_lib.models.amr import AMRNet, insert_amm
+from wsss_lib.models.backbones import resnet_backbone, vgg16_backbone
+from wsss_lib.models.cam import CAMNet
 
 KINDS = ("amr", "oaa")
 #: keys of the official AMR state dict that alias the same tensors under a second name

@@ -2,7 +2,7 @@
 
 - ``small``: the embedded benchmark's network: the ``tiny`` backbone (output stride 8, last stage
   dilated) with a LargeFOV-style head (3x3 conv at dilation 4, then 1x1 to the classes); CPU-sized;
-  pretrained: the backbone learnt on the embedded source task (:mod:`wsss_lib.pretrain`).
+  pretrained: the backbone learnt on the embedded source task (:mod:`wsss_lib.models.pretrain`).
 - ``deeplab_largefov``: DeepLab-LargeFOV on VGG16 (the OAA paper's segmentation network): VGG16 at
   output stride 8, pool5 (3x3, stride 1) and its 3x3 average pool, fc6 as a 3x3 conv at dilation 12
   (1024 channels), fc7 1x1 (1024), dropout 0.5 after both, fc8 1x1 to the classes.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .backbones import _cbr, build_backbone
+from wsss_lib.models.backbones import _cbr, build_backbone
 
 SEG_NETWORKS = ("small", "deeplab_largefov", "deeplabv3_resnet101")
 
@@ -77,7 +77,7 @@ def deeplabv3_resnet101(num_classes: int, weights=None) -> nn.Module:
 
     net = tv_deeplab(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
     if weights is not None:  # ImageNet weights of the backbone (torchvision's ``weights_backbone``)
-        from .weights import load_imagenet
+        from wsss_lib.models.weights import load_imagenet
 
         missing, _ = net.backbone.load_state_dict(load_imagenet("resnet101"), strict=False)
         if missing:

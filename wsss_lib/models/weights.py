@@ -3,7 +3,7 @@
 :class:`Weights` names the starting point of a backbone: ``imagenet`` (torchvision's ImageNet
 weights, a file in the torch hub cache, ``$TORCH_HOME/hub/checkpoints``) or ``source-task`` (the
 ``tiny`` backbone's weights learnt on the embedded source task of a :class:`PretrainSpec`, made and
-cached by :mod:`wsss_lib.pretrain`). ``None`` means random initialization: ``pretrained=False`` is
+cached by :mod:`wsss_lib.models.pretrain`). ``None`` means random initialization: ``pretrained=False`` is
 the explicit way to train from scratch.
 
 Weights are never downloaded at run time and never silently replaced by random ones: a missing
@@ -20,8 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import file_digest_cached
-from ..pretrain import PretrainSpec
+from wsss_lib.util.io import file_digest_cached
+from wsss_lib.models.pretrain import PretrainSpec
 
 #: torchvision's model names of our backbones and segmentation backbones
 TORCHVISION = ("vgg16", "resnet50", "resnet101")
@@ -40,8 +40,8 @@ class Weights:
         """Check the weights of ``backbone`` are here (making the source-task weights if missing)
         and return what identifies them: the file's name and SHA-256."""
         if self.source == "source-task":
-            from ..pretrain import ensure_tiny_pretrained
-            from ..io import read_json
+            from wsss_lib.models.pretrain import ensure_tiny_pretrained
+            from wsss_lib.util.io import read_json
 
             if backbone != "tiny":
                 raise ValueError(f"source-task weights exist for the tiny backbone only, not {backbone!r}")
@@ -85,7 +85,7 @@ def imagenet_file(name: str) -> Path:
 
 def load_imagenet(name: str) -> dict:
     """The state dict of torchvision's ImageNet weights for ``name`` (from the cache; never downloaded)."""
-    from ..io import torch_load
+    from wsss_lib.util.io import torch_load
 
     return torch_load(imagenet_file(name), weights_only=True)
 

@@ -39,7 +39,7 @@ def stage_of_notebook(notebook: str):
 def notebook_call(stage_name: str, namespace: dict, announce: bool = True):
     """See :func:`wsss_lib.stages.base.notebook_call` (imported lazily: ``import wsss_lib.stages``
     stays light)."""
-    from .base import notebook_call as _call
+    from wsss_lib.stages.base import notebook_call as _call
 
     return _call(stage_name, namespace, announce)
 

@@ -35,16 +35,16 @@ from pathlib import Path
 
 import torch
 
-from ..attention import attention_maps, class_scores
-from ..io import file_digest, read_json, torch_load
-from ..losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
-from ..models.amm import AMM_FORMS, SPATIAL_POOLS
-from ..models.amr import PLACEMENTS, build_amr, weighted_cam
-from ..train.distributed import is_main
-from ..train.common import dense_source, infer_attention
-from ..train.config import TrainConfig
-from ..train.engine import Batch
-from .base import RunContext, TrainingStage, Upstream
+from wsss_lib.formulas.attention import attention_maps, class_scores
+from wsss_lib.util.io import file_digest, read_json, torch_load
+from wsss_lib.formulas.losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
+from wsss_lib.models.amm import AMM_FORMS, SPATIAL_POOLS
+from wsss_lib.models.amr import PLACEMENTS, build_amr, weighted_cam
+from wsss_lib.util.distributed import is_main
+from wsss_lib.engine.common import dense_source, infer_attention
+from wsss_lib.engine.config import TrainConfig
+from wsss_lib.engine.loop import Batch
+from wsss_lib.stages.base import RunContext, TrainingStage, Upstream
 
 VARIANTS = {"AMR": (False, False), "AMR+threshold": (True, False), "AMR+area": (False, True),
             "AMR+both": (True, True)}
@@ -250,7 +250,7 @@ class AMRStage(TrainingStage):
             return super().execute(ctx)
         if not is_main():  # scoring an official checkpoint trains nothing: rank 0 alone
             return
-        from ..models.official import load_official_checkpoint
+        from wsss_lib.models.official import load_official_checkpoint
 
         path = Path(ctx.cfg.init_from)
         ctx.ts = self.training_set(ctx)

@@ -3,8 +3,8 @@
 A stage is a :class:`Stage` subclass in its own module of :mod:`wsss_lib.stages`. It declares
 
 - ``name`` (registry key) and ``prefix`` (run folders are ``runs/<prefix>-<hash of the identity>``);
-- ``Config``: a :class:`~wsss_lib.train.config.StageConfig` dataclass (defaults and ``validate``
-  with errors that name the parameter; what the quick profile changes is in :mod:`wsss_lib.profile`);
+- ``Config``: a :class:`~wsss_lib.engine.config.StageConfig` dataclass (defaults and ``validate``
+  with errors that name the parameter; what the quick profile changes is in :mod:`wsss_lib.runs.profile`);
 - ``upstream``: run argument -> the stage whose run it reads (``{"oaa_run": "classifier"}``), and
   ``upstream_params_field``: the config field holding the parameters of an upstream run made for it;
 - ``inherits``: its settings that its upstream runs inherit (a segmentation run with
@@ -28,7 +28,7 @@ finished, seeds and executes. A failed check therefore leaves no folder behind.
 
 Notebooks call :func:`notebook_call` on their parameters cell's namespace: every parameter is
 written once (in that cell), the profile is resolved in one place
-(:func:`~wsss_lib.profile.resolve_profile`), names the notebook does not know are refused, and every
+(:func:`~wsss_lib.runs.profile.resolve_profile`), names the notebook does not know are refused, and every
 value is validated before any work.
 """
 
@@ -43,18 +43,18 @@ from typing import Callable, ClassVar
 
 import torch
 
-from ..data.voc import VOCLayout
-from ..identity import code_digest, combine, data_identity
-from ..io import check_torch_file, read_json
-from ..models.weights import Weights, weights_for
-from ..profile import FULL, Profile, resolve_profile
-from ..runs import find_run, is_finished, params_hash, prepare_run, publish_point, run_identity, runs_root, \
+from wsss_lib.data.voc import VOCLayout
+from wsss_lib.runs.identity import code_digest, combine, data_identity
+from wsss_lib.util.io import check_torch_file, read_json
+from wsss_lib.models.weights import Weights, weights_for
+from wsss_lib.runs.profile import FULL, Profile, resolve_profile
+from wsss_lib.runs.folders import find_run, is_finished, params_hash, prepare_run, publish_point, run_identity, runs_root, \
     stage_entry, write_metrics
-from ..train.common import TrainingSet, flat_metrics, save_and_score, training_set
-from ..train.config import StageConfig, TrainConfig
-from ..train.data_setup import resolve_data_root
-from ..train.distributed import is_main, main_first
-from ..train.engine import Batch, fit, resolve_device, seed_everything
+from wsss_lib.engine.common import TrainingSet, flat_metrics, save_and_score, training_set
+from wsss_lib.engine.config import StageConfig, TrainConfig
+from wsss_lib.engine.data_setup import resolve_data_root
+from wsss_lib.util.distributed import is_main, main_first
+from wsss_lib.engine.loop import Batch, fit, resolve_device, seed_everything
 
 #: the arguments every stage call takes besides its config's fields and its upstream runs
 RUN_ARGS = ("data_root", "run_dir", "seed", "device", "quick")
@@ -95,7 +95,7 @@ class RunPlan:
     @property
     def identity(self) -> str:
         """``<run name>-<hash>``: what downstream runs and grid points record."""
-        from ..runs import canonical
+        from wsss_lib.runs.folders import canonical
 
         return f"{self.stage.run_name(self.cfg)}-{params_hash(canonical(self.params))}"
 
@@ -178,7 +178,7 @@ class Stage:
         return {}
 
     def execute(self, ctx: RunContext) -> None:
-        """The stage's own work; must end with :func:`~wsss_lib.runs.write_metrics`."""
+        """The stage's own work; must end with :func:`~wsss_lib.runs.folders.write_metrics`."""
         raise NotImplementedError
 
     def point_metrics(self, cfg, run: Path) -> dict:
@@ -246,7 +246,7 @@ class Stage:
 
 
 def _run_data_root(run: Path) -> Path:
-    from ..runs import run_data_root
+    from wsss_lib.runs.folders import run_data_root
 
     return run_data_root(run)
 
@@ -257,7 +257,7 @@ def plan_upstream(arg: str, req: Upstream, *, data_root: str = "", seed: int = 0
     finished run of ``req.stage`` holding that stage's outputs (torch files readable); or, when no
     value is given, the plan of that stage's run for the same data, seed and ``req.params`` (with
     the ``inherited`` settings), made when the downstream run is executed (and said so)."""
-    from . import get_stage
+    from wsss_lib.stages import get_stage
 
     up = get_stage(req.stage)
     arg = req.param or arg
@@ -285,8 +285,8 @@ def expected_code(run: Path) -> str:
     """The code digest a run would record if it were made now: its stage's code and, through them,
     its upstream runs' (as found from its ``params.json``). A run whose recorded ``code_digest``
     differs is stale: it, or a run it was made from, was computed by other code."""
-    from . import get_stage
-    from ..runs import upstream_run
+    from wsss_lib.stages import get_stage
+    from wsss_lib.runs.folders import upstream_run
 
     info = read_json(Path(run) / "params.json")
     stage = get_stage(info.get("stage_name") or info.get("params", {}).get("stage", ""))
@@ -437,7 +437,7 @@ class StageCall:
 
 def notebook_stages(notebook: str) -> list[Stage]:
     """The stages a notebook runs (in pipeline order; notebook 05: pseudo labels, then segmentation)."""
-    from . import all_stages
+    from wsss_lib.stages import all_stages
 
     return [st for st in all_stages() if st.notebook == Path(notebook).name]
 
@@ -506,7 +506,7 @@ def notebook_call(stage_name: str, namespace: dict, announce: bool = True) -> St
     (``WSSS_QUICK=1`` forces quick) and validates everything before any work: a bad value fails
     here, naming the parameter. When an upstream stage of this stage runs in the same notebook
     (notebook 05: pseudo labels before segmentation), its parameters come from the namespace too."""
-    from . import get_stage
+    from wsss_lib.stages import get_stage
 
     stage = get_stage(stage_name)
     check_parameters(namespace, notebook_parameters(stage.notebook), f"notebook {stage.notebook}")

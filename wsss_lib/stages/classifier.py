@@ -1,7 +1,7 @@
 """Stage 1: the CAM classifier with Online Attention Accumulation (OAA).
 
 One run yields, for every training image, the final model's attention (``cam``) and one
-accumulated map per fusion of :data:`wsss_lib.accumulation.FUSIONS` (``oaa_max``, eq. 5;
+accumulated map per fusion of :data:`wsss_lib.formulas.accumulation.FUSIONS` (``oaa_max``, eq. 5;
 ``oaa_ave``, eq. 10), plus per-epoch snapshots of a fixed subset of images, the checkpoint and
 ``metrics.json``. ``init_from`` may name an official OAA / OAA+ checkpoint: its CAMs are scored,
 nothing is trained.
@@ -16,20 +16,20 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
-from ..accumulation import FUSION_SOURCES, FUSIONS, GATES, OAAStore
-from ..attention import attention_maps, class_scores
-from ..data.transforms import views_to_image_frame
-from ..data.voc import VOCLayout, VOCSegDataset
-from ..diagnostics import drift_of_recording
-from ..drift import DriftRecorder, summary_metrics
-from ..evaluation import mean_average_precision
-from ..io import file_digest, torch_save, write_json
-from ..models.cam import build_cam_net
-from ..train.common import dense_source, infer_attention, training_set
-from ..train.config import TrainConfig
-from ..train.distributed import is_main
-from ..train.engine import Batch
-from .base import RunContext, TrainingStage
+from wsss_lib.formulas.accumulation import FUSION_SOURCES, FUSIONS, GATES, OAAStore
+from wsss_lib.formulas.attention import attention_maps, class_scores
+from wsss_lib.data.transforms import views_to_image_frame
+from wsss_lib.data.voc import VOCLayout, VOCSegDataset
+from wsss_lib.formulas.diagnostics import drift_of_recording
+from wsss_lib.formulas.drift import DriftRecorder, summary_metrics
+from wsss_lib.formulas.evaluation import mean_average_precision
+from wsss_lib.util.io import file_digest, torch_save, write_json
+from wsss_lib.models.cam import build_cam_net
+from wsss_lib.engine.common import dense_source, infer_attention, training_set
+from wsss_lib.engine.config import TrainConfig
+from wsss_lib.util.distributed import is_main
+from wsss_lib.engine.loop import Batch
+from wsss_lib.stages.base import RunContext, TrainingStage
 
 
 @dataclass
@@ -93,7 +93,7 @@ class SnapshotRecorder:
         self._touched[epoch, rows] = True
 
     def merge_shards(self) -> None:
-        from ..train.distributed import merge_rows, world
+        from wsss_lib.util.distributed import merge_rows, world
 
         if world()[1] > 1:
             self._touched[:, -1] = False  # the scratch row is nobody's
@@ -208,7 +208,7 @@ class ClassifierStage(TrainingStage):
             return super().execute(ctx)
         if not is_main():  # scoring an official checkpoint trains nothing: rank 0 alone
             return
-        from ..models.official import load_official_checkpoint
+        from wsss_lib.models.official import load_official_checkpoint
 
         path, cfg = Path(ctx.cfg.init_from), ctx.cfg
         model = load_official_checkpoint(path, "oaa").to(ctx.device)

@@ -1,9 +1,9 @@
 """Stage 2: attention evolution (OAA Figure 1) from a classifier run's per-epoch snapshots.
 
 Nothing is trained: the figure of the snapshot images' attention epoch by epoch, the drift
-measure (IoU of consecutive epochs' attention regions, :func:`wsss_lib.viz.attention_drift`), and
-the discovery figure (:func:`wsss_lib.viz.discovery_figure`) with the classifier run's drift over
-every training pair (:mod:`wsss_lib.drift`, its ``drift.json``).
+measure (IoU of consecutive epochs' attention regions, :func:`wsss_lib.figures.plots.attention_drift`), and
+the discovery figure (:func:`wsss_lib.figures.plots.discovery_figure`) with the classifier run's drift over
+every training pair (:mod:`wsss_lib.formulas.drift`, its ``drift.json``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..io import torch_load, write_json
-from ..runs import write_metrics
-from ..train.config import StageConfig
-from .base import RunContext, Stage
+from wsss_lib.util.io import torch_load, write_json
+from wsss_lib.runs.folders import write_metrics
+from wsss_lib.engine.config import StageConfig
+from wsss_lib.stages.base import RunContext, Stage
 
 
 @dataclass
@@ -41,9 +41,9 @@ class EvolutionStage(Stage):
     outputs = ("metrics.json", "attention_evolution.png", "discovery.png", "drift.json")
 
     def execute(self, ctx: RunContext) -> None:
-        from ..drift import summary_metrics
-        from ..io import read_json
-        from ..viz import attention_drift, attention_evolution_figure, discovery_figure, save_figure
+        from wsss_lib.formulas.drift import summary_metrics
+        from wsss_lib.util.io import read_json
+        from wsss_lib.figures.plots import attention_drift, attention_evolution_figure, discovery_figure, save_figure
 
         cfg, run = ctx.cfg, ctx.upstream["oaa_run"]
         snaps = torch_load(run / "snapshots.pt")

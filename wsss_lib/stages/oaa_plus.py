@@ -12,15 +12,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..accumulation import FUSION_SOURCES
-from ..attention_io import load_attention
-from ..data.transforms import image_frame_to_views
-from ..losses import OAA_PLUS_LOSSES
-from ..models.cam import build_cam_net
-from ..train.common import dense_source, infer_attention
-from ..train.config import TrainConfig
-from ..train.engine import Batch
-from .base import RunContext, TrainingStage
+from wsss_lib.formulas.accumulation import FUSION_SOURCES
+from wsss_lib.runs.attention_io import load_attention
+from wsss_lib.data.transforms import image_frame_to_views
+from wsss_lib.formulas.losses import OAA_PLUS_LOSSES
+from wsss_lib.models.cam import build_cam_net
+from wsss_lib.engine.common import dense_source, infer_attention
+from wsss_lib.engine.config import TrainConfig
+from wsss_lib.engine.loop import Batch
+from wsss_lib.stages.base import RunContext, TrainingStage
 
 #: the upstream classifier's attention sources that can serve as soft labels
 SOURCES = (*FUSION_SOURCES, "cam")

@@ -4,8 +4,8 @@ Reads ``attention/<source>.pt`` of an upstream run (the classifier's ``cam`` / `
 ``oaa_ave``, OAA+'s ``oaa_plus``, AMR's ``amr_xi<xi>`` / branches; an official checkpoint's CAMs via
 a classifier run with ``init_from``), resizes each present class's map to its image, and writes
 one VOC palette PNG per training image into ``SegmentationClassPseudo/`` (any segmentation code can
-read the folder), by :func:`wsss_lib.pseudo_labels.threshold_labels` or
-:func:`wsss_lib.pseudo_labels.saliency_labels`. ``metrics.json`` scores the labels against the
+read the folder), by :func:`wsss_lib.formulas.label_rules.threshold_labels` or
+:func:`wsss_lib.formulas.label_rules.saliency_labels`. ``metrics.json`` scores the labels against the
 training masks: mIoU over the labelled pixels, foreground precision and recall (ignored pixels
 count as missed), and the ignored share.
 """
@@ -18,14 +18,14 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
-from ..attention_io import load_attention
-from ..data.voc import VOCLayout
-from ..io import write_json
-from ..metrics import confusion_matrix, iou_from_confusion
-from ..pseudo_labels import IGNORE, saliency_labels, threshold_labels, write_label_png
-from ..runs import write_metrics
-from ..train.config import StageConfig
-from .base import RunContext, Stage, Upstream
+from wsss_lib.runs.attention_io import load_attention
+from wsss_lib.data.voc import VOCLayout
+from wsss_lib.util.io import write_json
+from wsss_lib.formulas.metrics import confusion_matrix, iou_from_confusion
+from wsss_lib.formulas.label_rules import IGNORE, saliency_labels, threshold_labels, write_label_png
+from wsss_lib.runs.folders import write_metrics
+from wsss_lib.engine.config import StageConfig
+from wsss_lib.stages.base import RunContext, Stage, Upstream
 
 MODES = ("threshold", "saliency")
 LABEL_FOLDER = "SegmentationClassPseudo"
@@ -33,7 +33,7 @@ LABEL_FOLDER = "SegmentationClassPseudo"
 
 def stage_of_source(source: str) -> str:
     """The stage whose runs write attention source ``source`` (e.g. ``oaa_plus`` -> ``oaa_plus``)."""
-    from . import all_stages
+    from wsss_lib.stages import all_stages
 
     for st in all_stages():
         if source in st.sources:
@@ -101,8 +101,8 @@ class PseudoLabelStage(Stage):
         maps' content identifies them, wherever the folder lives."""
         if cfg.mode != "saliency":
             return {}
-        from ..identity import folder_identity
-        from ..saliency import resolve_saliency_root
+        from wsss_lib.runs.identity import folder_identity
+        from wsss_lib.data.saliency import resolve_saliency_root
 
         folder = resolve_saliency_root(cfg.saliency_root, root, progress=False)
         ids = VOCLayout(root, "train").ids
@@ -116,7 +116,7 @@ class PseudoLabelStage(Stage):
     def execute(self, ctx: RunContext) -> None:
         from tqdm.auto import tqdm
 
-        from ..saliency import load_saliency, resolve_saliency_root
+        from wsss_lib.data.saliency import load_saliency, resolve_saliency_root
 
         cfg, layout = ctx.cfg, ctx.layout
         run = ctx.upstream["attention_run"]

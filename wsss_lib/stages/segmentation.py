@@ -5,7 +5,7 @@ of a :mod:`pseudo_labels <wsss_lib.stages.pseudo_labels>` run (pixels labelled 2
 the loss), then report its mIoU on the val ground truth. Recipe: SGD, poly schedule, new layers at
 10x the learning rate, the engine's resumable loop (flip augmentation by default); evaluation at
 each image's own size, optionally multi-scale + flip (``scales``, ``flip``) and dense CRF
-(``crf``, :func:`wsss_lib.crf.dense_crf`).
+(``crf``, :func:`wsss_lib.formulas.crf.dense_crf`).
 
 ``fraction`` (OAA Table 3) trains on a random subset of the pseudo-labelled images
 (:func:`fraction_subset`: a fixed permutation per ``fraction_seed``, so 20% lies inside 50%); with
@@ -23,19 +23,19 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
-from ..data.transforms import image_frame_to_views, normalize_images
-from ..data.voc import VOCLayout, VOCSegDataset
-from ..io import read_json, write_json
-from ..metrics import confusion_matrix, iou_from_confusion
-from ..models.segnet import SEG_BACKBONES, SEG_NETWORKS, build_segnet
-from ..models.weights import weights_for
-from ..pseudo_labels import IGNORE, read_label_png, write_label_png
-from ..runs import write_metrics
-from ..train.config import TrainConfig
-from ..train.distributed import is_main
-from ..train.engine import Batch, fit
-from .base import RunContext, Stage
-from .pseudo_labels import LABEL_FOLDER
+from wsss_lib.data.transforms import image_frame_to_views, normalize_images
+from wsss_lib.data.voc import VOCLayout, VOCSegDataset
+from wsss_lib.util.io import read_json, write_json
+from wsss_lib.formulas.metrics import confusion_matrix, iou_from_confusion
+from wsss_lib.models.segnet import SEG_BACKBONES, SEG_NETWORKS, build_segnet
+from wsss_lib.models.weights import weights_for
+from wsss_lib.formulas.label_rules import IGNORE, read_label_png, write_label_png
+from wsss_lib.runs.folders import write_metrics
+from wsss_lib.engine.config import TrainConfig
+from wsss_lib.util.distributed import is_main
+from wsss_lib.engine.loop import Batch, fit
+from wsss_lib.stages.base import RunContext, Stage
+from wsss_lib.stages.pseudo_labels import LABEL_FOLDER
 
 
 def fraction_subset(n: int, fraction: float, seed: int) -> list[int]:
@@ -152,7 +152,7 @@ class SegmentationConfig(TrainConfig):
         self.check_int("n_examples")
         self.check("pseudo_params", isinstance(self.pseudo_params, dict), "a mapping of pseudo-label parameters")
         if self.crf:
-            from ..crf import crf_available
+            from wsss_lib.formulas.crf import crf_available
 
             self.check("crf", crf_available(), "False: the package pydensecrf2 is not installed here")
         return self
@@ -226,7 +226,7 @@ class SegmentationStage(Stage):
         """Val mIoU, per-class IoU, confusion matrix (and figure); predictions as palette PNGs."""
         from tqdm.auto import tqdm
 
-        from ..viz import confusion_figure, save_figure
+        from wsss_lib.figures.plots import confusion_figure, save_figure
 
         cfg = ctx.cfg
         val = VOCLayout(ctx.root, "val")
@@ -241,7 +241,7 @@ class SegmentationStage(Stage):
             s = data[i]
             probs = predict_probs(model, s["image"][None].to(ctx.device), cfg.scales, cfg.flip)[0].cpu()
             if cfg.crf:
-                from ..crf import dense_crf
+                from wsss_lib.formulas.crf import dense_crf
 
                 probs = torch.from_numpy(dense_crf(s["image"].permute(1, 2, 0).numpy(), probs.numpy()))
             pred = probs.argmax(0)

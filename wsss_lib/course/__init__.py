@@ -1,0 +1,2 @@
+"""The course: the exercises' checks (:mod:`.checks`), nbgrader's release and grading demo
+(:mod:`.grading`), what the introduction notebook loads and draws (:mod:`.intro`)."""

@@ -1,0 +1,99 @@
+"""Pieces every training stage shares: the training set and its resolutions, and writing +
+scoring attention sources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wsss_lib.runs.attention_io import save_attention
+from wsss_lib.data.transforms import ViewGeometry
+from wsss_lib.data.voc import VOCLayout, VOCSegDataset
+from wsss_lib.formulas.evaluation import CAMEvaluator
+from wsss_lib.util.io import write_json
+from wsss_lib.engine.loop import make_views
+
+
+@dataclass
+class TrainingSet:
+    layout: VOCLayout
+    dataset: VOCSegDataset
+    crop: int  # training view size
+    size: tuple[int, int]  # attention map size (image frame)
+    num_classes: int  # foreground classes
+
+
+def training_set(root: Path, crop_size: int, output_stride: int, store_size: int = 0,
+                 layout: VOCLayout | None = None) -> TrainingSet:
+    if layout is None:  # a layout passed in was checked by its stage already
+        layout = VOCLayout(root, "train")
+        layout.check()  # every image decodes and every mask fits it, before any training (lists all bad files)
+    dataset = VOCSegDataset(layout, with_mask=False, cache_in_memory=len(layout) <= 20000)
+    h0, w0 = dataset[0]["image"].shape[1:]
+    crop = crop_size or int(max(h0, w0))
+    feat = -(-crop // output_stride)
+    return TrainingSet(layout, dataset, crop, (store_size or feat,) * 2, layout.num_classes - 1)
+
+
+def present_slots(labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = torch.from_numpy(np.asarray(labels)).nonzero()
+    return pairs[:, 0], pairs[:, 1]
+
+
+def dense_source(maps: torch.Tensor, layout: VOCLayout) -> dict:
+    """An attention source from dense ``N x K x H x W`` maps: one map per (image, present class)."""
+    si, sc = present_slots(layout.labels)
+    return {"image_ids": layout.ids, "slot_image": si, "slot_class": sc, "maps": maps[si, sc].float()}
+
+
+def save_and_score(out: Path, root: Path, sources: dict[str, dict], extra: dict | None = None) -> dict:
+    """Write ``attention/<name>.pt`` for each source, score each on the train split, write
+    ``evaluation.json``; returns the per-source evaluations."""
+    (out / "attention").mkdir(exist_ok=True)
+    for name, src in sources.items():
+        save_attention(out / "attention" / f"{name}.pt", src, name)
+    evaluator = CAMEvaluator(VOCLayout(root, "train"))
+    evals = {name: evaluator.evaluate(src) for name, src in sources.items()}
+    write_json(out / "evaluation.json", {"sources": evals, **(extra or {})})
+    return evals
+
+
+def flat_metrics(evals: dict) -> dict:
+    m = {}
+    for name, ev in evals.items():
+        for key in ("miou", "best_threshold", "fg_precision", "fg_recall"):
+            m[f"{name}_{key}"] = ev[key]
+    return m
+
+
+@torch.no_grad()
+def infer_attention(model: torch.nn.Module, dataset, size: tuple[int, int], crop_size: int,
+                    device: torch.device, batch_size: int = 32, progress: bool = False,
+                    scales=(1.0,), flip: bool = False, amp: bool = True):
+    """Attention (eq. 2) and logits of every image, in the image frame at ``size``.
+
+    Images are resized to ``crop_size`` (the training resolution); single scale without flip by
+    default, so every attention source of a table is read the same way as the OAA store's maps.
+    Returns ``(maps N x K x H x W, logits N x K)`` (for a two-branch model, maps is a tuple)."""
+    from tqdm.auto import tqdm
+
+    from wsss_lib.formulas.attention import multiscale_attention
+
+    was_training = model.training
+    model.eval()
+    all_maps, all_logits = [], []
+    ident = ViewGeometry().as_tensor()
+    for start in tqdm(range(0, len(dataset), batch_size), desc="inference", leave=False, disable=not progress):
+        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        geo = ident.expand(len(samples), 5).clone()
+        x = make_views([s["image"] for s in samples], geo, crop_size, device)
+        maps, logits = multiscale_attention(model, x, scales, flip, out_size=size, amp=amp, return_logits=True)
+        all_maps.append(tuple(m.cpu() for m in maps) if isinstance(maps, tuple) else maps.cpu())
+        all_logits.append((logits[0] if isinstance(logits, tuple) else logits).cpu())
+    model.train(was_training)
+    if isinstance(all_maps[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*all_maps)), torch.cat(all_logits)
+    return torch.cat(all_maps), torch.cat(all_logits)

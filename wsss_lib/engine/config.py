@@ -1,0 +1,132 @@
+"""Stage configurations: the base every stage's config derives from (defaults, validation whose
+errors name the parameter), and the training hyper-parameters every training stage shares. What a
+profile (full or quick) changes is in :mod:`wsss_lib.runs.profile`, applied by :meth:`StageConfig.from_params`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from wsss_lib.data.transforms import AUGMENTATIONS
+from wsss_lib.models.backbones import BACKBONES
+from wsss_lib.runs.profile import FULL, Profile
+from wsss_lib.engine.loop import SCHEDULES, LoopConfig
+
+
+@dataclass
+class StageConfig:
+    """The base of every stage's config: a dataclass of the stage's own parameters (its defaults)
+    and :meth:`validate` (errors name the parameter)."""
+
+    @staticmethod
+    def invalid(name: str, value, expected: str) -> ValueError:
+        return ValueError(f"parameter {name}={value!r} is invalid: expected {expected}")
+
+    def check(self, name: str, ok: bool, expected: str) -> None:
+        if not ok:
+            raise self.invalid(name, getattr(self, name), expected)
+
+    def check_int(self, name: str, minimum: int = 0) -> None:
+        v = getattr(self, name)
+        self.check(name, isinstance(v, int) and not isinstance(v, bool) and v >= minimum, f"an integer >= {minimum}")
+
+    def check_number(self, name: str, lo: float, hi: float, closed_hi: bool = True) -> None:
+        v = getattr(self, name)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v and (v <= hi if closed_hi else v < hi)
+        self.check(name, ok, f"a number in [{lo}, {hi}{']' if closed_hi else ')'}")
+
+    def validate(self):
+        return self
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_params(cls, profile: Profile = FULL, seed=0, device="auto", inherited: dict | None = None,
+                    **overrides):
+        """The resolved config: defaults, then the ``profile``'s settings, then the settings a
+        downstream stage passes on (``inherited``: only the fields this config has), then
+        ``overrides`` (``None`` = not given); validated, together with the run's ``seed`` and
+        ``device`` (before any folder is made). Unknown names in ``overrides`` are refused, listing
+        the known ones."""
+        check_run_args(seed, device)
+        names = set(cls.field_names())
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
+        values = {**profile.config_overrides(cls), **{k: v for k, v in (inherited or {}).items() if k in names}}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = cls()
+        for k, v in values.items():
+            setattr(cfg, k, v)
+        return cfg.validate()
+
+
+@dataclass
+class TrainConfig(StageConfig):
+    """Optimization and data settings common to all training stages (defaults: embedded benchmark, CPU)."""
+
+    backbone: str = "tiny"
+    #: ImageNet weights (VGG16/ResNet) or the embedded source task's weights (tiny), as the papers
+    #: fine-tune a pretrained network; False trains from scratch
+    pretrained: bool = True
+    output_stride: int = 8
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    schedule: str = "poly"
+    augment: str = "flip"
+    scale_range: tuple[float, float] = (0.7, 1.0)
+    crop_size: int = 0  # 0: the images' own size (embedded benchmark); VOC: e.g. 321
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
+    num_workers: int = 0  # data loader workers (0: none on CPU; on CUDA, a few per GPU)
+    amp: bool = True  # bf16 autocast on CUDA (fp16 + gradient scaler where bf16 is missing)
+
+    def loop(self, seed: int, crop_size: int) -> LoopConfig:
+        """The training engine's settings for this config."""
+        return LoopConfig(self.epochs, self.batch_size, seed, crop_size, self.augment, self.scale_range,
+                          self.num_workers, self.checkpoint_every, self.amp)
+
+    def validate(self):
+        self.check("backbone", self.backbone in BACKBONES, f"one of {', '.join(BACKBONES)}")
+        self.check("pretrained", isinstance(self.pretrained, bool), "True or False")
+        self.check("output_stride", self.output_stride in (8, 16), "8 or 16")
+        self.check_int("epochs", 1)
+        self.check_int("batch_size", 1)
+        self.check_int("crop_size")  # 0 = automatic
+        self.check_int("checkpoint_every")
+        self.check_int("num_workers")
+        for name in ("lr", "momentum", "weight_decay"):
+            v = getattr(self, name)
+            self.check(name, isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                       and (v > 0 or name != "lr"), "a number > 0" if name == "lr" else "a number >= 0")
+        self.check("schedule", self.schedule in SCHEDULES, f"one of {sorted(SCHEDULES)}")
+        self.check("augment", self.augment in AUGMENTATIONS, f"one of {AUGMENTATIONS}")
+        try:
+            sr = tuple(float(x) for x in self.scale_range)
+        except (TypeError, ValueError):
+            sr = ()
+        self.check("scale_range", len(sr) == 2 and 0 < sr[0] <= sr[1] <= 1, "(lo, hi) with 0 < lo <= hi <= 1")
+        self.scale_range = sr
+        self.check("amp", isinstance(self.amp, bool), "True or False")
+        return self
+
+
+def check_run_args(seed, device) -> None:
+    """Validate the arguments every stage takes besides its config (errors name the parameter)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise StageConfig.invalid("seed", seed, "an integer >= 0")
+    if device in ("auto", "", None):
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise StageConfig.invalid("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise StageConfig.invalid("device", device, "'auto' or 'cpu': CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise StageConfig.invalid("device", device, "'auto', 'cpu', 'cuda' or 'cuda:N'")

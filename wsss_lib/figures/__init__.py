@@ -1,0 +1,2 @@
+"""Figures: overlays, attention and label maps with their colour bars and legends, the explorer
+widgets (:mod:`.plots`)."""

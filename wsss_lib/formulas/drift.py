@@ -1,0 +1,212 @@
+"""Attention drift over training, measured for every (image, present class) pair.
+
+OAA's premise (its Figure 1) is that the attention of a classifier in training moves between
+different discriminative regions of an object from epoch to epoch, so that fusing the epochs'
+maps recovers more of the object than any single epoch. :class:`DriftRecorder` keeps, during the
+classifier's training, each pair's attention of every epoch (image frame, the OAA store's map size,
+every labelled class, no gate); :func:`drift_summary` turns them into
+
+- **peak shift**: how far the attention peak moves between consecutive epochs (in image sides);
+- **consecutive IoU**: IoU of ``A > threshold`` regions of consecutive epochs (1 = no drift);
+- **discovery curve**: the share of the object covered by the running element-wise maximum of the
+  epochs' maps (OAA eq. 5 with every epoch accepted) after each epoch, next to the share a single
+  epoch's map covers: the gap between the two curves is what accumulation can add;
+- on the embedded benchmark, **mass per part**: the share of each map's attention on the object's
+  first part, second part (two-part variant) and body, per epoch, and how often the dominant part
+  changes between epochs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as Fn
+
+
+class DriftRecorder:
+    """Per-epoch attention of every (image, labelled class) pair, as ``float16`` on the training device.
+
+    ``slot_of``: ``N x K`` slot index of each (image, class) pair, -1 where the class is absent (the
+    OAA store's own table, so slots line up with its maps). Like the store, :meth:`record` writes
+    absent classes into a scratch row (no host synchronisation) and :meth:`merge_shards` combines
+    the ranks' rows in a process group. ``maps`` and ``seen`` are read on the CPU."""
+
+    def __init__(self, slot_of: torch.Tensor, epochs: int, size: tuple[int, int]) -> None:
+        self.slot_of = slot_of
+        s = self._s = int((slot_of >= 0).sum())
+        dev = slot_of.device
+        self._maps = torch.zeros((epochs, s + 1, *size), dtype=torch.float16, device=dev)
+        self._seen = torch.zeros((epochs, s + 1), dtype=torch.bool, device=dev)
+        self._touched = torch.zeros((epochs, s + 1), dtype=torch.bool, device=dev)
+
+    @property
+    def maps(self) -> torch.Tensor:
+        return self._maps[:, :self._s].cpu()
+
+    @property
+    def seen(self) -> torch.Tensor:
+        return self._seen[:, :self._s].cpu()
+
+    @torch.no_grad()
+    def record(self, epoch: int, indices: torch.Tensor, attention: torch.Tensor, valid: torch.Tensor | None) -> None:
+        """``attention``: ``B x K x H x W`` image-frame maps of the batch; ``valid``: pixels seen."""
+        slots = self.slot_of[indices]  # B x K
+        rows = torch.where(slots >= 0, slots, torch.full_like(slots, self._s)).flatten()
+        a = attention.detach().float()
+        if valid is not None:
+            a = a * valid.to(a.dtype)
+        self._maps[epoch, rows] = a.flatten(0, 1).half()
+        self._seen[epoch, rows] = True
+        self._touched[epoch, rows] = True
+
+    def merge_shards(self) -> None:
+        from wsss_lib.util.distributed import merge_rows, world
+
+        if world()[1] > 1:
+            self._touched[:, -1] = False  # the scratch row is nobody's
+            merged = merge_rows({"maps": self._maps, "seen": self._seen}, self._touched)
+            self._maps, self._seen = merged["maps"], merged["seen"]
+        self._touched.zero_()
+
+    def state_dict(self) -> dict:
+        return {"maps": self._maps[:, :self._s].to("cpu", copy=True), "seen": self._seen[:, :self._s].to("cpu", copy=True)}
+
+    def load_state_dict(self, sd: dict) -> None:
+        want = (self._maps.shape[0], self._s, *self._maps.shape[2:])
+        if tuple(sd["maps"].shape) != want:
+            raise ValueError(f"drift record checkpoint has shape {tuple(sd['maps'].shape)}, expected {want}")
+        dev = self._maps.device
+        self._maps = torch.cat([sd["maps"], torch.zeros((want[0], 1, *want[2:]), dtype=torch.float16)], 1).to(dev)
+        self._seen = torch.cat([sd["seen"], torch.zeros((want[0], 1), dtype=torch.bool)], 1).to(dev)
+        self._touched.zero_()
+
+
+def peaks(maps: torch.Tensor) -> torch.Tensor:
+    """``... x H x W`` -> ``... x 2`` peak position (row, column) in image sides (cell centres)."""
+    h, w = maps.shape[-2:]
+    flat = maps.flatten(-2).float().argmax(-1)
+    return torch.stack([(flat // w + 0.5) / h, (flat % w + 0.5) / w], -1)
+
+
+def region_iou(a: torch.Tensor, b: torch.Tensor, threshold: float) -> torch.Tensor:
+    """IoU of ``a > threshold`` and ``b > threshold`` over the last two dims; NaN where both are empty."""
+    ra, rb = a.float() > threshold, b.float() > threshold
+    inter = (ra & rb).flatten(-2).sum(-1).float()
+    union = (ra | rb).flatten(-2).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(union, float("nan")))
+
+
+def object_fractions(masks: list[np.ndarray], classes: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """For each slot, the share of each cell of the ``size`` grid covered by its class's object
+    (area-averaged from the full-resolution mask; 255 = ignored counts as not the object)."""
+    out = torch.zeros((len(classes), *size))
+    for s, (m, c) in enumerate(zip(masks, classes)):
+        obj = torch.from_numpy((np.asarray(m) == c + 1).astype(np.float32))[None, None]
+        out[s] = Fn.adaptive_avg_pool2d(obj, size)[0, 0]
+    return out
+
+
+def coverage(maps: torch.Tensor, frac: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Share of each object (``frac``, ``S x H x W``) inside ``maps > threshold`` (``... x S x H x W``)."""
+    on = (maps.float() > threshold).float()
+    return (on * frac).flatten(-2).sum(-1) / frac.flatten(-2).sum(-1).clamp_min(1e-6)
+
+
+def _nanmean(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    ok = ~torch.isnan(x)
+    return torch.where(ok, x, torch.zeros_like(x)).sum(dim) / ok.sum(dim).clamp_min(1)
+
+
+def drift_summary(maps: torch.Tensor, seen: torch.Tensor, frac: torch.Tensor | None = None,
+                  threshold: float = 0.5, part_masks: torch.Tensor | None = None) -> dict:
+    """Per-epoch drift figures of recorded maps (``E x S x H x W``; ``seen``: ``E x S``).
+
+    Only pairs seen at every epoch count. ``frac``: ``S x H x W`` object share per cell (for the
+    discovery curve); ``part_masks``: ``S x 3 x H x W`` shares of part 1, part 2 and the body per
+    cell (embedded benchmark). Returns lists indexed by epoch (pair lists by the later epoch)."""
+    keep = seen.all(0)
+    m = maps[:, keep].float()
+    e = m.shape[0]
+    out: dict = {"epochs": e, "pairs": int(keep.sum()), "threshold": threshold}
+    if e == 0 or m.shape[1] == 0:
+        return out
+    pk = peaks(m)  # E x S x 2
+    active = m.flatten(-2).amax(-1) > 0  # E x S: an empty map has no peak
+    shift = (pk[1:] - pk[:-1]).norm(dim=-1)  # (E-1) x S
+    shift = torch.where(active[1:] & active[:-1], shift, torch.full_like(shift, float("nan")))
+    out["peak_shift"] = [None] + [_nan_to_none(v) for v in _nanmean(shift).tolist()]
+    out["consecutive_iou"] = [None] + [_nan_to_none(v) for v in _nanmean(region_iou(m[1:], m[:-1], threshold)).tolist()]
+    acc = torch.cummax(m, dim=0).values
+    if frac is not None:
+        f = frac[keep]
+        cov_acc, cov_one = coverage(acc, f, threshold), coverage(m, f, threshold)
+        out["discovery"] = cov_acc.mean(1).tolist()
+        out["single_epoch_coverage"] = cov_one.mean(1).tolist()
+        # precision of the accumulated region: how much of what MAX gathers is the object
+        on = (acc > threshold).float()
+        out["accumulated_precision"] = _nanmean(torch.where(on.flatten(-2).sum(-1) > 0,
+                                                            (on * f).flatten(-2).sum(-1) / on.flatten(-2).sum(-1).clamp_min(1),
+                                                            torch.full(on.shape[:2], float("nan")))).tolist()
+    if part_masks is not None:
+        pm = part_masks[keep]  # S x 3 x H x W
+        mass = torch.einsum("eshw,sphw->esp", m.clamp_min(0), pm)
+        total = m.clamp_min(0).flatten(-2).sum(-1).clamp_min(1e-6)  # E x S
+        share = mass / total[..., None]
+        names = ("part1", "part2", "body")
+        for p, name in enumerate(names):
+            out[f"mass_{name}"] = share[..., p].mean(1).tolist()
+        both = (pm[:, 0].flatten(1).sum(1) > 0) & (pm[:, 1].flatten(1).sum(1) > 0)
+        out["pairs_with_two_parts"] = int(both.sum())
+        if both.any() and e > 1:
+            sh = share[:, both]
+            dom = sh[..., 0] >= sh[..., 1]  # E x S2: part 1 dominates
+            on = (sh[..., 0] + sh[..., 1]) > 0  # some attention on a part at that epoch
+            sw = torch.where(on[1:] & on[:-1], (dom[1:] != dom[:-1]).float(), torch.full(dom[1:].shape, float("nan")))
+            out["part_switch"] = [None] + [_nan_to_none(v) for v in _nanmean(sw).tolist()]
+            ever = [bool(len(set(dom[on[:, j], j].tolist())) > 1) for j in range(dom.shape[1])]
+            out["pairs_switching_ever"] = float(np.mean(ever))
+    return out
+
+
+def _nan_to_none(v: float):
+    return None if v != v else float(v)
+
+
+def summary_metrics(summary: dict) -> dict:
+    """The scalar figures of :func:`drift_summary` for ``metrics.json`` (flat numbers; per-epoch
+    values as ``<name>_eNN`` and the last epoch's as ``<name>_last``; undefined values left out)."""
+    out = {}
+    e = summary.get("epochs", 0)
+    for key, name in (("peak_shift", "drift_peak_shift"), ("consecutive_iou", "drift_consecutive_iou"),
+                      ("discovery", "discovery"), ("single_epoch_coverage", "single_epoch_coverage"),
+                      ("part_switch", "drift_part_switch"), ("mass_part1", "cam_mass_part1"),
+                      ("mass_part2", "cam_mass_part2"), ("mass_body", "cam_mass_body")):
+        vals = summary.get(key)
+        if not vals:
+            continue
+        for i, v in enumerate(vals):
+            if v is not None and np.isfinite(v):
+                out[f"{name}_e{i + 1:02d}"] = float(v)
+        if vals[-1] is not None and np.isfinite(vals[-1]):
+            out[f"{name}_last"] = float(vals[-1])  # the last epoch's value (runs differ in epochs)
+        finite = [v for v in vals if v is not None and np.isfinite(v)]
+        if finite and key in ("peak_shift", "consecutive_iou", "part_switch"):
+            out[f"{name}_mean"] = float(np.mean(finite))
+    if summary.get("discovery") and summary.get("single_epoch_coverage"):
+        out["discovery_final"] = float(summary["discovery"][-1])
+        out["discovery_gain"] = float(summary["discovery"][-1] - summary["single_epoch_coverage"][-1])
+    if "pairs_switching_ever" in summary:
+        out["drift_pairs_switching_part"] = float(summary["pairs_switching_ever"])
+    out["drift_epochs"] = float(e)
+    return out
+
+
+def part_shares(part_index: np.ndarray, mask: np.ndarray, cls: int, size: tuple[int, int]) -> torch.Tensor:
+    """``3 x H x W`` cell shares of the class's part 1, part 2 and body (the rest of its object)."""
+    obj = np.asarray(mask) == cls + 1
+    layers = np.stack([obj & (part_index == 1), obj & (part_index == 2), obj & (part_index == 0)]).astype(np.float32)
+    return Fn.adaptive_avg_pool2d(torch.from_numpy(layers)[None], size)[0]
+
+
+__all__ = ["DriftRecorder", "coverage", "drift_summary", "object_fractions", "part_shares", "peaks",
+           "region_iou", "summary_metrics"]

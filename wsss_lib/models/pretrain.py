@@ -1,0 +1,299 @@
+"""Pretraining the ``tiny`` backbone on a generated source task: the embedded counterpart of the
+ImageNet weights the papers start from.
+
+The papers fine-tune ImageNet-pretrained networks, so their attention means something from the
+first epoch. Our ``tiny`` backbone gets the same treatment from a *source task* that is disjoint
+from the benchmark's 8 classes: single-label images of one shape (triangle, square, cross, star,
+crescent, L) filled with one texture (solid, stripes, checker, dots) in a random colour, at a random
+size, position and angle, on the benchmark's cluttered backgrounds: 24 classes, none of them an
+ellipse body or a disc part. Colour carries no class information here, as most of ImageNet's
+classes do not hinge on one hue.
+
+Pretraining is deterministic per :class:`PretrainSpec` (seeded data, seeded order, single-process
+loop) and cached under ``<cache>/pretrained/tiny-<spec digest>/`` (``weights.pt`` and
+``pretrain.json``: source-task accuracy, time, weights digest). :func:`ensure_tiny_pretrained`
+returns the cache when it is there and makes it otherwise (never downloads anything), with a
+progress bar; :func:`wsss_lib.models.backbones.build_backbone` calls it for ``pretrained=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as Fn
+from torch import nn
+
+from wsss_lib.data.synthetic import _background, _hsv_to_rgb, default_cache_dir
+from wsss_lib.data.transforms import normalize_images
+from wsss_lib.util.io import read_json, write_json
+
+SHAPES = ("triangle", "square", "cross", "star", "crescent", "ell")
+TEXTURES = ("solid", "stripes", "checker", "dots")
+#: class k = (shape k // 4, texture k % 4)
+SOURCE_CLASSES = tuple(f"{s}/{t}" for s in SHAPES for t in TEXTURES)
+PRETRAIN_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class PretrainSpec:
+    """Everything that determines the pretrained weights; its digest names the cache folder."""
+
+    n_train: int = 8000
+    n_heldout: int = 2000
+    size: int = 64
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    width: int = 32
+    seed: int = 0
+    version: str = PRETRAIN_VERSION
+
+    def digest(self) -> str:
+        return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:12]
+
+
+#: the default source task (the quick profile's tiny one is in :mod:`wsss_lib.runs.profile`)
+DEFAULT_PRETRAIN = PretrainSpec()
+
+
+# -- the source task --------------------------------------------------------------------------------
+def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+    """``shape`` of radius ``r`` in the rotated frame (u, v) centred on the object."""
+    if shape == "triangle":
+        return (v >= -0.5 * r) & (np.abs(u) <= (r - v) / math.sqrt(3)) & (v <= r)
+    if shape == "square":
+        return (np.abs(u) <= 0.75 * r) & (np.abs(v) <= 0.75 * r)
+    if shape == "cross":
+        return ((np.abs(u) <= 0.3 * r) & (np.abs(v) <= r)) | ((np.abs(v) <= 0.3 * r) & (np.abs(u) <= r))
+    if shape == "star":
+        ang = np.arctan2(v, u)
+        rad = np.hypot(u, v)
+        return rad <= r * (0.55 + 0.45 * np.cos(5 * ang) ** 2)
+    if shape == "crescent":
+        return (np.hypot(u, v) <= r) & (np.hypot(u - 0.45 * r, v) > 0.8 * r)
+    if shape == "ell":
+        return (((u >= -0.8 * r) & (u <= -0.2 * r)) & (np.abs(v) <= 0.9 * r)) | \
+               ((v >= 0.3 * r) & (v <= 0.9 * r) & (u >= -0.8 * r) & (u <= 0.8 * r))
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def _texture(texture: str, u: np.ndarray, v: np.ndarray, period: float) -> np.ndarray:
+    """Where the texture is dark (bool)."""
+    if texture == "solid":
+        return np.zeros(u.shape, dtype=bool)
+    if texture == "stripes":
+        return (np.floor(u / period) % 2) == 0
+    if texture == "checker":
+        return ((np.floor(u / period) + np.floor(v / period)) % 2) == 0
+    if texture == "dots":
+        return (np.hypot((u % (2 * period)) - period, (v % (2 * period)) - period) <= 0.45 * period)
+    raise ValueError(f"unknown texture {texture!r}")
+
+
+def render_source_image(spec: PretrainSpec, split: str, index: int) -> tuple[np.ndarray, int]:
+    """Image ``index`` of ``split`` (``train`` or ``heldout``) and its class; deterministic."""
+    code = {"train": 1, "heldout": 2}[split]
+    rng = np.random.default_rng([spec.seed, 7, code, index])
+    s = spec.size
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
+    img = _background(rng, s, yy, xx)
+    k = int(rng.integers(0, len(SOURCE_CLASSES)))
+    shape, texture = SHAPES[k // len(TEXTURES)], TEXTURES[k % len(TEXTURES)]
+    r = rng.uniform(0.18, 0.34) * s
+    cx, cy = rng.uniform(0.3 * s, 0.7 * s, size=2)
+    th = rng.uniform(0, 2 * np.pi)
+    u = (xx - cx) * np.cos(th) + (yy - cy) * np.sin(th)
+    v = -(xx - cx) * np.sin(th) + (yy - cy) * np.cos(th)
+    m = _shape_mask(shape, u, v, r)
+    col = _hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0.4, 0.9), rng.uniform(0.55, 0.95))
+    dark = _texture(texture, u, v, rng.uniform(0.12, 0.2) * r * 2)
+    img[m] = col
+    img[m & dark] = 0.3 * col
+    img += rng.normal(0, 5, size=img.shape)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), k
+
+
+def source_split(spec: PretrainSpec, split: str, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """All images of a split as a ``N x 3 x S x S`` uint8 tensor and their labels."""
+    n = spec.n_train if split == "train" else spec.n_heldout
+    it = range(n)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc=f"source task: rendering {split}", leave=False)
+    imgs, labels = np.zeros((n, spec.size, spec.size, 3), np.uint8), np.zeros(n, np.int64)
+    for i in it:
+        imgs[i], labels[i] = render_source_image(spec, split, i)
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
+
+
+# -- training ---------------------------------------------------------------------------------------
+class SourceClassifier(nn.Module):
+    """The tiny backbone + global average pooling + a linear layer over the source classes."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        from wsss_lib.models.backbones import tiny_backbone
+
+        self.backbone = tiny_backbone(width)
+        self.fc = nn.Linear(self.backbone.out_channels, len(SOURCE_CLASSES))
+
+    def forward(self, x):
+        return self.fc(self.backbone(x).mean((2, 3)))
+
+
+@torch.no_grad()
+def features(backbone: nn.Module, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Globally pooled backbone features of uint8 images (eval mode)."""
+    backbone.eval()
+    return torch.cat([backbone(normalize_images(images[i:i + batch])).mean((2, 3)) for i in range(0, len(images), batch)])
+
+
+def probe_accuracy(backbone: nn.Module, images: torch.Tensor, labels: torch.Tensor, fit_share: float = 0.5) -> float:
+    """Nearest-class-mean accuracy of standardized pooled features: class means from the first
+    ``fit_share`` of the images, accuracy on the rest. A fixed, training-free probe of how much
+    class information a backbone's features carry."""
+    f = features(backbone, images)
+    n = int(len(f) * fit_share)
+    mu, sd = f[:n].mean(0), f[:n].std(0) + 1e-6
+    f = (f - mu) / sd
+    k = int(labels.max()) + 1
+    means = torch.stack([f[:n][labels[:n] == c].mean(0) if (labels[:n] == c).any() else torch.full_like(mu, float("inf"))
+                         for c in range(k)])
+    pred = torch.cdist(f[n:], means).argmin(1)
+    return float((pred == labels[n:]).float().mean())
+
+
+def weights_digest(state: dict) -> str:
+    """sha256 of a state dict's tensors (names, dtypes, shapes and bytes, in name order)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def pretrain_tiny(spec: PretrainSpec = DEFAULT_PRETRAIN, progress: bool = True) -> tuple[dict, dict]:
+    """Train :class:`SourceClassifier` on the source task; returns (backbone state dict, info).
+
+    SGD (momentum 0.9, nesterov), cosine learning rate, horizontal flips, one process; seeded data
+    order and initialization, so the same spec gives the same weights on the same machine setup."""
+    t0 = time.perf_counter()
+    xtr, ytr = source_split(spec, "train", progress)
+    xte, yte = source_split(spec, "heldout", progress)
+    render_s = time.perf_counter() - t0
+    g = torch.Generator().manual_seed(spec.seed)
+    torch.manual_seed(spec.seed)
+    model = SourceClassifier(spec.width)
+    opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=0.9, nesterov=True, weight_decay=spec.weight_decay)
+    steps_per_epoch = math.ceil(len(xtr) / spec.batch_size)
+    total = spec.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="pretraining tiny backbone on the source task", leave=False)
+    history = []
+    t1 = time.perf_counter()
+    for epoch in range(spec.epochs):
+        model.train()
+        order = torch.randperm(len(xtr), generator=g)
+        flips = torch.rand(len(xtr), generator=g) < 0.5
+        tot, n = 0.0, 0
+        for i in range(0, len(xtr), spec.batch_size):
+            idx = order[i:i + spec.batch_size]
+            x = normalize_images(xtr[idx])
+            f = flips[idx]
+            x[f] = x[f].flip(-1)
+            loss = Fn.cross_entropy(model(x), ytr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss.detach()) * len(idx)
+            n += len(idx)
+            if bar is not None:
+                bar.update(1)
+        history.append({"epoch": epoch + 1, "loss": tot / n})
+    if bar is not None:
+        bar.close()
+    train_s = time.perf_counter() - t1
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(normalize_images(xte[i:i + 256])) for i in range(0, len(xte), 256)])
+    acc = float((logits.argmax(1) == yte).float().mean())
+    state = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    info = {"spec": asdict(spec), "digest": spec.digest(), "classes": list(SOURCE_CLASSES),
+            "heldout_accuracy": acc, "chance_accuracy": 1 / len(SOURCE_CLASSES), "history": history,
+            "render_seconds": render_s, "train_seconds": train_s, "threads": torch.get_num_threads(),
+            "weights_sha256": weights_digest(state), "torch": torch.__version__}
+    return state, info
+
+
+def pretrained_dir(spec: PretrainSpec = DEFAULT_PRETRAIN, cache_dir: str | os.PathLike | None = None) -> Path:
+    return Path(cache_dir or default_cache_dir()) / "pretrained" / f"tiny-{spec.digest()}"
+
+
+def ensure_tiny_pretrained(spec: PretrainSpec = DEFAULT_PRETRAIN, cache_dir: str | os.PathLike | None = None,
+                           progress: bool = True) -> Path:
+    """The cache folder of ``spec``'s pretrained weights, made first if missing (a few minutes on 2
+    cores for the default spec; one process makes it while others wait on a lock). Written to a
+    temporary folder and renamed into place, so an interrupted pretraining leaves nothing behind."""
+    from filelock import FileLock
+
+    final = pretrained_dir(spec, cache_dir)
+    if (final / "pretrain.json").exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final.parent / f".{final.name}.lock")):
+        if (final / "pretrain.json").exists():  # made by another process while we waited
+            return final
+        print(f"pretraining the tiny backbone on the source task ({spec.n_train} images, {spec.epochs} epochs; "
+              f"cached in {final})", flush=True)
+        state, info = pretrain_tiny(spec, progress)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            (tmp / "weights.pt").write_bytes(buf.getvalue())
+            write_json(tmp / "pretrain.json", info)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def load_tiny_pretrained(spec: PretrainSpec = DEFAULT_PRETRAIN, width: int = 32, progress: bool = True) -> dict:
+    """The backbone state dict of ``spec`` (cache first, then made here; never downloaded)."""
+    if width != spec.width:
+        raise ValueError(f"the pretrained tiny backbone has width {spec.width}, asked for width={width}")
+    folder = ensure_tiny_pretrained(spec, progress=progress)
+    try:
+        state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise RuntimeError(f"{folder / 'weights.pt'}: cannot read the pretrained tiny backbone ({e}); delete "
+                           f"the folder {folder} and it is made again") from e
+    info = read_json(folder / "pretrain.json")
+    if weights_digest(state) != info.get("weights_sha256"):
+        raise RuntimeError(f"{folder / 'weights.pt'} does not match the digest in pretrain.json; delete the folder "
+                           f"{folder} and it is made again")
+    return state
+
+
+__all__ = ["DEFAULT_PRETRAIN", "PretrainSpec", "SOURCE_CLASSES", "SourceClassifier",
+           "ensure_tiny_pretrained", "features", "load_tiny_pretrained", "pretrain_tiny",
+           "pretrained_dir", "probe_accuracy", "render_source_image", "source_split", "weights_digest"]

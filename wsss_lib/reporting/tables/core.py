@@ -1,0 +1,246 @@
+"""Tables as data: a table declares its rows as stage calls, and the rows are the runs those calls
+resolve to.
+
+A :class:`Row` is a stage and the parameters a user would pass to it (everything else at the
+stage's defaults, the profile's settings included), a metric, and the paper's figure. For each seed
+found among the results, the row's call is planned (:meth:`wsss_lib.stages.base.Stage.plan`, which
+writes nothing) and the finished points whose run has *that* identity are the row's values: a grid
+that writes a default out lands in the same row as one that leaves it out, a run with other
+``epochs`` or of another profile never enters it, and rows are never matched by how a grid spelled
+its parameters. :func:`values` refuses to average runs that differ in anything but the seed (naming
+the differing parameters), and every rendered table states the profile and code digests its rows
+came from (:func:`provenance`), and which rows are stale.
+
+A :class:`Table` is rows and, optionally, :class:`Column` s (parameter overrides and metrics per
+column); :func:`render` turns it into a DataFrame, :func:`write` into ``<name>.md`` and ``.html``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from wsss_lib.runs.profile import Profile
+
+#: the header of the papers' column
+PAPER_COL = "paper (VOC val seg. mIoU %)"
+
+
+class SettingMismatch(ValueError):
+    """Runs of different settings asked to be averaged into one value (names the parameters)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row: a stage call (``params`` as a user passes them; the rest at defaults), its metric
+    (a template filled from ``vars``, e.g. ``"{source}_miou"``) and the paper's figure."""
+
+    label: str
+    stage: str
+    params: Mapping = field(default_factory=dict)
+    metric: str = ""
+    vars: Mapping = field(default_factory=dict)
+    paper: float | str | None = None
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a grid-shaped table: parameters merged into every row's (nested mappings
+    merged too), the metric (template; empty = the row's) and how cells are shown (``mean_std``:
+    "0.123 ± 0.004", ``mean``: the mean as a number)."""
+
+    label: str
+    params: Mapping = field(default_factory=dict)
+    metric: str = ""
+    agg: str = "mean_std"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table declared as data (see the module docstring). Without ``columns``: one value per row
+    as mean, std, n and the values over seeds, next to the paper's figure."""
+
+    name: str
+    rows: tuple[Row, ...]
+    columns: tuple[Column, ...] = ()
+    value: str = "CAM mIoU"
+    index: str = "method"
+    paper: str = PAPER_COL  # the paper column's header ("" for none)
+    title: str = ""  # what the table shows, in words (notebook 07 heads it with this)
+    note: str = ""  # how to read it: its measure, abbreviations and marks
+
+
+def _merge(a: Mapping, b: Mapping) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+# -- selecting the runs of a row ------------------------------------------------------------------
+_PLANS: dict[tuple, str | None] = {}
+
+
+def planned_identity(stage: str, params: Mapping, seed: int, profile: Profile) -> str | None:
+    """The identity of the run ``stage`` would make for ``params`` and ``seed`` (``None`` if the
+    call cannot be planned here, e.g. weights that are not on this machine)."""
+    from wsss_lib.stages import get_stage
+
+    key = (stage, json.dumps(params, sort_keys=True, default=str), seed, profile.name)
+    if key not in _PLANS:
+        try:
+            _PLANS[key] = get_stage(stage).plan(seed=seed, quick=profile, progress=False, **dict(params)).identity
+        except (FileNotFoundError, ValueError):
+            _PLANS[key] = None
+    return _PLANS[key]
+
+
+def candidates(df: pd.DataFrame, stage: str, params: Mapping, profile: Profile) -> pd.DataFrame:
+    """Results whose run is of ``stage`` and agrees with the plain config values ``params`` names
+    (a cheap filter before planning; the identity decides). An embedded benchmark variant that was
+    never generated has no runs (and is not generated to find that out)."""
+    from wsss_lib.data.synthetic import benchmark_exists
+
+    root = str(params.get("data_root", ""))
+    if df.empty or "r.stage" not in df or (root.startswith("embedded:") and (
+            root[len("embedded:"):] not in profile.benchmarks
+            or not benchmark_exists(profile.benchmark(root[len("embedded:"):])))):
+        return df.iloc[:0]
+    rows = df[df["r.stage"] == stage]
+    for k, v in params.items():
+        col = f"r.{k}"
+        if col in rows and not isinstance(v, (Mapping, list, tuple)):
+            rows = rows[rows[col].astype(object) == v]
+    return rows
+
+
+def runs_of(df: pd.DataFrame, stage: str, params: Mapping, profile: Profile) -> pd.DataFrame:
+    """The finished points of the row's call, one per run (sorted by seed): for every seed found
+    among the candidates, the points whose run is the planned one."""
+    rows = candidates(df, stage, params, profile)
+    if rows.empty:
+        return rows
+    seeds = sorted({int(s) for s in rows["r.seed"].dropna()})
+    want = {planned_identity(stage, params, s, profile) for s in seeds} - {None}
+    rows = rows[rows["run"].isin(want)]
+    return rows.sort_values("r.seed").drop_duplicates(subset=["run"])
+
+
+#: resolved parameters that differ between seeds by construction (upstream runs are made per seed)
+_PER_SEED = ("r.seed",)
+
+
+def check_same_setting(runs: pd.DataFrame, what: str = "") -> None:
+    """Refuse runs that differ in anything but the seed and their (per-seed) upstream runs."""
+    from wsss_lib.stages import get_stage
+
+    if len(runs) < 2:
+        return
+    per_seed = set(_PER_SEED)
+    for st in runs["r.stage"].dropna().unique():
+        per_seed.update(f"r.{a}" for a in get_stage(st).upstream)
+    cols = [c for c in runs.columns if c.startswith("r.") and c not in per_seed]
+    differ = {}
+    for c in cols:
+        vals = {json.dumps(v, sort_keys=True, default=str) for v in runs[c].tolist()}
+        if len(vals) > 1:
+            differ[c[2:]] = sorted(vals)
+    if differ:
+        shown = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(differ.items()))
+        raise SettingMismatch(f"{what or 'a table row'} would average runs of different settings ({shown}); "
+                              "select one setting (each row is one stage call: its parameters, the rest at defaults)")
+
+
+def values(runs: pd.DataFrame, metric: str, what: str = "") -> list[float]:
+    """The metric over the runs (one per seed), after :func:`check_same_setting`."""
+    check_same_setting(runs, what)
+    return [float(v) for v in runs[metric].dropna()] if metric in runs else []
+
+
+def mean_std(vals: list[float]) -> str:
+    if not vals:
+        return "-"
+    v = np.asarray(vals, dtype=float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if v.size > 1 else f"{v.mean():.3f}"  # no spread from one run
+
+
+# -- rendering -------------------------------------------------------------------------------------
+@dataclass
+class Rendered:
+    """A rendered table and where its rows came from."""
+
+    frame: pd.DataFrame
+    runs: pd.DataFrame  # every run that entered a cell
+
+    @property
+    def empty(self) -> bool:
+        return self.frame.empty
+
+
+def render(table: Table, df: pd.DataFrame, profile: Profile) -> Rendered:
+    """The table's DataFrame from the results ``df`` (rows with no runs are left out)."""
+    used = []
+    out = {}
+    for row in table.rows:
+        cols = table.columns or (Column(table.value, {}, ""),)
+        cells, n_any = {}, 0
+        for col in cols:
+            params = _merge(row.params, col.params)
+            runs = runs_of(df, row.stage, params, profile)
+            metric = (col.metric or row.metric).format(**row.vars)
+            vals = values(runs, metric, f"row {row.label!r} of {table.name}")
+            used.append(runs)
+            n_any = max(n_any, len(vals))
+            if not table.columns:
+                cells = _mean_std_cells(table.value, vals)
+            elif col.agg == "mean":
+                m = float(np.mean(vals)) if vals else np.nan
+                cells[col.label] = int(m) if vals and all(float(v).is_integer() for v in vals) and m.is_integer() else m
+            else:
+                cells[col.label] = mean_std(vals) + (f" (n={len(vals)})" if 0 < len(vals) < 3 else "")
+        if n_any == 0:
+            continue
+        if table.paper:
+            cells[table.paper] = (f"{row.paper:.1f}" if isinstance(row.paper, float) else str(row.paper)) \
+                if row.paper is not None else "-"
+        out[row.label] = cells
+    frame = pd.DataFrame(out).T.rename_axis(table.index) if out else pd.DataFrame()
+    runs = pd.concat(used).drop_duplicates(subset=["run"]) if used and any(len(u) for u in used) else pd.DataFrame()
+    return Rendered(frame, runs)
+
+
+def _mean_std_cells(value: str, vals: list[float]) -> dict:
+    v = np.asarray(vals, dtype=float)
+    return {f"{value} mean": float(v.mean()) if v.size else np.nan,
+            f"{value} std": float(v.std(ddof=1)) if v.size > 1 else np.nan, "n": int(v.size),  # one run: no std
+            "values": ", ".join(f"{x:.3f}" for x in v)}
+
+
+def provenance(runs: pd.DataFrame) -> str:
+    """One line: how many runs, their profile(s), the code digest(s) they were made by, stale ones."""
+    if runs is None or runs.empty:
+        return ""
+    profiles = sorted(str(p) for p in runs.get("r.profile", pd.Series(dtype=object)).dropna().unique())
+    codes = runs.get("code", pd.Series(dtype=object)).fillna("?").value_counts()
+    code_s = ", ".join(f"`{c}` ({n})" for c, n in codes.items())
+    stale = int(runs.get("stale", pd.Series(dtype=bool)).fillna(False).astype(bool).sum())
+    line = (f"_{len(runs)} run(s), profile {', '.join(f'`{p}`' for p in profiles) or '?'}, made by code {code_s}"
+            + (f"; **{stale} stale** (made by code that has changed since: run `make run` to remake them)" if stale
+               else "") + "._")
+    return line
+
+
+def write(rendered: Rendered, stem, floatfmt: str = ".3f") -> str:
+    """``<stem>.md`` and ``<stem>.html`` (the table and its provenance line); returns the Markdown."""
+    from wsss_lib.reporting.benchmark_page import write_table
+
+    return write_table(rendered.frame, stem, floatfmt, caption=provenance(rendered.runs))
+
+
+__all__ = ["Column", "PAPER_COL", "Rendered", "Row", "SettingMismatch", "Table", "candidates",
+           "check_same_setting", "mean_std", "planned_identity", "provenance", "render", "runs_of", "values",
+           "write"]

@@ -1,0 +1,103 @@
+"""Profiles: ``full`` (the default) or ``quick`` (tiny settings for tests and smoke runs).
+
+A profile is resolved once, at every entry point (a notebook's stage call, ``Stage.__call__``,
+``launch``, the batch runner, the main job), by :func:`resolve_profile`: the ``quick`` parameter, or
+the environment variable ``WSSS_QUICK=1``, which forces quick. The :class:`Profile` object then
+carries *everything* quick changes, so nothing else decides it:
+
+- the embedded benchmark of each variant (``data_root=""`` is ``v1``; ``embedded:parts2``);
+- the pretraining spec of the ``tiny`` backbone's source task (its weights);
+- the stage configs' overrides (fewer epochs, smaller batches, fewer snapshots);
+- where the reports of the profile go (``reports/`` or ``reports/quick/``).
+
+A run's identity holds the profile's name; its data, weights and resolved config hold the rest,
+so a quick run is never taken for a full one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from wsss_lib.util.paths import REPO
+from wsss_lib.data.synthetic import DEFAULT_SPEC, PARTS2_SPEC, BenchmarkSpec
+from wsss_lib.models.pretrain import DEFAULT_PRETRAIN, PretrainSpec
+
+#: the environment variable that forces the quick profile (the test suite sets it to 1)
+QUICK_ENV = "WSSS_QUICK"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a profile sets (see the module docstring)."""
+
+    name: str
+    benchmarks: Mapping[str, BenchmarkSpec]
+    pretrain: PretrainSpec
+    #: config class name -> the values the profile sets (applied along the class hierarchy, base first)
+    overrides: Mapping[str, Mapping] = field(default_factory=dict)
+    #: where this profile's reports go, relative to the repository
+    reports: str = "reports"
+    #: what the profile means for the numbers (notebooks print it)
+    note: str = ""
+
+    @property
+    def quick(self) -> bool:
+        return self.name == "quick"
+
+    def benchmark(self, variant: str = "v1") -> BenchmarkSpec:
+        """The embedded benchmark spec of ``variant`` (clear error listing the known ones)."""
+        if variant not in self.benchmarks:
+            raise ValueError(f"unknown embedded benchmark {variant!r}: expected one of "
+                             + ", ".join(f"'embedded:{k}'" for k in self.benchmarks))
+        return self.benchmarks[variant]
+
+    def config_overrides(self, config_cls: type) -> dict:
+        """The values this profile sets for a config class (its bases' first, then its own)."""
+        out: dict = {}
+        for klass in reversed(config_cls.__mro__):
+            out.update(self.overrides.get(klass.__name__, {}))
+        return out
+
+    def reports_dir(self, repo: Path | None = None) -> Path:
+        return (repo or REPO) / self.reports
+
+
+#: the default: the benchmark of reports/benchmark.md, the source task's full pretraining, the
+#: stages' own defaults
+FULL = Profile("full", {"v1": DEFAULT_SPEC, "parts2": PARTS2_SPEC}, DEFAULT_PRETRAIN)
+
+#: tiny settings: 48 + 16 images of 64 px, a 3-epoch source task, 2 epochs per stage
+QUICK = Profile(
+    "quick",
+    {"v1": BenchmarkSpec(n_train=48, n_val=16, size=64),
+     "parts2": BenchmarkSpec(n_train=48, n_val=16, size=64, parts_per_object=2)},
+    PretrainSpec(n_train=480, n_heldout=240, size=48, epochs=3, batch_size=32),
+    {"TrainConfig": {"epochs": 2, "batch_size": 8}, "ClassifierConfig": {"n_snapshots": 4}},
+    reports="reports/quick",
+    note="tiny benchmark and tiny settings (numbers are a smoke test, not results)")
+
+PROFILES = {p.name: p for p in (FULL, QUICK)}
+
+
+def resolve_profile(quick: "bool | int | str | Profile" = False, announce: bool = False) -> Profile:
+    """The one place that decides the profile: ``quick`` (a bool, 0/1, a profile or its name), or
+    ``WSSS_QUICK=1`` in the environment, which forces quick. With ``announce``, say so."""
+    if isinstance(quick, Profile):
+        asked = quick
+    elif isinstance(quick, str) and quick in PROFILES:
+        asked = PROFILES[quick]
+    elif isinstance(quick, bool) or quick in (0, 1):
+        asked = QUICK if quick else FULL
+    else:
+        raise ValueError(f"parameter quick={quick!r} is invalid: expected True or False")
+    forced = os.environ.get(QUICK_ENV, "0") == "1"
+    profile = QUICK if forced else asked
+    if profile.quick and announce:
+        print(f"quick mode: {profile.note}" + (f" (forced by {QUICK_ENV}=1)" if forced and not asked.quick else ""))
+    return profile
+
+
+__all__ = ["FULL", "PROFILES", "Profile", "QUICK", "QUICK_ENV", "resolve_profile"]
