@@ -1,6 +1,6 @@
 """The embedded benchmark: a deterministic miniature of PASCAL VOC written in VOC 2012 layout.
 
-Why it looks the way it does (``../shared/DESIGN.md`` section 4): every object is a *body* whose
+Why it looks the way it does (``docs/design.md`` section 4): every object is a *body* whose
 appearance is drawn from one distribution shared by all classes (an ellipse with a fine stripe
 texture and a faint class tint) plus a small *part* (a disc at one end of the body) whose colour and
 pattern identify the class. A classifier can name the class from the part alone, so a plain CAM
@@ -421,7 +421,7 @@ def default_cache_dir() -> Path:
 
 
 class _StatsAccumulator:
-    """Measured properties of the generated set (DESIGN.md section 4)."""
+    """Measured properties of the generated set (docs/design.md section 4)."""
 
     def __init__(self, k: int) -> None:
         self.k = k

@@ -25,7 +25,7 @@ def class_probabilities(F: torch.Tensor) -> torch.Tensor:
 def attention_maps(F: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """OAA eq. 2: ``A_c = ReLU(F_c) / max(F_c)``, the max taken over the spatial positions of each
     (image, class) map. A map whose maximum is <= 0 has no positive evidence: it becomes all zeros
-    (the guard DESIGN.md asks for) instead of dividing by a non-positive number.
+    (the guard of docs/design.md section 3) instead of dividing by a non-positive number.
     """
     mx = F.amax(dim=(-2, -1), keepdim=True)
     pos = mx > eps

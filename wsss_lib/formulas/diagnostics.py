@@ -1,4 +1,4 @@
-"""Measured properties of the embedded benchmark under a trained model (DESIGN.md section 4):
+"""Measured properties of the embedded benchmark under a trained model (docs/design.md section 4):
 does the plain CAM concentrate on the discriminative part and miss the rest of the object?
 
 The part masks are not in the VOC files; they are re-rendered from the benchmark's spec

@@ -1,7 +1,7 @@
 """Scoring attention maps as pseudo labels: CAM mIoU with a background-threshold sweep, and
 classification mAP.
 
-CAM mIoU (DESIGN.md section 3): per image, a constant background score (the threshold) is stacked
+CAM mIoU (docs/design.md section 3): per image, a constant background score (the threshold) is stacked
 under the maps of the classes present, the argmax is the label, a confusion matrix over all images
 is accumulated (ignore 255), and mIoU is the mean over the K+1 classes of TP / (TP + FP + FN).
 """
