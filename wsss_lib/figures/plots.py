@@ -28,6 +28,37 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.55, cmap: str 
     return np.clip((1 - alpha) * image + alpha * rgb, 0, 255).astype(np.uint8)
 
 
+def attention_colorbar(fig: "plt.Figure", label: str = "attention (OAA eq. 2)", ax=None,
+                       rect: tuple = (0.945, 0.2, 0.012, 0.6), fontsize: int = 8):
+    """A 0-1 colour bar of the attention overlays (jet): beside ``ax``, or in its own axes at ``rect``."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    sm = ScalarMappable(Normalize(0, 1), cmap="jet")
+    cb = fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.02) if ax is not None else fig.colorbar(sm, cax=fig.add_axes(rect))
+    cb.set_label(label, fontsize=fontsize)
+    cb.ax.tick_params(labelsize=fontsize)
+    return cb
+
+
+def class_legend_handles(class_names: Sequence[str], values, ignore: bool = False, ignore_label: str = "ignored (255)"):
+    """Legend patches in the VOC palette for the label ``values`` (0 = background)."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=_CMAP[v] / 255.0, label=class_names[v]) for v in sorted({int(v) for v in values})]
+    if ignore:
+        handles.append(Patch(facecolor="white", edgecolor="0.5", label=ignore_label))
+    return handles
+
+
+def add_class_legend(fig: "plt.Figure", class_names: Sequence[str], values, ignore: bool = False,
+                     title: str = "label colours", fontsize: int = 8, ignore_label: str = "ignored (255)") -> None:
+    """One legend under the figure for every label map in it (leave room: ``tight_layout(rect=(0, 0.1, ...))``)."""
+    handles = class_legend_handles(class_names, values, ignore, ignore_label)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=fontsize, frameon=False,
+               title=title, title_fontsize=fontsize)
+
+
 def save_figure(fig: "plt.Figure", path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save atomically as PNG and close the figure."""
     with atomic_path(path, suffix=".png") as tmp:
@@ -77,8 +108,9 @@ def attention_evolution_figure(snapshots: dict, layout, epochs: Sequence[int] | 
     epochs = list(epochs) if epochs is not None else sorted(set(np.linspace(0, n_ep - 1, min(4, n_ep)).round().astype(int)))
     rows = list(rows) if rows is not None else list(range(min(4, maps.shape[1])))
     cols = ["image"] + [f"epoch {e + 1}" for e in epochs] + ["OAA-MAX", "OAA-AVE", "final CAM", "ground truth"]
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.7 * len(cols), 1.8 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.7 * len(cols) + 0.8, 1.8 * len(rows) + 0.8), squeeze=False)
     names = layout.class_names[1:]
+    seen = {0}
     for r, j in enumerate(rows):
         i = snapshots["indices"][j]
         img = layout.load_image(i)
@@ -89,6 +121,8 @@ def attention_evolution_figure(snapshots: dict, layout, epochs: Sequence[int] | 
         panels += [overlay(img, _up(snapshots["final_cam"][j, c].float().numpy(), shape))]
         mask = layout.load_mask(i)
         panels += [colorize_mask(mask) if mask is not None else np.zeros_like(img)]
+        if mask is not None:
+            seen |= {int(v) for v in np.unique(mask) if v != 255}
         for a, (ax, p) in enumerate(zip(axes[r], panels)):
             ax.imshow(p)
             ax.set_xticks([])
@@ -96,7 +130,10 @@ def attention_evolution_figure(snapshots: dict, layout, epochs: Sequence[int] | 
             if r == 0:
                 ax.set_title(cols[a], fontsize=8)
         axes[r, 0].set_ylabel(f"{layout.ids[i]}\n{names[c]}", fontsize=7)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 0.93, 1))
+    attention_colorbar(fig, "attention, class named at left")
+    add_class_legend(fig, layout.class_names, seen, ignore=True, title="ground-truth colours",
+                     ignore_label="ignore (boundary)")
     return fig
 
 
@@ -207,10 +244,6 @@ def display_name(source: str) -> str:
 def sources_figure(layout, sources: dict[str, dict], indices: Sequence[int]) -> "plt.Figure":
     """Rows of images: the image, each attention source's map of one present class (named at the
     row's left), and the ground truth; a colour bar for the attention and a legend for the classes."""
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-    from matplotlib.patches import Patch
-
     names = list(sources)
     ncol = len(names) + 2
     fig, axes = plt.subplots(len(indices), ncol, figsize=(1.8 * ncol + 0.9, 1.8 * len(indices) + 0.9), squeeze=False)
@@ -238,14 +271,9 @@ def sources_figure(layout, sources: dict[str, dict], indices: Sequence[int]) -> 
                 ax.set_title(t, fontsize=8)
         axes[r, 0].set_ylabel(f"{layout.ids[i]}\nclass: {class_names[c + 1]}", fontsize=7)
     fig.tight_layout(rect=(0, 0.08, 0.93, 1))
-    cax = fig.add_axes((0.945, 0.2, 0.012, 0.6))
-    cb = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap="jet"), cax=cax)
-    cb.set_label("attention (eq. 2), class named at left", fontsize=7)
-    cb.ax.tick_params(labelsize=6)
-    handles = [Patch(color=_CMAP[k] / 255.0, label=class_names[k]) for k in sorted(seen_classes)]
-    handles.append(Patch(color=_CMAP[255] / 255.0, label="ignore (boundary)"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False,
-               title="ground-truth colours", title_fontsize=7)
+    attention_colorbar(fig, "attention (eq. 2), class named at left")
+    add_class_legend(fig, class_names, seen_classes, ignore=True, title="ground-truth colours",
+                     ignore_label="ignore (boundary)")
     return fig
 
 
@@ -269,15 +297,21 @@ def _show_label(ax, lab: np.ndarray) -> None:
 
 
 def side_by_side_figure(columns: dict[str, Sequence[np.ndarray]], row_titles: Sequence[str] = (),
-                        title: str = "") -> "plt.Figure":
+                        title: str = "", class_names: Sequence[str] = ()) -> "plt.Figure":
     """One row per image, one column per entry of ``columns``: RGB images (``H x W x 3``) as they
-    are, label maps (``H x W``) in the VOC palette with ignore (255) in white."""
+    are, label maps (``H x W``) in the VOC palette with ignore (255) in white; with ``class_names``,
+    a legend of the classes the label maps show."""
     names = list(columns)
     n = len(columns[names[0]])
-    fig, axes = plt.subplots(n, len(names), figsize=(1.9 * len(names), 1.9 * n), squeeze=False)
+    fig, axes = plt.subplots(n, len(names), figsize=(1.9 * len(names), 1.9 * n + (0.7 if class_names else 0)),
+                             squeeze=False)
+    values, ignored = set(), False
     for r in range(n):
         for c, name in enumerate(names):
             ax, a = axes[r, c], np.asarray(columns[name][r])
+            if a.ndim != 3:
+                values |= {int(v) for v in np.unique(a) if v != 255}
+                ignored |= bool((a == 255).any())
             ax.imshow(a) if a.ndim == 3 else _show_label(ax, a)
             ax.set_xticks([]), ax.set_yticks([])
             if r == 0:
@@ -286,14 +320,20 @@ def side_by_side_figure(columns: dict[str, Sequence[np.ndarray]], row_titles: Se
                 ax.set_ylabel(row_titles[r], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    if class_names and values:
+        fig.tight_layout(rect=(0, 0.6 / fig.get_size_inches()[1], 1, 1))
+        add_class_legend(fig, class_names, values, ignore=ignored, ignore_label="ignored (255)")
+    else:
+        fig.tight_layout()
     return fig
 
 
-def cues_figure(image: np.ndarray, cues: dict, saliency: np.ndarray, gt: np.ndarray, title: str = "") -> "plt.Figure":
-    """OAA section 4 on one image: the object cue (attention), the background cue (saliency), where
-    they conflict, the resulting pseudo label (white = ignored) and the ground truth."""
-    fig, axes = plt.subplots(1, 6, figsize=(13.5, 2.6))
+def cues_figure(image: np.ndarray, cues: dict, saliency: np.ndarray, gt: np.ndarray, title: str = "",
+                class_names: Sequence[str] = ()) -> "plt.Figure":
+    """OAA section 4 on one image: the object cue (attention, with its colour bar), the background
+    cue (saliency), where they conflict, the resulting pseudo label (white = ignored) and the ground
+    truth; with ``class_names``, a legend of the label colours."""
+    fig, axes = plt.subplots(1, 6, figsize=(13.5, 3.1 if class_names else 2.6))
     axes[0].imshow(image)
     axes[0].set_title("image")
     axes[1].imshow(overlay(image, cues["attention"]))
@@ -312,9 +352,15 @@ def cues_figure(image: np.ndarray, cues: dict, saliency: np.ndarray, gt: np.ndar
     axes[5].set_title("ground truth")
     for ax in axes:
         ax.set_xticks([]), ax.set_yticks([])
+    attention_colorbar(fig, "attention", ax=axes[1], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    if class_names:
+        labels = np.concatenate([np.ravel(cues["labels"]), np.ravel(gt)])
+        fig.tight_layout(rect=(0, 0.16, 1, 1))
+        add_class_legend(fig, class_names, [v for v in np.unique(labels) if v != 255], ignore=bool((labels == 255).any()))
+    else:
+        fig.tight_layout()
     return fig
 
 
@@ -375,11 +421,12 @@ def attention_explorer(snapshots: dict, layout):
              "final CAM": lambda: snapshots["final_cam"][j, c].float().numpy()}[kind.value]()
         with out:
             out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+            fig, axes = plt.subplots(1, 2, figsize=(6.6, 3))
             axes[0].imshow(img)
             axes[1].imshow(overlay(img, _up(m, img.shape[:2])))
             for a in axes:
                 a.axis("off")
+            attention_colorbar(fig, "attention", ax=axes[1])
             axes[1].set_title(f"{names[c]}: {kind.value}" + (f" (epoch {ep.value})" if kind.value == "epoch map" else ""), fontsize=9)
             plt.show()
 
