@@ -173,3 +173,28 @@ def test_classifier_run_writes_drift(tmp_path, monkeypatch):
     assert params["weights"] == [{"backbone": "tiny", "source": "source-task", "spec": QUICK.pretrain.digest(),
                                   "sha256": json.loads((pretrain.pretrained_dir(QUICK.pretrain) / "pretrain.json")
                                                        .read_text())["weights_sha256"]}]
+
+
+def test_consecutive_region_iou_is_the_per_pair_region_iou_averaged():
+    import numpy as np
+    import torch
+
+    from wsss_lib.formulas.drift import consecutive_region_iou
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(4, 3, 2, 5, 5, generator=g)
+    maps[1, 0, 0] = 0  # an empty region at epoch 2 for one pair
+    maps[:, 2, 1] = 0  # a pair empty at every epoch: left out
+    labels = np.array([[1, 0], [1, 1], [0, 1]])
+    snaps = {"maps": maps, "indices": [0, 1, 2]}
+
+    def by_hand(e):  # the loop the figure code used to run
+        ious = []
+        for j, i in enumerate(snaps["indices"]):
+            for c in np.flatnonzero(labels[i]):
+                a, b = maps[e, j, c].numpy() > 0.5, maps[e + 1, j, c].numpy() > 0.5
+                if (a | b).sum():
+                    ious.append((a & b).sum() / (a | b).sum())
+        return np.mean(ious)
+
+    np.testing.assert_allclose(consecutive_region_iou(snaps, labels, 0.5), [by_hand(e) for e in range(3)], rtol=1e-6)

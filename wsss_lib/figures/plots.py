@@ -211,23 +211,6 @@ def discovery_figure(snapshots: dict, layout, row: int | None = None, summary: d
     return fig
 
 
-def attention_drift(snapshots: dict, labels: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Per epoch transition, the mean IoU between consecutive epochs' attention regions
-    (``A > threshold``) over the snapshot images' present classes: low values = drifting attention."""
-    maps = snapshots["maps"].float().numpy()
-    out = []
-    for e in range(maps.shape[0] - 1):
-        ious = []
-        for j, i in enumerate(snapshots["indices"]):
-            for c in np.flatnonzero(labels[i]):
-                a, b = maps[e, j, c] > threshold, maps[e + 1, j, c] > threshold
-                union = (a | b).sum()
-                if union:
-                    ious.append((a & b).sum() / union)
-        out.append(float(np.mean(ious)) if ious else float("nan"))
-    return np.array(out)
-
-
 #: how tables and figures name the attention sources (code name -> display name)
 #: (the OAA fusions' names come from their registry, :data:`wsss_lib.formulas.accumulation.FUSIONS`)
 SOURCE_NAMES = {"cam": "CAM", **FUSION_SOURCES, "oaa_plus": "OAA+",

@@ -96,6 +96,20 @@ def region_iou(a: torch.Tensor, b: torch.Tensor, threshold: float) -> torch.Tens
     return torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(union, float("nan")))
 
 
+def consecutive_region_iou(snapshots: dict, labels: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Per epoch transition, the mean :func:`region_iou` of consecutive epochs' attention regions
+    over the snapshot images' present classes (pairs empty at both epochs left out; NaN when every
+    pair is): low values = drifting attention."""
+    maps = snapshots["maps"].float()  # E x n x K x h x w
+    rows = [(j, int(c)) for j, i in enumerate(snapshots["indices"]) for c in np.flatnonzero(labels[i])]
+    if not rows or maps.shape[0] < 2:
+        return np.full(max(maps.shape[0] - 1, 0), np.nan)
+    j, c = torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
+    pairs = maps[:, j, c]  # E x P x h x w
+    iou = region_iou(pairs[:-1], pairs[1:], threshold)  # (E-1) x P
+    return torch.nanmean(iou, dim=1).numpy().astype(np.float64)
+
+
 def object_fractions(masks: list[np.ndarray], classes: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """For each slot, the share of each cell of the ``size`` grid covered by its class's object
     (area-averaged from the full-resolution mask; 255 = ignored counts as not the object)."""

@@ -1,7 +1,7 @@
 """Stage 2: attention evolution (OAA Figure 1) from a classifier run's per-epoch snapshots.
 
 Nothing is trained: the figure of the snapshot images' attention epoch by epoch, the drift
-measure (IoU of consecutive epochs' attention regions, :func:`wsss_lib.figures.plots.attention_drift`), and
+measure (IoU of consecutive epochs' attention regions, :func:`wsss_lib.formulas.drift.consecutive_region_iou`), and
 the discovery figure (:func:`wsss_lib.figures.plots.discovery_figure`) with the classifier run's drift over
 every training pair (:mod:`wsss_lib.formulas.drift`, its ``drift.json``).
 """
@@ -43,7 +43,8 @@ class EvolutionStage(Stage):
     def execute(self, ctx: RunContext) -> None:
         from wsss_lib.formulas.drift import summary_metrics
         from wsss_lib.util.io import read_json
-        from wsss_lib.figures.plots import attention_drift, attention_evolution_figure, discovery_figure, save_figure
+        from wsss_lib.figures.plots import attention_evolution_figure, discovery_figure, save_figure
+        from wsss_lib.formulas.drift import consecutive_region_iou
 
         cfg, run = ctx.cfg, ctx.upstream["oaa_run"]
         snaps = torch_load(run / "snapshots.pt")
@@ -53,7 +54,7 @@ class EvolutionStage(Stage):
         summary = read_json(run / "drift.json") if (run / "drift.json").exists() else None
         save_figure(discovery_figure(snaps, ctx.layout, summary=summary, threshold=cfg.threshold),
                     ctx.out / "discovery.png")
-        drift = attention_drift(snaps, ctx.layout.labels, cfg.threshold)
+        drift = consecutive_region_iou(snaps, ctx.layout.labels, cfg.threshold)
         finite = [float(d) for d in drift if np.isfinite(d)]
         # epoch pair e -> e+1 (epochs counted from 1); undefined pairs (no region) are null, never NaN
         write_json(ctx.out / "drift.json", {"threshold": cfg.threshold,
