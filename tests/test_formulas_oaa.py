@@ -139,3 +139,27 @@ def test_eq10_ave_per_pixel_under_a_partial_view():
     st2 = OAAStore(["a"], torch.tensor([[1]]), (1, 4))
     st2.load_state_dict(st.state_dict())
     assert torch.equal(st2.pixel_counts, st.pixel_counts)
+
+
+def test_row_buffer_keeps_its_scratch_row_out_of_state_and_refuses_other_shapes():
+    import pytest
+    import torch
+
+    from wsss_lib.util.row_buffer import RowBuffer
+
+    buf = RowBuffer(3, {"maps": ((2, 2), torch.float16), "seen": ((), torch.bool)}, lead=(4,))
+    assert buf["maps"].shape == (4, 4, 2, 2) and buf.touched.shape == (4, 4) and buf.scratch == 3
+    rows = buf.row_of(torch.tensor([2, -1]))
+    assert rows.tolist() == [2, 3]
+    buf["maps"][1, rows] = torch.ones(2, 2, 2, dtype=torch.float16)
+    buf["seen"][1, rows] = True
+    buf.touched[1, rows] = True
+    st = buf.state()
+    assert st["maps"].shape == (4, 3, 2, 2) and st["seen"][1].tolist() == [False, False, True]
+    other = RowBuffer(3, {"maps": ((2, 2), torch.float16), "seen": ((), torch.bool)}, lead=(4,))
+    other.load(st)
+    assert torch.equal(other.real("maps"), buf.real("maps")) and not other["seen"][:, 3].any()
+    buf.merge_shards()  # one process: only forgets what was touched
+    assert not buf.touched.any()
+    with pytest.raises(ValueError, match="snapshots checkpoint has maps of shape"):
+        RowBuffer(2, {"maps": ((2, 2), torch.float16), "seen": ((), torch.bool)}, lead=(4,)).load(st, "snapshots")

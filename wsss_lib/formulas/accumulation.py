@@ -34,6 +34,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from wsss_lib.util.row_buffer import RowBuffer
+
 GATES = ("paper", "topk", "all")
 
 
@@ -162,45 +164,42 @@ class OAAStore:
         slot_of = torch.full(labels.shape, -1, dtype=torch.long)
         slot_of[pairs[:, 0], pairs[:, 1]] = torch.arange(len(pairs))
         self.slot_of = slot_of.to(device)
-        s = self._s = len(pairs)
-        # every table has one scratch row (index S) that rejected and absent pairs write to
-        self._maps = {name: torch.zeros((s + 1, *self.size), dtype=dtype, device=device) for name in FUSIONS}
-        self._counts = torch.zeros(s + 1, dtype=torch.int32, device=device)  # accepted updates per slot
-        # eq. 10 per pixel: accepted views that saw each pixel (int16: up to 32767 updates)
-        self._pixel_counts = torch.zeros((s + 1, *self.size), dtype=torch.int16, device=device)
-        self._fallback = torch.zeros(s + 1, dtype=torch.bool, device=device)
-        self._touched = torch.zeros(s + 1, dtype=torch.bool, device=device)  # written since the last merge
+        # one row per slot and a scratch row that rejected and absent pairs write to (util.row_buffer)
+        self.buffer = RowBuffer(len(pairs), {
+            **{f"{name}_maps": (self.size, dtype) for name in FUSIONS},
+            "counts": ((), torch.int32),  # accepted updates per slot
+            "pixel_counts": (self.size, torch.int16),  # eq. 10 per pixel: accepted views that saw each pixel
+            "fallback": ((), torch.bool)}, device=device)
 
     # the real slots (views without the scratch row)
     @property
     def maps(self) -> dict[str, torch.Tensor]:
         """fusion name -> ``S x H x W`` accumulated maps (one per :data:`FUSIONS` entry)."""
-        return {name: m[:self._s] for name, m in self._maps.items()}
+        return {name: self.buffer.real(f"{name}_maps") for name in FUSIONS}
 
     @property
     def counts(self) -> torch.Tensor:
-        return self._counts[:self._s]
+        return self.buffer.real("counts")
 
     @property
     def pixel_counts(self) -> torch.Tensor:
-        return self._pixel_counts[:self._s]
+        return self.buffer.real("pixel_counts")
 
     @property
     def fallback(self) -> torch.Tensor:
-        return self._fallback[:self._s]
+        return self.buffer.real("fallback")
 
     @property
     def num_slots(self) -> int:
-        return self._s
+        return self.buffer.rows
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self._maps.values(), self._counts, self._pixel_counts,
-                                                            self._fallback, self._touched, self.slot_image,
-                                                            self.slot_class, self.slot_of))
+        return sum(t.numel() * t.element_size() for t in (*self.buffer.tensors.values(), self.buffer.touched,
+                                                            self.slot_image, self.slot_class, self.slot_of))
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(iter(self._maps.values())).dtype
+        return self.buffer[f"{next(iter(FUSIONS))}_maps"].dtype
 
     @torch.no_grad()
     def update(self, indices: torch.Tensor, attention: torch.Tensor, valid: torch.Tensor | None,
@@ -222,44 +221,37 @@ class OAAStore:
         b, k = accept.shape
         slots = self.slot_of[indices]  # B x K, -1 = absent class
         accept = accept & (slots >= 0)
-        scratch = torch.full_like(slots, self._s)
+        buf = self.buffer
+        scratch = torch.full_like(slots, buf.scratch)
         rows = torch.where(accept, slots, scratch).flatten()  # B*K rows; rejected -> scratch row
         A = attention.to(self.dtype).flatten(0, 1)  # B*K x H x W
         if valid is None:
             V = torch.ones((b * k, *self.size), dtype=torch.bool, device=attention.device)
         else:
             V = valid.expand(b, k, *self.size).flatten(0, 1)
-        first = (self._counts[rows] == 0).view(-1, 1, 1)
-        t = self._pixel_counts[rows] + V.to(self._pixel_counts.dtype)  # eq. 10's t, per pixel
+        counts, pixel_counts = buf["counts"], buf["pixel_counts"]
+        first = (counts[rows] == 0).view(-1, 1, 1)
+        t = pixel_counts[rows] + V.to(pixel_counts.dtype)  # eq. 10's t, per pixel
         for name, fusion in FUSIONS.items():
-            self._maps[name][rows] = fusion.update(self._maps[name][rows], A, V, first, t)
-        self._pixel_counts[rows] = t
-        self._counts[rows] = self._counts[rows] + 1
-        self._fallback[rows] = False
-        self._touched[rows] = True
+            maps = buf[f"{name}_maps"]
+            maps[rows] = fusion.update(maps[rows], A, V, first, t)
+        pixel_counts[rows] = t
+        counts[rows] = counts[rows] + 1
+        buf["fallback"][rows] = False
+        buf.touched[rows] = True
         if last_epoch and self.last_epoch_fallback:
-            never = self._counts[slots.clamp_min(0)] == 0  # after this batch's accepted updates
+            never = counts[slots.clamp_min(0)] == 0  # after this batch's accepted updates
             fb_rows = torch.where(labels & ~accept & (slots >= 0) & never, slots, scratch).flatten()
-            for maps in self._maps.values():
-                maps[fb_rows] = A * V
-            self._pixel_counts[fb_rows] = V.to(self._pixel_counts.dtype)
-            self._fallback[fb_rows] = True
-            self._touched[fb_rows] = True
+            for name in FUSIONS:
+                buf[f"{name}_maps"][fb_rows] = A * V
+            pixel_counts[fb_rows] = V.to(pixel_counts.dtype)
+            buf["fallback"][fb_rows] = True
+            buf.touched[fb_rows] = True
         return accept.sum()
 
     def merge_shards(self) -> None:
         """Combine the rows each rank wrote since the last merge (a no-op in one process)."""
-        from wsss_lib.util.distributed import merge_rows, world
-
-        if world()[1] == 1:
-            self._touched.zero_()
-            return
-        self._touched[-1] = False  # the scratch row is nobody's
-        merged = merge_rows({**{f"maps_{n}": m for n, m in self._maps.items()}, "counts": self._counts,
-                             "pixel_counts": self._pixel_counts, "fallback": self._fallback}, self._touched)
-        self._maps = {n: merged[f"maps_{n}"] for n in self._maps}
-        self._counts, self._pixel_counts, self._fallback = merged["counts"], merged["pixel_counts"], merged["fallback"]
-        self._touched.zero_()
+        self.buffer.merge_shards()
 
     def dense(self, fusion: str, indices: Sequence[int]) -> torch.Tensor:
         """``len(indices) x K x H x W`` maps of one fusion for some images (zeros for absent classes)."""
@@ -272,15 +264,10 @@ class OAAStore:
 
     # -- persistence ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        def host(t: torch.Tensor) -> torch.Tensor:  # a copy of the real slots only
-            return t.detach().to("cpu", copy=True)
-
         return {"image_ids": self.image_ids, "size": self.size, "gate": self.gate,
                 "start_epoch": self.start_epoch, "last_epoch_fallback": self.last_epoch_fallback,
                 "slot_image": self.slot_image.cpu(), "slot_class": self.slot_class.cpu(),
-                **{f"{name}_maps": host(maps) for name, maps in self.maps.items()},
-                "counts": host(self.counts), "pixel_counts": host(self.pixel_counts),
-                "fallback": host(self.fallback)}
+                **self.buffer.state()}
 
     def load_state_dict(self, sd: dict) -> None:
         if list(sd["image_ids"]) != self.image_ids or tuple(sd["size"]) != self.size:
@@ -288,7 +275,6 @@ class OAAStore:
         if not (torch.equal(sd["slot_image"], self.slot_image.cpu())
                 and torch.equal(sd["slot_class"], self.slot_class.cpu())):
             raise ValueError("OAA store checkpoint has other (image, class) pairs than this training set")
-        dev = self._counts.device
         if "pixel_counts" not in sd:
             raise ValueError("OAA store checkpoint predates per-pixel AVE counts (OAA eq. 10 per pixel); "
                              "start this run again in a new run folder")
@@ -296,13 +282,7 @@ class OAAStore:
         if missing:
             raise ValueError(f"OAA store checkpoint has no {missing[0]} (fusions: {', '.join(FUSIONS)}); "
                              "start this run again in a new run folder")
-        def with_scratch(t: torch.Tensor) -> torch.Tensor:
-            return torch.cat([t, torch.zeros((1, *t.shape[1:]), dtype=t.dtype)]).to(dev)
-
-        self._maps = {name: with_scratch(sd[f"{name}_maps"]) for name in FUSIONS}
-        for name in ("counts", "pixel_counts", "fallback"):
-            setattr(self, f"_{name}", with_scratch(sd[name]))
-        self._touched.zero_()
+        self.buffer.load(sd, "OAA store")
 
     def attention_source(self, fusion: str) -> dict:
         """The maps of one fusion (a :data:`FUSIONS` name) in the run's attention format (see

@@ -22,63 +22,51 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
+from wsss_lib.util.row_buffer import RowBuffer
+
 
 class DriftRecorder:
     """Per-epoch attention of every (image, labelled class) pair, as ``float16`` on the training device.
 
     ``slot_of``: ``N x K`` slot index of each (image, class) pair, -1 where the class is absent (the
-    OAA store's own table, so slots line up with its maps). Like the store, :meth:`record` writes
-    absent classes into a scratch row (no host synchronisation) and :meth:`merge_shards` combines
+    OAA store's own table, so slots line up with its maps). Rows live in a
+    :class:`~wsss_lib.util.row_buffer.RowBuffer` (a row per epoch and slot): :meth:`record` writes
+    absent classes into its scratch row (no host synchronisation) and :meth:`merge_shards` combines
     the ranks' rows in a process group. ``maps`` and ``seen`` are read on the CPU."""
 
     def __init__(self, slot_of: torch.Tensor, epochs: int, size: tuple[int, int]) -> None:
         self.slot_of = slot_of
-        s = self._s = int((slot_of >= 0).sum())
-        dev = slot_of.device
-        self._maps = torch.zeros((epochs, s + 1, *size), dtype=torch.float16, device=dev)
-        self._seen = torch.zeros((epochs, s + 1), dtype=torch.bool, device=dev)
-        self._touched = torch.zeros((epochs, s + 1), dtype=torch.bool, device=dev)
+        s = int((slot_of >= 0).sum())
+        self.buffer = RowBuffer(s, {"maps": (tuple(size), torch.float16), "seen": ((), torch.bool)}, lead=(epochs,),
+                                device=slot_of.device)
 
     @property
     def maps(self) -> torch.Tensor:
-        return self._maps[:, :self._s].cpu()
+        return self.buffer.real("maps").cpu()
 
     @property
     def seen(self) -> torch.Tensor:
-        return self._seen[:, :self._s].cpu()
+        return self.buffer.real("seen").cpu()
 
     @torch.no_grad()
     def record(self, epoch: int, indices: torch.Tensor, attention: torch.Tensor, valid: torch.Tensor | None) -> None:
         """``attention``: ``B x K x H x W`` image-frame maps of the batch; ``valid``: pixels seen."""
-        slots = self.slot_of[indices]  # B x K
-        rows = torch.where(slots >= 0, slots, torch.full_like(slots, self._s)).flatten()
+        rows = self.buffer.row_of(self.slot_of[indices]).flatten()  # B*K rows; absent classes -> scratch
         a = attention.detach().float()
         if valid is not None:
             a = a * valid.to(a.dtype)
-        self._maps[epoch, rows] = a.flatten(0, 1).half()
-        self._seen[epoch, rows] = True
-        self._touched[epoch, rows] = True
+        self.buffer["maps"][epoch, rows] = a.flatten(0, 1).half()
+        self.buffer["seen"][epoch, rows] = True
+        self.buffer.touched[epoch, rows] = True
 
     def merge_shards(self) -> None:
-        from wsss_lib.util.distributed import merge_rows, world
-
-        if world()[1] > 1:
-            self._touched[:, -1] = False  # the scratch row is nobody's
-            merged = merge_rows({"maps": self._maps, "seen": self._seen}, self._touched)
-            self._maps, self._seen = merged["maps"], merged["seen"]
-        self._touched.zero_()
+        self.buffer.merge_shards()
 
     def state_dict(self) -> dict:
-        return {"maps": self._maps[:, :self._s].to("cpu", copy=True), "seen": self._seen[:, :self._s].to("cpu", copy=True)}
+        return self.buffer.state()
 
     def load_state_dict(self, sd: dict) -> None:
-        want = (self._maps.shape[0], self._s, *self._maps.shape[2:])
-        if tuple(sd["maps"].shape) != want:
-            raise ValueError(f"drift record checkpoint has shape {tuple(sd['maps'].shape)}, expected {want}")
-        dev = self._maps.device
-        self._maps = torch.cat([sd["maps"], torch.zeros((want[0], 1, *want[2:]), dtype=torch.float16)], 1).to(dev)
-        self._seen = torch.cat([sd["seen"], torch.zeros((want[0], 1), dtype=torch.bool)], 1).to(dev)
-        self._touched.zero_()
+        self.buffer.load(sd, "drift record")
 
 
 def peaks(maps: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ from wsss_lib.engine.config import TrainConfig
 from wsss_lib.util.distributed import is_main
 from wsss_lib.engine.loop import Batch
 from wsss_lib.stages.base import RunContext, TrainingStage
+from wsss_lib.util.row_buffer import RowBuffer
 
 
 @dataclass
@@ -62,8 +63,9 @@ class ClassifierConfig(TrainConfig):
 class SnapshotRecorder:
     """Attention of a fixed subset of training images at every epoch, in the image frame.
 
-    Kept on the training device and written without host synchronisation (images outside the
-    subset go to a scratch row); merged across ranks like the OAA store."""
+    Kept on the training device in a :class:`~wsss_lib.util.row_buffer.RowBuffer` (a row per epoch
+    and recorded image) and written without host synchronisation (images outside the subset go to
+    its scratch row); merged across ranks like the OAA store."""
 
     def __init__(self, indices: list[int], num_classes: int, size: tuple[int, int], epochs: int,
                  num_images: int | None = None, device: torch.device | str = "cpu") -> None:
@@ -72,44 +74,32 @@ class SnapshotRecorder:
         pos = torch.full((max(num_images or 0, max(self.indices, default=-1) + 1),), n, dtype=torch.long)  # every image
         pos[torch.tensor(self.indices, dtype=torch.long)] = torch.arange(n)
         self._pos = pos.to(device)
-        self._n = n
-        self._maps = torch.zeros((epochs, n + 1, num_classes, *size), device=device)
-        self._seen = torch.zeros((epochs, n + 1), dtype=torch.bool, device=device)
-        self._touched = torch.zeros((epochs, n + 1), dtype=torch.bool, device=device)
+        self.buffer = RowBuffer(n, {"maps": ((num_classes, *size), torch.float32), "seen": ((), torch.bool)},
+                                lead=(epochs,), device=device)
 
     @property
     def maps(self) -> torch.Tensor:
-        return self._maps[:, :self._n].cpu()
+        return self.buffer.real("maps").cpu()
 
     @property
     def seen(self) -> torch.Tensor:
-        return self._seen[:, :self._n].cpu()
+        return self.buffer.real("seen").cpu()
 
     @torch.no_grad()
     def record(self, epoch: int, indices: torch.Tensor, maps_img: torch.Tensor) -> None:
         rows = self._pos[indices]  # images outside the subset -> the scratch row
-        self._maps[epoch, rows] = maps_img.detach().float()
-        self._seen[epoch, rows] = True
-        self._touched[epoch, rows] = True
+        self.buffer["maps"][epoch, rows] = maps_img.detach().float()
+        self.buffer["seen"][epoch, rows] = True
+        self.buffer.touched[epoch, rows] = True
 
     def merge_shards(self) -> None:
-        from wsss_lib.util.distributed import merge_rows, world
-
-        if world()[1] > 1:
-            self._touched[:, -1] = False  # the scratch row is nobody's
-            merged = merge_rows({"maps": self._maps, "seen": self._seen}, self._touched)
-            self._maps, self._seen = merged["maps"], merged["seen"]
-        self._touched.zero_()
+        self.buffer.merge_shards()
 
     def state_dict(self) -> dict:
-        return {"indices": self.indices, "maps": self.maps.clone(), "seen": self.seen.clone()}
+        return {"indices": self.indices, **self.buffer.state()}
 
     def load_state_dict(self, sd: dict) -> None:
-        dev = self._maps.device
-        e = self._maps.shape[0]
-        self._maps = torch.cat([sd["maps"], torch.zeros((e, 1, *sd["maps"].shape[2:]))], 1).to(dev)
-        self._seen = torch.cat([sd["seen"], torch.zeros((e, 1), dtype=torch.bool)], 1).to(dev)
-        self._touched.zero_()
+        self.buffer.load(sd, "attention snapshots")
 
 
 class ClassifierStage(TrainingStage):
