@@ -66,11 +66,9 @@ class StageConfig:
 class TrainConfig(StageConfig):
     """Optimization and data settings common to all training stages (defaults: embedded benchmark, CPU)."""
 
-    backbone: str = "tiny"
     #: ImageNet weights (VGG16/ResNet) or the embedded source task's weights (tiny), as the papers
     #: fine-tune a pretrained network; False trains from scratch
     pretrained: bool = True
-    output_stride: int = 8
     epochs: int = 10
     batch_size: int = 16
     lr: float = 0.01
@@ -90,9 +88,7 @@ class TrainConfig(StageConfig):
                           self.num_workers, self.checkpoint_every, self.amp)
 
     def validate(self):
-        self.check("backbone", self.backbone in BACKBONES, f"one of {', '.join(BACKBONES)}")
         self.check("pretrained", isinstance(self.pretrained, bool), "True or False")
-        self.check("output_stride", self.output_stride in (8, 16), "8 or 16")
         self.check_int("epochs", 1)
         self.check_int("batch_size", 1)
         self.check_int("crop_size")  # 0 = automatic
@@ -112,6 +108,19 @@ class TrainConfig(StageConfig):
         self.scale_range = sr
         self.check("amp", isinstance(self.amp, bool), "True or False")
         return self
+
+
+@dataclass
+class AttentionTrainConfig(TrainConfig):
+    """A training stage whose network has a classification backbone and writes attention maps."""
+
+    backbone: str = "tiny"
+    output_stride: int = 8
+
+    def validate(self):
+        self.check("backbone", self.backbone in BACKBONES, f"one of {', '.join(BACKBONES)}")
+        self.check("output_stride", self.output_stride in (8, 16), "8 or 16")
+        return super().validate()
 
 
 def check_run_args(seed, device) -> None:

@@ -61,6 +61,10 @@ class AMRNet(nn.Module):
             for p in self.spotlight.parameters():
                 p.requires_grad_(False)
 
+    @property
+    def num_classes(self) -> int:
+        return self.spotlight.num_classes
+
     def train(self, mode: bool = True) -> "AMRNet":
         super().train(mode)
         if self.freeze_spotlight:

@@ -40,9 +40,8 @@ from wsss_lib.util.io import file_digest, read_json, torch_load
 from wsss_lib.formulas.losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
 from wsss_lib.models.amm import AMM_FORMS, SPATIAL_POOLS
 from wsss_lib.models.amr import PLACEMENTS, build_amr, weighted_cam
-from wsss_lib.util.distributed import is_main
 from wsss_lib.engine.common import dense_source, infer_attention
-from wsss_lib.engine.config import TrainConfig
+from wsss_lib.engine.config import AttentionTrainConfig
 from wsss_lib.engine.loop import Batch
 from wsss_lib.stages.base import RunContext, TrainingStage, Upstream
 
@@ -68,7 +67,7 @@ PRESETS: dict[str, dict] = {
 
 
 @dataclass
-class AMRConfig(TrainConfig):
+class AMRConfig(AttentionTrainConfig):
     """AMR hyper-parameters. Defaults: the paper's loss weights (eq. 5 averages the branches, eq. 6
     weight 1) and, to keep the CPU budget, the official code's efficient recipe for the spotlight
     branch: initialized from a trained CAM classifier (``init_from``, default the classifier run
@@ -126,7 +125,7 @@ class AMRConfig(TrainConfig):
     @classmethod
     def from_params(cls, profile=None, seed=0, device="auto", inherited: dict | None = None,
                     **overrides) -> "AMRConfig":
-        """As :meth:`TrainConfig.from_params`, with the preset's values applied under ``overrides``."""
+        """As :meth:`AttentionTrainConfig.from_params`, with the preset's values applied under ``overrides``."""
         preset = overrides.get("preset") or cls.preset
         if preset not in PRESETS:
             raise cls.invalid("preset", preset, f"one of {', '.join(PRESETS)}")
@@ -245,21 +244,10 @@ class AMRStage(TrainingStage):
         return {"xi_main": cfg.xi_main, "amr_miou_at_xi_main": m[f"amr_xi{cfg.xi_main:g}_miou"]}
 
     # -- an official AMR checkpoint: inference only ---------------------------------------------------
-    def execute(self, ctx: RunContext) -> None:
-        if not _is_checkpoint_file(ctx.cfg.init_from):
-            return super().execute(ctx)
-        if not is_main():  # scoring an official checkpoint trains nothing: rank 0 alone
-            return
-        from wsss_lib.models.official import load_official_checkpoint
+    official_kind = "amr"
 
-        path = Path(ctx.cfg.init_from)
-        ctx.ts = self.training_set(ctx)
-        model = load_official_checkpoint(path, "amr").to(ctx.device)
-        k = model.spotlight.num_classes
-        if k != ctx.ts.num_classes:
-            raise ValueError(f"init_from={str(path)!r}: the official checkpoint has {k} classes, the data at {ctx.root} "
-                             f"has {ctx.ts.num_classes} foreground classes")
-        self.score(ctx, model, {"train_seconds": 0.0})
+    def official_checkpoint(self, cfg: AMRConfig) -> Path | None:
+        return Path(cfg.init_from) if _is_checkpoint_file(cfg.init_from) else None
 
 
 def _is_checkpoint_file(init_from: str) -> bool:

@@ -51,10 +51,10 @@ from wsss_lib.runs.profile import FULL, Profile, resolve_profile
 from wsss_lib.runs.folders import find_run, is_finished, params_hash, prepare_run, publish_point, run_identity, runs_root, \
     stage_entry, write_metrics
 from wsss_lib.engine.common import TrainingSet, flat_metrics, save_and_score, training_set
-from wsss_lib.engine.config import StageConfig, TrainConfig
+from wsss_lib.engine.config import AttentionTrainConfig, StageConfig, TrainConfig
 from wsss_lib.engine.data_setup import resolve_data_root
 from wsss_lib.util.distributed import is_main, main_first
-from wsss_lib.engine.loop import Batch, fit, resolve_device, seed_everything
+from wsss_lib.engine.loop import Batch, LoopConfig, fit, resolve_device, seed_everything
 
 #: the arguments every stage call takes besides its config's fields and its upstream runs
 RUN_ARGS = ("data_root", "run_dir", "seed", "device", "quick")
@@ -341,9 +341,15 @@ def execute_plan(plan: RunPlan, progress: bool = True, stop_after_steps: int | N
 
 
 class TrainingStage(Stage):
-    """A stage that trains a network with the shared engine, then writes and scores attention."""
+    """A stage that trains a network with the shared engine, then evaluates it.
 
-    Config: ClassVar[type[TrainConfig]] = TrainConfig
+    The sequence (:meth:`execute`) is the same for every training stage: the training set, the
+    model, SGD over its parameter groups, the stage's own step, the resumable engine, and on rank 0
+    the evaluation (:meth:`score`). By default the evaluation writes and scores attention sources
+    (:meth:`attention`); a stage that evaluates otherwise (segmentation: val mIoU) overrides
+    :meth:`score`, and :meth:`loop` where its schedule differs."""
+
+    Config: ClassVar[type[TrainConfig]] = AttentionTrainConfig
     outputs = ("metrics.json", "evaluation.json", "checkpoint.pt")
     distributed = True
 
@@ -378,13 +384,45 @@ class TrainingStage(Stage):
         return training_set(ctx.root, cfg.crop_size, cfg.output_stride, getattr(cfg, "store_size", 0),
                             layout=ctx.layout)
 
+    def loop(self, ctx: RunContext) -> LoopConfig:
+        """The engine's settings (epochs, batch, augmentation...) for this run."""
+        return ctx.cfg.loop(ctx.seed, ctx.ts.crop)
+
+    #: the kind of official checkpoint this stage can score instead of training (``""``: none)
+    official_kind: ClassVar[str] = ""
+
+    def official_checkpoint(self, cfg) -> Path | None:
+        """The official checkpoint this run scores instead of training (``None``: train)."""
+        return None
+
+    def official_training_set(self, ctx: RunContext, model) -> TrainingSet:
+        """The training set an official checkpoint is scored on (default: the stage's own)."""
+        return self.training_set(ctx)
+
+    def score_official(self, ctx: RunContext, path: Path) -> None:
+        """Score an official checkpoint's maps like a trained model's; nothing is trained."""
+        if not is_main():  # scoring trains nothing: rank 0 alone
+            return
+        from wsss_lib.models.official import load_official_checkpoint
+
+        model = load_official_checkpoint(path, self.official_kind).to(ctx.device)
+        ctx.ts = self.official_training_set(ctx, model)
+        if model.num_classes != ctx.ts.num_classes:
+            raise ValueError(f"init_from={str(path)!r}: the official checkpoint has {model.num_classes} classes, the "
+                             f"data at {ctx.root} has {ctx.ts.num_classes} foreground classes")
+        self.score(ctx, model, {"train_seconds": 0.0})
+
     def execute(self, ctx: RunContext) -> None:
+        official = self.official_checkpoint(ctx.cfg)
+        if official is not None:
+            return self.score_official(ctx, official)
         cfg = ctx.cfg
         ctx.ts = self.training_set(ctx)
         model = self.build_model(ctx).to(ctx.device)
         opt = torch.optim.SGD(model.param_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
         step, state = self.training_step(ctx, model)
-        res = fit(model, opt, cfg.schedule, ctx.ts.dataset, cfg.loop(ctx.seed, ctx.ts.crop), ctx.out, step, state,
+        loop = self.loop(ctx)
+        res = fit(model, opt, cfg.schedule, ctx.ts.dataset, loop, ctx.out, step, state,
                   ctx.device, ctx.progress, desc=self.progress_label(cfg), stop_after_steps=ctx.stop_after_steps)
         if not is_main():  # in a process group, rank 0 scores and writes
             return

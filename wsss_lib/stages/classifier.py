@@ -26,15 +26,14 @@ from wsss_lib.formulas.evaluation import mean_average_precision
 from wsss_lib.util.io import file_digest, torch_save, write_json
 from wsss_lib.models.cam import build_cam_net
 from wsss_lib.engine.common import dense_source, infer_attention, training_set
-from wsss_lib.engine.config import TrainConfig
-from wsss_lib.util.distributed import is_main
+from wsss_lib.engine.config import AttentionTrainConfig
 from wsss_lib.engine.loop import Batch
 from wsss_lib.stages.base import RunContext, TrainingStage
 from wsss_lib.util.row_buffer import RowBuffer
 
 
 @dataclass
-class ClassifierConfig(TrainConfig):
+class ClassifierConfig(AttentionTrainConfig):
     """Hyper-parameters of the classifier + OAA stage (defaults: the embedded benchmark on CPU).
 
     The OAA paper on VOC: VGG16 (pretrained), lr 1e-3 (new layers x10), momentum 0.9, weight decay
@@ -193,20 +192,14 @@ class ClassifierStage(TrainingStage):
                 "store_megabytes": store.nbytes() / 2**20}
 
     # -- an official checkpoint: score it, train nothing ---------------------------------------------
-    def execute(self, ctx: RunContext) -> None:
-        if not ctx.cfg.init_from:
-            return super().execute(ctx)
-        if not is_main():  # scoring an official checkpoint trains nothing: rank 0 alone
-            return
-        from wsss_lib.models.official import load_official_checkpoint
+    official_kind = "oaa"
 
-        path, cfg = Path(ctx.cfg.init_from), ctx.cfg
-        model = load_official_checkpoint(path, "oaa").to(ctx.device)
-        ctx.ts = training_set(ctx.root, cfg.crop_size, model.output_stride, cfg.store_size, layout=ctx.layout)
-        if model.num_classes != ctx.ts.num_classes:
-            raise ValueError(f"init_from={str(path)!r}: the official checkpoint has {model.num_classes} classes, the "
-                             f"data at {ctx.root} has {ctx.ts.num_classes} foreground classes")
-        self.score(ctx, model, {"train_seconds": 0.0})
+    def official_checkpoint(self, cfg: ClassifierConfig) -> Path | None:
+        return Path(cfg.init_from) if cfg.init_from else None
+
+    def official_training_set(self, ctx: RunContext, model):
+        cfg = ctx.cfg  # maps at the checkpoint's own output stride
+        return training_set(ctx.root, cfg.crop_size, model.output_stride, cfg.store_size, layout=ctx.layout)
 
 
 STAGE = ClassifierStage()

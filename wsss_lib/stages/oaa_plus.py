@@ -18,7 +18,7 @@ from wsss_lib.data.transforms import image_frame_to_views
 from wsss_lib.formulas.losses import OAA_PLUS_LOSSES
 from wsss_lib.models.cam import build_cam_net
 from wsss_lib.engine.common import dense_source, infer_attention
-from wsss_lib.engine.config import TrainConfig
+from wsss_lib.engine.config import AttentionTrainConfig
 from wsss_lib.engine.loop import Batch
 from wsss_lib.stages.base import RunContext, TrainingStage
 
@@ -27,7 +27,7 @@ SOURCES = (*FUSION_SOURCES, "cam")
 
 
 @dataclass
-class OAAPlusConfig(TrainConfig):
+class OAAPlusConfig(AttentionTrainConfig):
     loss: str = "hl"  # "mce" (eq. 6) | "hl" (eqs. 7-9) | "hl_official"
     source: str = "oaa_max"  # which accumulated maps are the soft labels
 

@@ -32,9 +32,9 @@ from wsss_lib.models.weights import weights_for
 from wsss_lib.formulas.label_rules import IGNORE, read_label_png, write_label_png
 from wsss_lib.runs.folders import write_metrics
 from wsss_lib.engine.config import TrainConfig
-from wsss_lib.util.distributed import is_main
-from wsss_lib.engine.loop import Batch, fit
-from wsss_lib.stages.base import RunContext, Stage
+from wsss_lib.engine.common import TrainingSet
+from wsss_lib.engine.loop import Batch, LoopConfig
+from wsss_lib.stages.base import RunContext, TrainingStage
 from wsss_lib.stages.pseudo_labels import LABEL_FOLDER
 
 
@@ -136,7 +136,6 @@ class SegmentationConfig(TrainConfig):
     def validate(self) -> "SegmentationConfig":
         super().validate()
         self.check("network", self.network in SEG_NETWORKS, f"one of {', '.join(SEG_NETWORKS)}")
-        self.check("backbone", self.backbone == "tiny", "left at its default: network= chooses the segmentation net")
         self.check_number("fraction", 0.0, 1.0)
         self.check("fraction", self.fraction > 0, "a number in (0, 1]")
         self.check("fraction_seed", isinstance(self.fraction_seed, int) and self.fraction_seed >= -1,
@@ -158,7 +157,7 @@ class SegmentationConfig(TrainConfig):
         return self
 
 
-class SegmentationStage(Stage):
+class SegmentationStage(TrainingStage):
     name = "segmentation"
     prefix = "seg"
     Config = SegmentationConfig
@@ -181,44 +180,52 @@ class SegmentationStage(Stage):
     def run_name(self, cfg: SegmentationConfig) -> str:
         return f"seg-{cfg.network}" + (f"-f{cfg.fraction:g}" if cfg.fraction < 1 else "")
 
-    def identity(self, cfg: SegmentationConfig) -> dict:
-        ident = super().identity(cfg)
-        for k in ("backbone", "output_stride"):  # fixed by the network
-            ident.pop(k)
-        return ident
+    def progress_label(self, cfg: SegmentationConfig) -> str:
+        return f"segmentation ({cfg.network})"
 
-    def execute(self, ctx: RunContext) -> None:
+    def training_set(self, ctx: RunContext) -> TrainingSet:
+        """The pseudo-labelled training images (the run's fraction of them), at the crop size."""
         cfg, layout = ctx.cfg, ctx.layout
-        pseudo = ctx.upstream["pseudo_run"]
         full = VOCSegDataset(layout, with_mask=False, cache_in_memory=len(layout) <= 20000)
         fseed = ctx.seed if cfg.fraction_seed < 0 else cfg.fraction_seed
         subset = fraction_subset(len(layout), cfg.fraction, fseed)
-        labels = PseudoLabelSet(pseudo / LABEL_FOLDER, layout, subset)
-        data = SubsetDataset(full, subset)
+        ctx.state["subset"] = subset
+        ctx.state["labels"] = PseudoLabelSet(ctx.upstream["pseudo_run"] / LABEL_FOLDER, layout, subset)
         crop = cfg.crop_size or int(max(full[0]["image"].shape[1:]))
-        model = build_segnet(cfg.network, layout.num_classes, ctx.weights.get(SEG_BACKBONES[cfg.network])).to(ctx.device)
-        opt = torch.optim.SGD(model.param_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
-        loop = cfg.loop(ctx.seed, crop)
-        if cfg.same_steps and cfg.fraction < 1:  # the full set's number of steps
-            steps = cfg.epochs * math.ceil(len(layout) / cfg.batch_size)
-            loop.epochs = max(1, round(steps / math.ceil(len(subset) / cfg.batch_size)))
+        return TrainingSet(layout, SubsetDataset(full, subset), crop, (crop, crop), layout.num_classes - 1)
+
+    def build_model(self, ctx: RunContext):
+        cfg = ctx.cfg
+        return build_segnet(cfg.network, ctx.layout.num_classes, ctx.weights.get(SEG_BACKBONES[cfg.network]))
+
+    def training_step(self, ctx: RunContext, model):
+        labels, crop = ctx.state["labels"], ctx.ts.crop
 
         def step(b: Batch) -> torch.Tensor:
             return segmentation_loss(b.model(b.views), labels.views(b.host_indices, b.geo, crop))
+        return step, {}
 
-        res = fit(model, opt, cfg.schedule, data, loop, ctx.out, step, {}, ctx.device, ctx.progress,
-                  desc=f"segmentation ({cfg.network})", stop_after_steps=ctx.stop_after_steps)
-        if not is_main():  # in a process group, rank 0 evaluates and writes
-            return
+    def loop(self, ctx: RunContext) -> LoopConfig:
+        cfg, loop = ctx.cfg, super().loop(ctx)
+        n = len(ctx.state["subset"])
+        if cfg.same_steps and cfg.fraction < 1:  # the full set's number of steps
+            steps = cfg.epochs * math.ceil(len(ctx.layout) / cfg.batch_size)
+            loop.epochs = max(1, round(steps / math.ceil(n / cfg.batch_size)))
+        return loop
+
+    def score(self, ctx: RunContext, model, train_info: dict) -> None:
+        """Val mIoU (:meth:`evaluate`) with the pseudo labels' quality and the training's figures."""
+        cfg, subset, history = ctx.cfg, ctx.state["subset"], train_info["history"]
         t0 = time.perf_counter()
+        epochs = self.loop(ctx).epochs
         ev = self.evaluate(ctx, model)
-        pseudo_metrics = read_json(pseudo / "metrics.json")
+        pseudo_metrics = read_json(ctx.upstream["pseudo_run"] / "metrics.json")
         metrics = {**ev.pop("metrics"), **{k: v for k, v in pseudo_metrics.items() if k.startswith("pseudo_")},
-                   "train_images": float(len(subset)), "train_epochs": float(loop.epochs),
-                   "train_steps": float(loop.epochs * math.ceil(len(subset) / cfg.batch_size)),
-                   "train_seconds": res.seconds, "final_loss": res.history[-1]["loss"],
-                   "first_epoch_loss": res.history[0]["loss"]}
-        write_json(ctx.out / "evaluation.json", {**ev, "history": res.history, "train_indices": subset})
+                   "train_images": float(len(subset)), "train_epochs": float(epochs),
+                   "train_steps": float(epochs * math.ceil(len(subset) / cfg.batch_size)),
+                   "train_seconds": train_info["train_seconds"], "final_loss": history[-1]["loss"],
+                   "first_epoch_loss": history[0]["loss"]}
+        write_json(ctx.out / "evaluation.json", {**ev, "history": history, "train_indices": subset})
         metrics["eval_seconds"] = time.perf_counter() - t0
         write_metrics(ctx.out, metrics)
 
