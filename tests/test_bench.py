@@ -40,3 +40,26 @@ def test_train_benchmark_runs_every_stage_step_and_reports_them():
     assert all(r["images_per_s"] > 0 and r["precision"] == "fp32" for r in res["rows"])
     text = format_train(res)
     assert "| amr | fp32 | 32 | 2 |" in text and "OAA store's share" in text
+
+
+def test_the_training_benchmark_times_each_stages_own_step(monkeypatch):
+    # a change to a stage's step is what the benchmark runs: wrap each stage's step and count the calls
+    from wsss_lib.speed.training import CASE_STAGE, bench_train
+    from wsss_lib.stages import get_stage
+
+    calls = {}
+    for name in set(CASE_STAGE.values()):
+        cls = type(get_stage(name))
+        real = cls.training_step
+
+        def counted(self, ctx, model, _real=real, _name=name):
+            step, state = _real(self, ctx, model)
+
+            def wrapped(b):
+                calls[_name] = calls.get(_name, 0) + 1
+                return step(b)
+            return wrapped, state
+        monkeypatch.setattr(cls, "training_step", counted)
+    res = bench_train("cpu", "tiny", 32, 2, steps=1, warmup=1, num_classes=3, seg_network="small", n_images=12)
+    assert {r["case"] for r in res["rows"]} == set(CASE_STAGE)
+    assert calls == {"classifier": 2, "oaa_plus": 2, "amr": 2, "segmentation": 2}  # cam+oaa, OAA+, AMR, seg: warm-up + 1

@@ -3,88 +3,115 @@
     python -m wsss_lib.speed.bench train --device cuda --backbone vgg16 --image-size 321 --batch-size 16
     python -m wsss_lib.speed.bench voc --device cuda --out reports/bench_gpu.md    # the VOC-size set
 
-Each case is one stage's step as the engine runs it (channels_last and bf16 autocast on CUDA), on
-synthetic tensors: plain CAM (BCE), CAM + the OAA store update, OAA+ (hybrid loss on soft labels),
-AMR (both branches, cross pseudo supervision) and segmentation (pixel cross entropy). Reported:
-images/s (median of timed steps after warm-up, synchronised around each step) and peak GPU memory.
+Each case times the stage's **own** training step (``Stage.build_model`` and ``Stage.training_step``
+of :mod:`wsss_lib.stages`, as the engine calls them, with channels_last and bf16 autocast on CUDA),
+built on a synthetic run context: a layout of random image-level labels, the stage's default config
+at the chosen backbone, random weights, and synthetic inputs (images, an upstream attention file for
+OAA+, random pseudo labels for segmentation). A change to a stage's step changes its benchmark.
+Cases: the classifier with the OAA store and recorders (``cam+oaa``), the plain CAM loss alone
+(``cam``, the same network and BCE without the store), OAA+, AMR, segmentation. Reported: images/s
+(median of timed steps after warm-up, synchronised around each step) and peak GPU memory.
 """
 
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import torch
 import torch.nn.functional as Fn
 
 CASES = ("cam", "cam+oaa", "oaa_plus", "amr", "segmentation")
+#: the stage behind each case
+CASE_STAGE = {"cam": "classifier", "cam+oaa": "classifier", "oaa_plus": "oaa_plus", "amr": "amr",
+              "segmentation": "segmentation"}
 
 
 def _device_name(dev: torch.device) -> str:
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
-def make_case(case: str, backbone: str, image_size: int, batch_size: int, num_classes: int, dev: torch.device,
-              seg_network: str = "deeplab_largefov"):
-    """``(model, step)``: the case's network and a function running one training step's loss."""
-    from wsss_lib.formulas.accumulation import OAAStore
-    from wsss_lib.formulas.attention import attention_maps, class_scores
-    from wsss_lib.data.transforms import views_to_image_frame
-    from wsss_lib.formulas.losses import OAA_PLUS_LOSSES, amr_total_loss, cps_loss, multilabel_bce
-    from wsss_lib.models.amr import build_amr
-    from wsss_lib.models.cam import build_cam_net
-    from wsss_lib.models.segnet import build_segnet
-    from wsss_lib.stages.segmentation import segmentation_loss
+class SyntheticLayout:
+    """What a stage's step reads of a VOC layout: ids, multi-hot labels, class count."""
 
-    g = torch.Generator().manual_seed(0)
-    labels = (torch.rand(batch_size, num_classes, generator=g) < 0.15)
-    labels[torch.arange(batch_size), torch.randint(0, num_classes, (batch_size,), generator=g)] = True
-    labels = labels.float().to(dev)
+    def __init__(self, n_images: int, num_classes: int, seed: int = 0) -> None:
+        g = np.random.default_rng(seed)
+        labels = g.random((n_images, num_classes)) < 0.1
+        labels[np.arange(n_images), g.integers(0, num_classes, n_images)] = True
+        self.labels = labels
+        self.ids = [f"s{i:06d}" for i in range(n_images)]
+        self.num_classes = num_classes + 1  # background included
+        self.class_names = ("background", *(f"c{k}" for k in range(num_classes)))
+        self.split = "train"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class _RandomPseudoLabels:
+    """Stands in for a pseudo-label folder: random label maps of the view size (segmentation)."""
+
+    def __init__(self, num_classes: int, crop: int, device: torch.device) -> None:
+        self.k1, self.crop, self.device = num_classes + 1, crop, device
+
+    def views(self, host_indices, geo, crop):
+        g = torch.Generator().manual_seed(len(host_indices))
+        return torch.randint(0, self.k1, (len(host_indices), crop, crop), generator=g).to(self.device)
+
+
+def stage_case(case: str, backbone: str, image_size: int, batch_size: int, num_classes: int, dev: torch.device,
+               seg_network: str = "deeplab_largefov", n_images: int = 10582, tmp: str | Path | None = None):
+    """``(model, step, batch_of)``: the stage's network and its own training step on a synthetic run
+    context; ``batch_of(x, i)`` makes the engine's batch ``i`` around the images ``x``."""
+    from wsss_lib.engine.common import TrainingSet, dense_source
+    from wsss_lib.engine.loop import Batch
+    from wsss_lib.runs.attention_io import save_attention
+    from wsss_lib.runs.profile import FULL
+    from wsss_lib.stages import get_stage
+    from wsss_lib.stages.base import RunContext
+
+    stage = get_stage(CASE_STAGE[case])
+    params = {"network": seg_network} if case == "segmentation" else {"backbone": backbone}
+    if case in ("cam", "cam+oaa"):
+        params["epochs"] = 2  # the recorders keep a row per epoch; the step's cost does not depend on it
+    cfg = stage.config(FULL, seed=0, device=str(dev), **params)
+    layout = SyntheticLayout(n_images, num_classes)
+    tmp = Path(tmp or tempfile.mkdtemp(prefix="wsss-bench-"))
+    upstream = {}
+    stride = getattr(cfg, "output_stride", 8)
+    size = (-(-image_size // stride),) * 2
+    if case == "oaa_plus":  # the accumulated maps it learns from, as an upstream run's attention file
+        maps = torch.rand(len(layout), num_classes, *size, generator=torch.Generator().manual_seed(0))
+        save_attention(tmp / "attention" / f"{cfg.source}.pt", dense_source(maps, layout), cfg.source)
+        upstream["oaa_run"] = tmp
+    ctx = RunContext(cfg, 0, FULL, dev, tmp, layout, tmp, upstream, progress=False)
+    ctx.ts = TrainingSet(layout, None, image_size, size, num_classes)
     if case == "segmentation":
-        model = build_segnet(seg_network, num_classes + 1).to(dev)
-        target = torch.randint(0, num_classes + 1, (batch_size, image_size, image_size), generator=g).to(dev)
-        return model, lambda x, i: segmentation_loss(model(x), target)
-    if case == "amr":
-        model = build_amr(backbone, num_classes).to(dev)
+        ctx.state["labels"] = _RandomPseudoLabels(num_classes, image_size, dev)
+    model = stage.build_model(ctx).to(dev)
+    step, _ = stage.training_step(ctx, model)
+    if case == "cam":  # the same network and loss, without the OAA store and the recorders
+        def step(b):  # noqa: F811 (the plain CAM step the classifier's step extends)
+            return Fn.binary_cross_entropy_with_logits(b.model(b.views).float().mean(dim=(2, 3)), b.labels)
+    labels = torch.from_numpy(layout.labels).float().to(dev)
+    geo = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0], device=dev).expand(batch_size, 5)
 
-        def amr_step(x, i):
-            F_s, F_c = model(x)
-            F_s, F_c = F_s.float(), F_c.float()
-            return amr_total_loss(multilabel_bce(class_scores(F_s), labels), multilabel_bce(class_scores(F_c), labels),
-                                  cps_loss(attention_maps(F_s), attention_maps(F_c), labels))
-        return model, amr_step
-    model = build_cam_net(backbone, num_classes).to(dev)
-    if case == "oaa_plus":
-        size = -(-image_size // model.output_stride)
-        soft = torch.rand(batch_size, num_classes, size, size, generator=g).to(dev) * labels[:, :, None, None]
-        return model, lambda x, i: OAA_PLUS_LOSSES["hl"](model(x).float(), soft)
-    store = None
-    if case == "cam+oaa":
-        n = 10582  # VOC train_aug
-        all_labels = torch.rand(n, num_classes, generator=g) < 0.1
-        all_labels[torch.arange(n), torch.randint(0, num_classes, (n,), generator=g)] = True
-        size = (-(-image_size // model.output_stride),) * 2
-        store = OAAStore([str(i) for i in range(n)], all_labels, size, device=dev)
-        geo = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0]).expand(batch_size, 5).to(dev)
-        all_labels = all_labels.float().to(dev)
+    def batch_of(x: torch.Tensor, i: int) -> Batch:
+        idx = [(i * batch_size + j) % len(layout) for j in range(batch_size)]
+        ind = torch.tensor(idx, device=dev)
+        return Batch(x, geo, labels[ind], ind, [layout.ids[k] for k in idx], 0, False, model, idx)
 
-    def cam_step(x, i):
-        F = model(x).float()
-        logits = class_scores(F)
-        if store is None:
-            return multilabel_bce(logits, labels)
-        idx = (torch.arange(batch_size, device=dev) + i * batch_size) % len(store.image_ids)
-        y = all_labels[idx]
-        with torch.no_grad():
-            A, valid = views_to_image_frame(attention_maps(F.detach()), geo, store.size)
-            store.update(idx, A, valid, logits.detach(), y, epoch=1)
-        return multilabel_bce(logits, y)
-    return model, cam_step
+    return model, step, batch_of
 
 
 def bench_train(device: str = "cuda", backbone: str = "vgg16", image_size: int = 321, batch_size: int = 16,
                 steps: int = 20, warmup: int = 5, num_classes: int = 20, cases=CASES,
-                precisions=("fp32", "bf16"), seg_network: str = "deeplab_largefov", seg_image_size: int | None = None) -> dict:
+                precisions=("fp32", "bf16"), seg_network: str = "deeplab_largefov", seg_image_size: int | None = None,
+                n_images: int = 10582) -> dict:
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     rows = []
@@ -94,7 +121,8 @@ def bench_train(device: str = "cuda", backbone: str = "vgg16", image_size: int =
                 continue  # bf16 autocast is the GPU fast path
             torch.manual_seed(0)
             size = seg_image_size or image_size if case == "segmentation" else image_size
-            model, step = make_case(case, backbone, size, batch_size, num_classes, dev, seg_network)
+            model, step, batch_of = stage_case(case, backbone, size, batch_size, num_classes, dev, seg_network,
+                                               n_images=n_images)
             if cuda:
                 model.to(memory_format=torch.channels_last)
                 torch.cuda.reset_peak_memory_stats(dev)
@@ -108,7 +136,7 @@ def bench_train(device: str = "cuda", backbone: str = "vgg16", image_size: int =
                     torch.cuda.synchronize(dev)
                 t0 = time.perf_counter()
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16"):
-                    loss = step(x, i)
+                    loss = step(batch_of(x, i))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
