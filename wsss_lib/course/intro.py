@@ -16,26 +16,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as Fn
-from matplotlib.patches import Patch
 
 from wsss_lib.data.transforms import normalize_images
 from wsss_lib.util.io import read_json, torch_load
 from wsss_lib.formulas.metrics import confusion_matrix, mean_iou
 from wsss_lib.models.cam import CAMNet, build_cam_net
 from wsss_lib.formulas.label_rules import threshold_labels
-from wsss_lib.data.synthetic import voc_colormap
-from wsss_lib.figures.plots import colorize_mask, overlay
-
-_CMAP = voc_colormap()
-
-
-def class_legend(class_names: Sequence[str], values: Sequence[int], ignore: bool = False) -> list[Patch]:
-    """Legend patches in the VOC palette for the label ``values`` (0 = background)."""
-    handles = [Patch(color=_CMAP[v] / 255.0, label=class_names[v]) for v in sorted(set(values))]
-    if ignore:
-        handles.append(Patch(color=_CMAP[255] / 255.0, label="ignored (255)"))
-    return handles
-
+from wsss_lib.figures.plots import attention_colorbar, class_legend_handles as class_legend, colorize_mask, overlay
 
 def samples_figure(layout, indices: Sequence[int]) -> plt.Figure:
     """Images with their image-level labels (what training sees) over their masks (what it never
@@ -111,9 +98,7 @@ def cam_figure(image: np.ndarray, cam: np.ndarray, mask: np.ndarray, class_names
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    sm = plt.cm.ScalarMappable(plt.Normalize(0, 1), cmap="jet")
-    cb = fig.colorbar(sm, ax=axes[1], fraction=0.046, pad=0.02)
-    cb.set_label("attention A_c (eq. 2)", fontsize=8)
+    attention_colorbar(fig, "attention A_c (eq. 2)", ax=axes[1])
     values = {int(v) for v in np.unique(mask) if v != 255}
     axes[2].legend(handles=class_legend(class_names, values, ignore=bool((mask == 255).any())), fontsize=7,
                    loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
@@ -142,9 +127,7 @@ def threshold_explorer(layout, source: dict, indices: Sequence[int], thresholds:
         fig, axes = plt.subplots(1, 4, figsize=(12, 3.0), gridspec_kw={"width_ratios": [1, 1, 1, 1.4]})
         axes[0].imshow(overlay(image, att.max(0) if len(att) else np.zeros(mask.shape)))
         axes[0].set_title("CAM, all present classes (max)", fontsize=8)
-        cb = fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, 1), cmap="jet"), ax=axes[0], fraction=0.046, pad=0.02)
-        cb.ax.tick_params(labelsize=7)
-        cb.set_label("attention", fontsize=7)
+        attention_colorbar(fig, "attention", ax=axes[0], fontsize=7)
         axes[1].imshow(colorize_mask(label))
         axes[1].set_title(f"pseudo label at threshold {t:.2f}", fontsize=8)
         axes[2].imshow(colorize_mask(mask))
@@ -174,5 +157,5 @@ def threshold_explorer(layout, source: dict, indices: Sequence[int], thresholds:
     return widgets.VBox([widgets.HBox([slider, menu]), out]), curve
 
 
-__all__ = ["cam_figure", "class_legend", "image_attention", "image_batch", "load_classifier", "samples_figure",
+__all__ = ["cam_figure", "image_attention", "image_batch", "load_classifier", "samples_figure",
            "threshold_explorer", "threshold_sweep"]
