@@ -20,11 +20,17 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 def test_guard_refuses_what_would_sync_and_allows_the_rest():
     x = torch.arange(6.0).view(2, 3)
+    rows = torch.zeros(1, dtype=torch.long)
     with HostSyncGuard():
+        x.index_fill_(0, rows, 0.0)  # the copy-free forms of what the last three below do
+        x[rows] = torch.full((1, 3), 0.0)
+        x[0].index_fill_(0, rows, 1.0)
         y = torch.where(x > 2, x, torch.zeros_like(x)).sum()  # fixed-size work is fine
         x[0, 1] = 7.0
         for bad in (lambda: y.item(), lambda: x.tolist(), lambda: x.nonzero(), lambda: x[x > 2],
-                    lambda: bool(y), lambda: float(y), lambda: torch.where(x > 2)):
+                    lambda: bool(y), lambda: float(y), lambda: torch.where(x > 2),
+                    lambda: torch.tensor([0.5, 0.2]), lambda: torch.as_tensor((1, 2)),
+                    lambda: x.__setitem__(rows, 0.0), lambda: x.__setitem__((0, rows), True)):
             with pytest.raises(HostSyncError):
                 bad()
     assert float(y) == 12.0  # outside the guard nothing is checked
@@ -35,9 +41,9 @@ def test_guard_refuses_what_would_sync_and_allows_the_rest():
 def test_store_update_is_sync_free_and_counts_on_device():
     labels = torch.tensor([[1, 0, 1], [0, 1, 0]])
     store = OAAStore(["a", "b"], labels, (2, 2), gate="all", last_epoch_fallback=True)
-    att = torch.rand(2, 3, 2, 2)
+    att, order = torch.rand(2, 3, 2, 2), torch.tensor([1, 0])
     with HostSyncGuard():
-        n = store.update(torch.tensor([1, 0]), att, None, torch.rand(2, 3), labels[[1, 0]], epoch=0, last_epoch=True)
+        n = store.update(order, att, None, torch.rand(2, 3), labels[[1, 0]], epoch=0, last_epoch=True)
     assert int(n) == 3 and store.counts.tolist() == [1, 1, 1]
     torch.testing.assert_close(store.maps["max"][0], att[1, 0])  # slot 0 = image a, class 0 (batch row 1)
     torch.testing.assert_close(store.maps["max"][2], att[0, 1])  # slot 2 = image b, class 1 (batch row 0)

@@ -107,6 +107,10 @@ def image_frame_to_views(maps: torch.Tensor, geo: torch.Tensor, size: tuple[int,
 def normalize_images(images_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 ``B x 3 x H x W`` -> float, ImageNet mean/std normalized (padding 0 = mean colour)."""
     x = images_uint8.float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return (x - _channel_constant(IMAGENET_MEAN, x.device)) / _channel_constant(IMAGENET_STD, x.device)
+
+
+def _channel_constant(values, device: torch.device) -> torch.Tensor:
+    """``1 x 3 x 1 x 1`` on ``device`` made by fill kernels: ``torch.tensor(list, device='cuda')`` is a
+    synchronous host-to-device copy, which a training step must not make."""
+    return torch.stack([torch.full((), float(v), device=device) for v in values]).view(1, -1, 1, 1)

@@ -237,16 +237,16 @@ class OAAStore:
             maps[rows] = fusion.update(maps[rows], A, V, first, t)
         pixel_counts[rows] = t
         counts[rows] = counts[rows] + 1
-        buf["fallback"][rows] = False
-        buf.touched[rows] = True
+        buf["fallback"].index_fill_(0, rows, False)
+        buf.touched.index_fill_(0, rows, True)
         if last_epoch and self.last_epoch_fallback:
             never = counts[slots.clamp_min(0)] == 0  # after this batch's accepted updates
             fb_rows = torch.where(labels & ~accept & (slots >= 0) & never, slots, scratch).flatten()
             for name in FUSIONS:
                 buf[f"{name}_maps"][fb_rows] = A * V
             pixel_counts[fb_rows] = V.to(pixel_counts.dtype)
-            buf["fallback"][fb_rows] = True
-            buf.touched[fb_rows] = True
+            buf["fallback"].index_fill_(0, fb_rows, True)
+            buf.touched.index_fill_(0, fb_rows, True)
         return accept.sum()
 
     def merge_shards(self) -> None:

@@ -56,8 +56,8 @@ class DriftRecorder:
         if valid is not None:
             a = a * valid.to(a.dtype)
         self.buffer["maps"][epoch, rows] = a.flatten(0, 1).half()
-        self.buffer["seen"][epoch, rows] = True
-        self.buffer.touched[epoch, rows] = True
+        self.buffer["seen"][epoch].index_fill_(0, rows, True)
+        self.buffer.touched[epoch].index_fill_(0, rows, True)
 
     def merge_shards(self) -> None:
         self.buffer.merge_shards()

@@ -88,8 +88,8 @@ class SnapshotRecorder:
     def record(self, epoch: int, indices: torch.Tensor, maps_img: torch.Tensor) -> None:
         rows = self._pos[indices]  # images outside the subset -> the scratch row
         self.buffer["maps"][epoch, rows] = maps_img.detach().float()
-        self.buffer["seen"][epoch, rows] = True
-        self.buffer.touched[epoch, rows] = True
+        self.buffer["seen"][epoch].index_fill_(0, rows, True)
+        self.buffer.touched[epoch].index_fill_(0, rows, True)
 
     def merge_shards(self) -> None:
         self.buffer.merge_shards()

@@ -6,7 +6,9 @@ mask indexing...) raises. On CPU nothing ever waits, so the same code paths are 
 :class:`HostSyncGuard`, a ``TorchFunctionMode`` that refuses the tensor operations that would
 synchronise on a GPU: reading values into Python (``item``, ``tolist``, ``bool``/``int``/``float``
 of a tensor, ``numpy``, ``cpu``), and operations whose output size depends on the data
-(``nonzero``, ``masked_select``, ``unique``, boolean-mask indexing, one-argument ``where``). It sees
+(``nonzero``, ``masked_select``, ``unique``, boolean-mask indexing, one-argument ``where``), and
+the host-to-device copies of Python values that CUDA makes synchronously (``torch.tensor(list)``,
+``x[index_tensor] = 0.0``: ``index_fill_`` / ``torch.full`` are the copy-free forms). It sees
 the calls made by our code (the OAA store, the recorders, the losses), not those inside torch's
 own C++ kernels, which the CUDA mode covers when a GPU is there.
 """
@@ -24,6 +26,7 @@ _SYNCING = {_T.item, _T.tolist, _T.nonzero, torch.nonzero, torch.argwhere, _T.ar
             _T.__float__, _T.__index__, _T.cpu, _T.numpy, torch.masked_select, _T.masked_select, torch.unique,
             _T.unique, torch.unique_consecutive, _T.unique_consecutive}
 _INDEXING = {_T.__getitem__, _T.__setitem__}
+_FROM_PYTHON = {torch.tensor, torch.as_tensor}
 
 
 class HostSyncError(RuntimeError):
@@ -33,6 +36,11 @@ class HostSyncError(RuntimeError):
 def _has_bool_index(index) -> bool:
     items = index if isinstance(index, tuple) else (index,)
     return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
+
+
+def _has_tensor_index(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, torch.Tensor) for i in items)
 
 
 def _name(func) -> str:
@@ -49,6 +57,13 @@ class HostSyncGuard(TorchFunctionMode):
         if func in _INDEXING and len(args) > 1 and _has_bool_index(args[1]):
             raise HostSyncError("boolean-mask indexing inside the training step: its size depends on the data "
                                 "(a device-to-host read on a GPU); use torch.where or a fixed-size index")
+        if func is _T.__setitem__ and len(args) > 2 and isinstance(args[2], (bool, int, float)) \
+                and _has_tensor_index(args[1]):
+            raise HostSyncError("x[index_tensor] = <Python number> inside the training step: on a GPU the number is "
+                                "copied to the device synchronously; use index_fill_ (or a device tensor)")
+        if func in _FROM_PYTHON and args and not isinstance(args[0], torch.Tensor):
+            raise HostSyncError(f"torch.{func.__name__}(<Python data>) inside the training step: on a GPU it is a synchronous "
+                                "host-to-device copy; make constants with torch.full / outside the step")
         if func is torch.where and len(args) + len(kwargs) == 1:
             raise HostSyncError("one-argument torch.where inside the training step (it is nonzero())")
         return func(*args, **kwargs)
