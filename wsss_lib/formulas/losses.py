@@ -59,14 +59,21 @@ def hybrid_loss(F: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return (l_pos + l_neg).sum(dim=1).mean()
 
 
-def hybrid_loss_official(F: torch.Tensor, p: torch.Tensor, pos_threshold: float = 0.001) -> torch.Tensor:
-    """The official OAA+ code's hybrid loss: one normalization over all classes, pixels and images
-    of the batch, and ``p > 0.001`` (not ``p > 0``) counts as positive:
-    ``-(1/|P|) sum_P p log q  -  (1/|N|) sum_N log(1 - q)``."""
-    pos = p > pos_threshold
-    neg = ~pos
-    l_pos = (-p * Fn.logsigmoid(F))[pos].sum() / pos.sum().clamp_min(1)
-    l_neg = (-Fn.logsigmoid(-F))[neg].sum() / neg.sum().clamp_min(1)
+def hybrid_loss_official(F: torch.Tensor, p: torch.Tensor, pos_threshold: float = 0.001,
+                         eps: float = 1e-8) -> torch.Tensor:
+    """The official OAA+ code's hybrid loss (``ExLoss``): one normalization over all classes, pixels
+    and images of the batch, and ``p > 0.001`` (not ``p > 0``) counts as positive:
+    ``-(1/|P|) sum_P p log q  -  (1/|N|) sum_N log(1 - q + 1e-8)``.
+
+    As the official code, ``q = sigmoid(F)`` is formed in the input's precision and the negative term
+    takes ``log(1 - q + eps)``: once ``q`` rounds to 1 (float32: ``F`` above about 16.6) a pixel's
+    negative loss stops at ``-log(eps)`` (about 18.4) instead of growing like ``F``. The positive term
+    is ``logsigmoid``, which equals the official ``log(sigmoid(F))`` wherever that is finite.
+    Masks are multiplied, not indexed: no host synchronisation on a GPU."""
+    pos = (p > pos_threshold).to(F.dtype)
+    neg = 1 - pos
+    l_pos = (-p * Fn.logsigmoid(F) * pos).sum() / pos.sum().clamp_min(1)
+    l_neg = (-torch.log(1 - torch.sigmoid(F) + eps) * neg).sum() / neg.sum().clamp_min(1)
     return l_pos + l_neg
 
 
