@@ -50,3 +50,83 @@ def test_official_hybrid_loss_without_positives_or_negatives():
     logits = torch.randn(1, 2, 3, 3)
     for target in (torch.zeros(1, 2, 3, 3), torch.ones(1, 2, 3, 3)):
         torch.testing.assert_close(hybrid_loss_official(logits, target), _official_exloss(logits, target))
+
+
+# --- restatement of DeepLab-LargeFOV (PengtaoJiang/OAA examples/seg/exp1/train.prototxt) ----------------
+# (name, kind, args) in prototxt order; conv: (out, kernel, pad, dilation); pool: (kernel, stride, pad)
+_PROTOTXT = [("conv1_1", "conv", (64, 3, 1, 1)), ("conv1_2", "conv", (64, 3, 1, 1)), ("pool1", "max", (3, 2, 1)),
+             ("conv2_1", "conv", (128, 3, 1, 1)), ("conv2_2", "conv", (128, 3, 1, 1)), ("pool2", "max", (3, 2, 1)),
+             ("conv3_1", "conv", (256, 3, 1, 1)), ("conv3_2", "conv", (256, 3, 1, 1)),
+             ("conv3_3", "conv", (256, 3, 1, 1)), ("pool3", "max", (3, 2, 1)),
+             ("conv4_1", "conv", (512, 3, 1, 1)), ("conv4_2", "conv", (512, 3, 1, 1)),
+             ("conv4_3", "conv", (512, 3, 1, 1)), ("pool4", "max", (3, 1, 1)),
+             ("conv5_1", "conv", (512, 3, 2, 2)), ("conv5_2", "conv", (512, 3, 2, 2)),
+             ("conv5_3", "conv", (512, 3, 2, 2)), ("pool5", "max", (3, 1, 1)), ("pool5a", "ave", (3, 1, 1)),
+             ("fc6", "conv", (1024, 3, 12, 12)), ("drop6", "dropout", ()), ("fc7", "conv", (1024, 1, 0, 1)),
+             ("drop7", "dropout", ()), ("score", "score", (21, 1, 0, 1))]
+
+
+def _caffe_pool_size(n, k, s, p):
+    """Caffe's pooled size: rounded up, then the last window must start inside the image (+ pad)."""
+    out = -(-(n + 2 * p - k) // s) + 1
+    if p and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def _official_largefov(x, convs, train=False):
+    """Run the prototxt's layers with the given conv weights (name -> (weight, bias)); ReLU after every
+    conv but the score layer; Caffe max pooling sizes (checked) and average pooling over the padded window."""
+    for name, kind, args in _PROTOTXT:
+        if kind in ("conv", "score"):
+            w, b = convs[name]
+            _, k, pad, dil = args
+            x = torch.nn.functional.conv2d(x, w, b, padding=pad, dilation=dil)
+            if kind == "conv":
+                x = torch.relu(x)
+        elif kind == "max":
+            k, s, p = args
+            expect = _caffe_pool_size(x.shape[-1], k, s, p)
+            x = torch.nn.functional.max_pool2d(x, k, s, p, ceil_mode=True)
+            assert x.shape[-1] == expect, (name, x.shape, expect)
+        elif kind == "ave":
+            k, s, p = args
+            x = torch.nn.functional.avg_pool2d(x, k, s, p, count_include_pad=True)
+        elif kind == "dropout":
+            x = torch.nn.functional.dropout(x, 0.5, training=train)  # element-wise (Caffe Dropout)
+    return x
+
+
+def _conv_weights_in_order(model):
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    names = [n for n, kind, _ in _PROTOTXT if kind in ("conv", "score")]
+    assert len(convs) == len(names)
+    return {n: (m.weight, m.bias) for n, m in zip(names, convs)}
+
+
+@pytest.mark.parametrize("size", [321, 320, 65])
+def test_deeplab_largefov_is_the_official_layer_list(size):
+    from wsss_lib.models.segnet import build_segnet
+
+    torch.manual_seed(0)
+    net = build_segnet("deeplab_largefov", 21).eval()
+    convs = _conv_weights_in_order(net)
+    for name, kind, args in _PROTOTXT:  # same channels, kernels, paddings and dilations as the prototxt
+        if kind in ("conv", "score"):
+            w = convs[name][0]
+            assert w.shape[0] == args[0] and w.shape[-1] == args[1], name
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        ours, ref = net(x), _official_largefov(x, convs)
+    assert ours.shape == ref.shape
+    if size == 321:
+        assert ours.shape[-2:] == (41, 41)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_deeplab_largefov_dropout_is_element_wise():
+    from wsss_lib.models.segnet import build_segnet
+
+    net = build_segnet("deeplab_largefov", 21)
+    drops = [m for m in net.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    assert [type(m) for m in drops] == [torch.nn.Dropout, torch.nn.Dropout] and all(m.p == 0.5 for m in drops)

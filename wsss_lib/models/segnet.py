@@ -3,9 +3,13 @@
 - ``small``: the embedded benchmark's network: the ``tiny`` backbone (output stride 8, last stage
   dilated) with a LargeFOV-style head (3x3 conv at dilation 4, then 1x1 to the classes); CPU-sized;
   pretrained: the backbone learnt on the embedded source task (:mod:`wsss_lib.models.pretrain`).
-- ``deeplab_largefov``: DeepLab-LargeFOV on VGG16 (the OAA paper's segmentation network): VGG16 at
-  output stride 8, pool5 (3x3, stride 1) and its 3x3 average pool, fc6 as a 3x3 conv at dilation 12
-  (1024 channels), fc7 1x1 (1024), dropout 0.5 after both, fc8 1x1 to the classes.
+- ``deeplab_largefov``: DeepLab-LargeFOV on VGG16 (the OAA paper's segmentation network), layer for
+  layer as the official ``examples/seg/exp1/train.prototxt`` of PengtaoJiang/OAA: pool1-pool3 3x3
+  max pools at stride 2 with padding 1 (Caffe rounds output sizes up: 321 px in, 41 x 41 out),
+  pool4 and pool5 3x3 at stride 1, conv5 at dilation 2, a 3x3 average pool (pool5a), fc6 a 3x3 conv
+  at dilation 12 (1024 channels), fc7 1x1 (1024), element-wise dropout 0.5 after both, fc8 1x1 to the
+  classes. Not reproduced: fc6 / fc7 start from DeepLab's subsampled VGG fc weights officially
+  (``init.caffemodel``); here from PyTorch's default initialization, at the head's learning rate.
 - ``deeplabv3_resnet101``: torchvision's ``deeplabv3_resnet101`` with ``weights=None`` and ImageNet
   ``weights_backbone=`` (torchvision's VOC-trained ``weights=`` were learnt from full masks: not
   allowed in weakly supervised segmentation).
@@ -46,11 +50,21 @@ def small_segnet(num_classes: int, width: int = 32, weights=None) -> SegNet:
     return SegNet(bb, head)
 
 
+def _largefov_pools(module: nn.Module) -> None:
+    """The VGG16 backbone's 2x2 stride-2 pools (torchvision's, and the OAA classifier's) become
+    DeepLab-LargeFOV's 3x3 stride-2 pools with padding 1, sized as Caffe sizes them (rounding up)."""
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.MaxPool2d) and child.stride in (2, (2, 2)):
+                setattr(parent, name, nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True))
+
+
 def deeplab_largefov(num_classes: int, weights=None) -> SegNet:
     bb = build_backbone("vgg16", weights)
+    _largefov_pools(bb)
     head = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.AvgPool2d(3, 1, 1),
-                         nn.Conv2d(512, 1024, 3, padding=12, dilation=12), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
-                         nn.Conv2d(1024, 1024, 1), nn.ReLU(inplace=True), nn.Dropout2d(0.5),
+                         nn.Conv2d(512, 1024, 3, padding=12, dilation=12), nn.ReLU(inplace=True), nn.Dropout(0.5),
+                         nn.Conv2d(1024, 1024, 1), nn.ReLU(inplace=True), nn.Dropout(0.5),
                          nn.Conv2d(1024, num_classes, 1))
     nn.init.normal_(head[-1].weight, std=0.01)
     nn.init.zeros_(head[-1].bias)
