@@ -13,8 +13,9 @@ def test_threshold_labels_by_hand():
                     [[0.5, 0.6, 0.4, 0.2]]])
     got = threshold_labels(att, [2, 5], threshold=0.3)
     # argmax among present classes only (+1 for background at 0); below 0.3 everywhere -> background;
-    # a tie (0.4, 0.4) goes to the first present class
+    # a tie (0.4, 0.4) goes to the lowest class index, in whatever order the classes are listed
     assert got.tolist() == [[3, 6, 3, 0]]
+    assert threshold_labels(att[::-1], [5, 2], threshold=0.3).tolist() == [[3, 6, 3, 0]]
     assert threshold_labels(att, [2, 5], threshold=0.95).tolist() == [[0, 0, 0, 0]]
     assert threshold_labels(np.zeros((0, 1, 3)), [], 0.3).tolist() == [[0, 0, 0]]
     with pytest.raises(ValueError, match="one map per present class"):
@@ -38,7 +39,7 @@ def test_saliency_labels_by_hand():
         saliency_labels(att, [1], np.zeros((2, 5)))
 
 
-def official_gen_gt(atts, classes, sal255):
+def official_gen_gt(atts, classes, sal255, conflict=0.9):
     """OAA-PyTorch gen_gt.py's label rule, restated from reading it (PengtaoJiang/OAA-PyTorch):
     gt[0] = 1 - sal/255, gt[cls+1] = min-max normalized attention, sal_att = max(sal, (att>0.8)*255),
     gt[gt<0.3] = 0, >1 channel above 0.9 -> 255, argmax, background with sal_att >= 32 -> 255, and an
@@ -53,7 +54,7 @@ def official_gen_gt(atts, classes, sal255):
         gt[cls + 1] = att
         sal_att = np.maximum(sal_att, (att > 0.8) * 255)
     gt[gt < 0.3] = 0
-    many = (gt > 0.9).astype(np.uint8).sum(0)
+    many = (gt > conflict).astype(np.uint8).sum(0)
     lab = gt.argmax(0).astype(np.uint8)
     lab[many > 1] = 255
     lab[(sal_att >= 32) & (lab == 0)] = 255
@@ -63,13 +64,18 @@ def official_gen_gt(atts, classes, sal255):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_saliency_labels_match_the_official_rule(seed):
+@pytest.mark.parametrize("levels", [0, 4])
+def test_saliency_labels_match_the_official_rule(seed, levels):
+    # levels=4: attention on 5 grey levels, so two classes often tie; classes listed in a random order
     rng = np.random.default_rng(seed)
-    classes = sorted(rng.choice(20, size=rng.integers(1, 4), replace=False).tolist())
+    classes = rng.choice(20, size=rng.integers(2, 4), replace=False).tolist()
     atts = rng.random((len(classes), 24, 32)).astype(np.float32) ** 2
+    if levels:
+        atts = np.round(atts * levels) / levels
+        atts[:, 0, :2] = [[0.0, 1.0]]  # every map spans [0, 1]: min-max leaves the levels as they are
     sal255 = (rng.random((24, 32)) * 255).round().astype(np.uint8)
-    ours = saliency_labels(atts, classes, sal255 / 255.0)
-    assert np.array_equal(ours, official_gen_gt(atts, classes, sal255))
+    ours = saliency_labels(atts, classes, sal255 / 255.0, conflict=1.0)
+    assert np.array_equal(ours, official_gen_gt(atts, classes, sal255, conflict=1.0))
     assert len(np.unique(ours)) > 2  # the case is not trivial
 
 

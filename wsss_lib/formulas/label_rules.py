@@ -24,16 +24,20 @@ IGNORE = 255
 
 
 def _check(att: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
+    """The maps as float32 and the classes, both in ascending class order: an argmax over them then
+    breaks ties towards the lowest class index, as the official code's argmax over all 21 channels."""
     att = np.asarray(att, dtype=np.float32)
     classes = np.asarray(classes, dtype=np.int64).reshape(-1)
     if att.ndim != 3 or att.shape[0] != classes.size:
         raise ValueError(f"attention must be P x H x W with one map per present class; got shape {att.shape} "
                          f"for {classes.size} classes")
-    return att, classes
+    order = np.argsort(classes, kind="stable")
+    return att[order], classes[order]
 
 
 def threshold_labels(att: np.ndarray, classes, threshold: float = 0.3) -> np.ndarray:
     """Per pixel, ``classes[argmax_p att[p]] + 1``; 0 (background) where ``max_p att[p] < threshold``.
+    Ties go to the lowest class index, whatever order ``classes`` lists them in.
 
     ``att``: ``P x H x W`` attention of the image's present classes ``classes`` (0-based
     foreground indices). With no present class every pixel is background."""
@@ -57,7 +61,8 @@ def saliency_labels(att: np.ndarray, classes, saliency: np.ndarray, fg_threshold
 
     1. scores: background ``1 - saliency``; class ``c``: its attention min-max normalized;
     2. every score below ``fg_threshold`` is dropped (set to 0), background included;
-    3. label = argmax of the scores (0 when all were dropped);
+    3. label = argmax of the scores (0 when all were dropped; ties: background, then the lowest class
+       index, as the official argmax over the 21 channels);
     4. *conflict between classes*: where two or more scores exceed ``conflict``, ignore;
     5. *conflict between cues*: a pixel labelled background that is salient (saliency >=
        ``bg_saliency``) or strongly attended (some class attention > ``att_salient``), ignore;
