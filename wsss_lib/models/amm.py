@@ -21,11 +21,20 @@ Two forms (``AMM(..., form=...)``, table :data:`AMM_FORMS`):
 
 Single choices can still be overridden on top of a form (``stats``, ``normalize``, ``spatial_pool``)
 for ablations.
+
+The official ``make_cam`` runs one image and its mirror per forward, so its "batch" statistics are
+those of that pair, and its AMM's ``BatchNorm2d`` normalizes with the pair's statistics: the
+official network overrides ``train()`` without calling ``nn.Module.train``, so ``model.eval()``
+leaves every module in training mode. :func:`grouped_statistics` reproduces both for a batch of
+many pairs (each group of consecutive samples on its own), so the official inference can be
+batched without one image's maps depending on another's.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -41,13 +50,20 @@ SPATIAL_POOLS = ("avg", "maxavg")
 
 
 def gaussian_stats(x: torch.Tensor, scope: str = "sample", eps: float = 1e-6,
-                   unbiased: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                   unbiased: bool = False, group: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Report eq. 2: ``mu = mean(x)``, ``sigma = sqrt(mean((x - mu)^2))`` over each image's
     elements (``scope="sample"``) or the whole batch (``"batch"``); detached, ``sigma >= eps``.
-    ``unbiased=True`` divides by N-1 instead of N (``torch.std``, the official code)."""
+    ``unbiased=True`` divides by N-1 instead of N (``torch.std``, the official code).
+    ``group > 0`` with ``scope="batch"``: each run of ``group`` consecutive samples is a batch of its own."""
     x = x.detach()
     if scope not in ("sample", "batch"):
         raise ValueError(f"scope must be 'sample' or 'batch', got {scope!r}")
+    if scope == "batch" and group:
+        if x.shape[0] % group:
+            raise ValueError(f"a batch of {x.shape[0]} samples does not split into groups of {group}")
+        mu, sigma = gaussian_stats(x.reshape(x.shape[0] // group, group * x[0].numel()), "sample", eps, unbiased)
+        return mu.repeat_interleave(group, 0).view(-1, *[1] * (x.dim() - 1)), \
+            sigma.repeat_interleave(group, 0).view(-1, *[1] * (x.dim() - 1))
     dims = tuple(range(x.dim())) if scope == "batch" else tuple(range(1, x.dim()))
     mu = x.mean(dim=dims, keepdim=True)
     if unbiased:
@@ -77,9 +93,10 @@ class _GaussianGate(nn.Module):
     def __init__(self, stats: str, normalize: bool, threshold: float | None, unbiased: bool) -> None:
         super().__init__()
         self.stats, self.normalize, self.threshold, self.unbiased = stats, normalize, threshold, unbiased
+        self.group = 0  # > 0: batch statistics per group of consecutive samples (grouped_statistics)
 
     def modulate(self, gate: torch.Tensor) -> torch.Tensor:
-        mu, sigma = gaussian_stats(gate, self.stats, unbiased=self.unbiased)
+        mu, sigma = gaussian_stats(gate, self.stats, unbiased=self.unbiased, group=self.group)
         g = gaussian_modulation(gate, mu, sigma, self.normalize)
         if self.threshold is not None:
             g = threshold_modulation(g, self.threshold)
@@ -124,8 +141,37 @@ class SpatialAMM(_GaussianGate):
             p = torch.cat([f.amax(dim=1, keepdim=True), p], dim=1)
         gate = self.conv(p)  # B x 1 x H x W
         if self.bn is not None:
-            gate = self.bn(gate)
+            gate = self._group_bn(gate) if self.group else self.bn(gate)
         return self.modulate(gate) * f
+
+    def _group_bn(self, gate: torch.Tensor) -> torch.Tensor:
+        """The BN in training mode on each group of ``self.group`` samples (its statistics, biased
+        variance as BatchNorm normalizes with); the running statistics are neither used nor updated."""
+        b = gate.shape[0]
+        if b % self.group:
+            raise ValueError(f"a batch of {b} samples does not split into groups of {self.group}")
+        g = gate.reshape(b // self.group, -1)
+        mean = g.mean(1, keepdim=True)
+        var = g.var(1, unbiased=False, keepdim=True)
+        y = ((g - mean) / torch.sqrt(var + self.bn.eps)).view_as(gate)
+        return y * self.bn.weight.view(1, -1, 1, 1) + self.bn.bias.view(1, -1, 1, 1)
+
+
+@contextmanager
+def grouped_statistics(model: nn.Module, group: int = 2) -> Iterator[None]:
+    """Inside the block, every AMM gate of ``model`` with batch statistics takes them per group of
+    ``group`` consecutive samples, and every AMM spatial BN normalizes each group with that group's
+    statistics (as the official ``make_cam`` does for its one image-and-mirror pair per forward).
+    Gates with per-image statistics are unaffected. Restores the previous setting on exit."""
+    gates = [m for m in model.modules() if isinstance(m, _GaussianGate)]
+    before = [m.group for m in gates]
+    try:
+        for m in gates:
+            m.group = group if m.stats == "batch" or (isinstance(m, SpatialAMM) and m.bn is not None) else 0
+        yield
+    finally:
+        for m, g in zip(gates, before):
+            m.group = g
 
 
 class AMM(nn.Module):

@@ -1,0 +1,169 @@
+"""AMR's official inference (JayQine/AMR ``step/make_cam.py`` + ``step/gradCAM.py`` +
+``misc/torchutils.py``), restated here from reading it: the per-image, per-scale, per-class loop of
+adversarial climbing with Grad-CAM hooks, run on one image-and-mirror pair at a time with the AMM's
+BatchNorm in training mode (the official network's ``train()`` override leaves it so under
+``model.eval()``). ``wsss_lib.engine.adversarial_cam.official_cams`` batches the same work across
+images, classes and scales; both run on random weights and random images and must give equal maps."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wsss_lib.engine.adversarial_cam import ClimbSettings, normalize_uint8, official_cams, rescale_uint8
+from wsss_lib.models.amm import AMM_FORMS
+from wsss_lib.models.amr import build_amr
+
+
+class _RestatedGradCAM:
+    """gradCAM.py: forward keeps the class maps and their summed ReLU scores; backward(c) backpropagates
+    the class's summed score; generate(layer) = ReLU(sum_ch fmap * (sum of the gradient / number of
+    positive gradient entries of the whole tensor))."""
+
+    def __init__(self, net):
+        self.net, self.fmaps, self.grads = net, {}, {}
+        for name in ("spotlight", "compensation"):
+            getattr(net, name).head.register_forward_hook(self._keep(name))
+
+    def _keep(self, name):
+        def hook(module, inputs, output):
+            self.fmaps[name] = output
+            output.register_hook(lambda g: self.grads.__setitem__(name, g))
+        return hook
+
+    def forward(self, image, step):
+        self.logits = (self.net.spotlight if step == 1 else self.net.compensation)(image)
+        self.logits_vec = F.relu(self.logits).flatten(2).sum(-1)
+        return self.logits
+
+    def backward(self, c):
+        self.net.zero_grad()
+        self.logits_vec[:, c].sum().backward(retain_graph=True)
+
+    def generate(self, name):
+        fmaps, grads = self.fmaps[name], self.grads[name]
+        weights = grads.flatten(2).sum(-1) / (torch.sum(grads > 0) + 1e-12)
+        return F.relu((fmaps * weights[:, :, None, None]).sum(1, keepdim=True))
+
+
+def _restated_make_cam(net, pack, classes, size, args, order):
+    """make_cam.py's _work for one image: ``pack`` = per scale a 2 x 3 x h x w tensor (image, mirror)."""
+    gcam = _RestatedGradCAM(net)
+    result = {}
+    for step, name in ((1, "spotlight"), (2, "compensation")):
+        outputs_cam = []
+        mul_for_scale = None
+        for size_idx in order:
+            cam_all_classes = None
+            for c_idx, c in enumerate(classes):
+                img_single = pack[size_idx].clone().detach()
+                if size_idx != 1:
+                    total_adv_iter = args["adv_iter"]
+                elif args["adv_iter"] > 10:
+                    total_adv_iter, mul_for_scale = args["adv_iter"] // 2, 2
+                elif args["adv_iter"] < 6:
+                    total_adv_iter, mul_for_scale = args["adv_iter"], 1
+                else:
+                    total_adv_iter = 5
+                    mul_for_scale = float(total_adv_iter) / 5
+                for it in range(total_adv_iter):
+                    img_single.requires_grad = True
+                    outputs = gcam.forward(img_single, step)
+                    if c_idx == 0 and it == 0:
+                        cam_all_classes = torch.zeros(len(classes), outputs.shape[2], outputs.shape[3])
+                    gcam.backward(c)
+                    regions = gcam.generate(name)
+                    regions = regions[0] + regions[1].flip(-1)
+                    if it == 0:
+                        init_cam = regions.detach()
+                    cam_all_classes[c_idx] += regions[0].data * mul_for_scale
+                    logit = F.relu(outputs).flatten(2).mean(-1)
+                    logit_loss = -2 * logit[:, c].sum() + torch.sum(logit)
+                    expanded_mask = torch.zeros(regions.shape)
+                    expanded_mask[regions / regions.max() > args["score_th"]] = 1
+                    l_ad = torch.sum(torch.abs(regions - init_cam) * expanded_mask)
+                    loss = -logit_loss - l_ad * args["AD_coeff"]
+                    net.zero_grad()
+                    img_single.grad.zero_()
+                    loss.backward()
+                    grad = img_single.grad.data
+                    perturbed = img_single + args["AD_stepsize"] * grad / (torch.max(torch.abs(grad)) + 1e-12)
+                    img_single = torch.clamp(perturbed, img_single.min().item(), img_single.max().item()).detach()
+            outputs_cam.append(cam_all_classes)
+        strided_size = ((size[0] - 1) // 4 + 1, (size[1] - 1) // 4 + 1)
+        up = (((size[0] - 1) // 16 + 1) * 16, ((size[1] - 1) // 16 + 1) * 16)
+        strided = torch.sum(torch.stack([F.interpolate(o[None], strided_size, mode="bilinear",
+                                                       align_corners=False)[0] for o in outputs_cam]), 0)
+        high = [F.interpolate(o[:, None], up, mode="bilinear", align_corners=False) for o in outputs_cam]
+        high = torch.sum(torch.stack(high, 0), 0)[:, 0, :size[0], :size[1]]
+        strided /= F.adaptive_max_pool2d(strided, (1, 1)) + 1e-5
+        high /= F.adaptive_max_pool2d(high, (1, 1)) + 1e-5
+        result[name] = {"high_res": high, "strided": strided}
+    return result
+
+
+def _amr(form, seed=0):
+    torch.manual_seed(seed)
+    net = build_amr("tiny", 4, None, form=form, placement="stage").eval()
+    for m in net.modules():  # random BatchNorm statistics, so eval-mode BN is not the identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.8, 1.2)
+    return net
+
+
+def _images(n, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.random((h, w, 3)) * 255).astype(np.uint8) for _ in range(n)]
+
+
+@pytest.mark.parametrize("form", sorted(AMM_FORMS))
+@pytest.mark.parametrize("adv_iter,scales", [(3, (1.0, 0.5, 0.75, 1.25, 1.5, 1.75, 2.0)), (12, (1.0, 0.5, 1.5))])
+def test_batched_official_inference_equals_the_official_loop(form, adv_iter, scales):
+    net = _amr(form)
+    images = _images(3, 37, 45)
+    classes = [[0, 2], [3], [1, 2, 3]]
+    s = ClimbSettings(adv_iter=adv_iter, scales=scales)
+    ours = official_cams(net, images, classes, s, max_pairs=4)  # 6 pairs per scale: two chunks
+    ref_net = copy.deepcopy(net)
+    for m in ref_net.modules():  # the official model is never really put in eval mode: its AMM BN runs in training mode
+        if hasattr(m, "spatial") and getattr(m.spatial, "bn", None) is not None:
+            m.spatial.bn.train()
+    order = [1, 2, 0] + list(range(3, len(scales)))
+    args = {"adv_iter": adv_iter, "AD_coeff": 7, "AD_stepsize": 0.08, "score_th": 0.5}
+    for img, cls, got in zip(images, classes, ours):
+        pack = []
+        for sc in scales:
+            t = normalize_uint8(rescale_uint8(img, sc))
+            pack.append(torch.stack([t, t.flip(-1)]))
+        ref = _restated_make_cam(ref_net, pack, cls, img.shape[:2], args, order)
+        for branch in ("spotlight", "compensation"):
+            for key in ("high_res", "strided"):
+                r, g = ref[branch][key], got[branch][key]
+                assert r.shape == g.shape and r.max() > 0.5
+                torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4 * float(r.abs().max()))
+
+
+@pytest.mark.parametrize("form", sorted(AMM_FORMS))
+def test_no_image_depends_on_the_others_in_its_batch(form):
+    net = _amr(form, seed=1)
+    images = _images(4, 32, 32, seed=1)
+    classes = [[0], [1, 2], [0, 3], [2]]
+    s = ClimbSettings(adv_iter=2, scales=(1.0, 0.5))
+    together = official_cams(net, images, classes, s, max_pairs=16)
+    for i in range(len(images)):
+        alone = official_cams(net, [images[i]], [classes[i]], s)[0]
+        for branch in ("spotlight", "compensation"):
+            torch.testing.assert_close(together[i][branch]["high_res"], alone[branch]["high_res"],
+                                       rtol=1e-5, atol=1e-6)
+
+
+def test_schedule_is_the_official_order_and_factors():
+    assert ClimbSettings(adv_iter=27).schedule() == [(1, 13, 2.0), (2, 27, 2.0), (0, 27, 2.0), (3, 27, 2.0),
+                                                     (4, 27, 2.0), (5, 27, 2.0), (6, 27, 2.0)]
+    assert ClimbSettings(adv_iter=8, scales=(1.0, 0.5, 1.5)).schedule() == [(1, 5, 1.0), (2, 8, 1.0), (0, 8, 1.0)]
+    assert ClimbSettings(adv_iter=3, scales=(1.0,)).schedule() == [(0, 3, 1.0)]
