@@ -167,3 +167,28 @@ def test_schedule_is_the_official_order_and_factors():
                                                      (4, 27, 2.0), (5, 27, 2.0), (6, 27, 2.0)]
     assert ClimbSettings(adv_iter=8, scales=(1.0, 0.5, 1.5)).schedule() == [(1, 5, 1.0), (2, 8, 1.0), (0, 8, 1.0)]
     assert ClimbSettings(adv_iter=3, scales=(1.0,)).schedule() == [(0, 3, 1.0)]
+
+
+def test_amr_stage_scores_the_official_inference(tmp_path, quick_voc):
+    import json
+
+    from wsss_lib.runs.attention_io import load_attention
+    from wsss_lib.stages import get_stage
+
+    run = get_stage("amr")(quick=True, run_dir=str(tmp_path / "amr"), progress=False, inference="official",
+                           adv_iter=1, cam_scales=[1.0, 0.5])
+    params = json.loads((run / "params.json").read_text())["params"]
+    assert params["inference"] == "official" and params["cam_scales"] == [1.0, 0.5]
+    crop = params["crop_size"] or 64
+    for name in ("amr_spotlight", "amr_compensation", "amr_xi0.5"):
+        maps = load_attention(run / "attention" / f"{name}.pt")["maps"]
+        assert maps.shape[-2:] == ((crop - 1) // 4 + 1,) * 2  # the official stride-4 maps, not the plain stride 8
+
+
+@pytest.mark.parametrize("bad", [{"inference": "advcam"}, {"adv_iter": 0}, {"cam_scales": []},
+                                 {"cam_scales": [1.0, -0.5]}, {"score_th": 1.5}])
+def test_official_inference_settings_are_checked(bad):
+    from wsss_lib.stages.amr import AMRConfig
+
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        AMRConfig.from_params(**bad)

@@ -23,6 +23,12 @@ branch frozen, the compensation branch's first stage detached (``detach_stem``),
 bottleneck on ResNets (the ``tiny`` net has no bottlenecks: there the AMM sits after each stage).
 Parameters given explicitly override the preset; ``params.json`` records every resolved value.
 
+Inference (``inference``): ``"plain"`` (default) reads both branches' ReLU CAMs at one scale, as
+every other source of the suite; ``"official"`` is the official ``make_cam``: Grad-CAM under
+adversarial climbing over ``cam_scales`` and their mirrors (:mod:`wsss_lib.engine.adversarial_cam`,
+``adv_iter``, ``ad_coeff``, ``ad_stepsize``, ``score_th`` as the official ``run_sample.py``), batched,
+its stride-4 maps scored. It applies to a trained run and to an official checkpoint alike.
+
 ``init_from`` may also name an official AMR checkpoint file (``.pth``, the AMR repository's
 ``resnet50_amr``): then nothing is trained, and its two branches are read with our batched inference
 (:func:`wsss_lib.models.official.load_official_checkpoint`).
@@ -40,7 +46,8 @@ from wsss_lib.util.io import file_digest, read_json, torch_load
 from wsss_lib.formulas.losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
 from wsss_lib.models.amm import AMM_FORMS, SPATIAL_POOLS
 from wsss_lib.models.amr import PLACEMENTS, build_amr, weighted_cam
-from wsss_lib.engine.common import dense_source, infer_attention
+from wsss_lib.engine.adversarial_cam import OFFICIAL_SCALES, ClimbSettings, official_cams, strided_size
+from wsss_lib.engine.common import dense_source, infer_attention, present_slots
 from wsss_lib.engine.config import AttentionTrainConfig
 from wsss_lib.engine.loop import Batch
 from wsss_lib.stages.base import RunContext, TrainingStage, Upstream
@@ -51,6 +58,7 @@ REPORT_XI = (0.1, 0.3, 0.5, 0.7, 0.9)
 #: every AMR run scores the weighted CAM (eq. 8) at each of these xi
 XI_SWEEP = tuple(round(0.1 * i, 1) for i in range(11))
 CPS_MAPS = ("normalized", "raw")
+INFERENCES = ("plain", "official")
 #: the meanings of AMR's ``init_from`` (the spotlight branch's initialization)
 INIT_FROM = {
     "auto": "the classifier run (notebook 01) of the same data, seed, backbone: found, or made now",
@@ -92,6 +100,12 @@ class AMRConfig(AttentionTrainConfig):
     freeze_spotlight: bool = True
     xi: tuple[float, ...] = REPORT_XI
     xi_main: float = 0.5  # the report's choice; the table reports this one and the sweep
+    inference: str = "plain"  # "plain" ReLU CAM at one scale | "official" make_cam (adversarial climbing)
+    adv_iter: int = 27  # official inference: climbing iterations per scale and class (run_sample.py)
+    ad_coeff: float = 7.0  # official inference: weight of the already-strong-region term
+    ad_stepsize: float = 0.08  # official inference: step size of the climb
+    score_th: float = 0.5  # official inference: share of the map's peak that marks a strong region
+    cam_scales: tuple[float, ...] = OFFICIAL_SCALES  # official inference: scales, each with its mirror
 
     def validate(self) -> "AMRConfig":
         super().validate()
@@ -115,6 +129,15 @@ class AMRConfig(AttentionTrainConfig):
         for name in ("area_weight", "w_cls_s", "w_cls_c", "w_cps"):
             self.check_number(name, 0.0, float("inf"))
         self.check_int("reduction", 1)
+        self.check("inference", self.inference in INFERENCES, f"one of {', '.join(INFERENCES)}")
+        self.check_int("adv_iter", 1)
+        for name in ("ad_coeff", "ad_stepsize"):
+            self.check_number(name, 0.0, float("inf"))
+        self.check_number("score_th", 0.0, 1.0)
+        self.check("cam_scales", isinstance(self.cam_scales, (list, tuple)) and bool(self.cam_scales)
+                   and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in self.cam_scales),
+                   "a non-empty list of positive scales")
+        self.cam_scales = tuple(float(x) for x in self.cam_scales)
         for name in ("freeze_spotlight", "detach_stem"):
             self.check(name, isinstance(getattr(self, name), bool), "True or False")
         self.check("init_from", isinstance(self.init_from, str), f"one of {', '.join(map(repr, INIT_FROM))}")
@@ -225,11 +248,35 @@ class AMRStage(TrainingStage):
     def attention(self, ctx: RunContext, model) -> dict[str, dict]:
         """Both branches' maps and the weighted CAM (eq. 8) at every xi of :data:`XI_SWEEP`."""
         ts = ctx.ts
-        (M_s, M_c), _ = infer_attention(model, ts.dataset, ts.size, ts.crop, ctx.device, progress=ctx.progress)
-        sources = {"amr_spotlight": dense_source(M_s, ctx.layout), "amr_compensation": dense_source(M_c, ctx.layout)}
+        if ctx.cfg.inference == "official":
+            sources = self._official_sources(ctx, model)
+        else:
+            (M_s, M_c), _ = infer_attention(model, ts.dataset, ts.size, ts.crop, ctx.device, progress=ctx.progress)
+            sources = {"amr_spotlight": dense_source(M_s, ctx.layout),
+                       "amr_compensation": dense_source(M_c, ctx.layout)}
+        M_s, M_c = sources["amr_spotlight"]["maps"], sources["amr_compensation"]["maps"]
         for xi in XI_SWEEP:
-            sources[f"amr_xi{xi:g}"] = dense_source(weighted_cam(M_s, M_c, xi), ctx.layout)
+            sources[f"amr_xi{xi:g}"] = {**sources["amr_spotlight"], "maps": weighted_cam(M_s, M_c, xi)}
         return sources
+
+    def _official_sources(self, ctx: RunContext, model) -> dict[str, dict]:
+        """The official ``make_cam`` maps of both branches (stride 4 of the training crop, image frame)."""
+        cfg, layout, ds = ctx.cfg, ctx.layout, ctx.ts.dataset
+        settings = ClimbSettings(cfg.adv_iter, cfg.ad_coeff, cfg.ad_stepsize, cfg.score_th, cfg.cam_scales)
+        images = [ds[i]["image"].permute(1, 2, 0).contiguous().numpy() for i in range(len(ds))]
+        si, sc = present_slots(layout.labels)
+        classes = [[] for _ in images]
+        for i, c in zip(si.tolist(), sc.tolist()):
+            classes[i].append(c)
+        cams = official_cams(model, images, classes, settings, ctx.device, progress=ctx.progress)
+        size = strided_size((ctx.ts.crop, ctx.ts.crop), 4)
+        out = {}
+        for branch, source in (("spotlight", "amr_spotlight"), ("compensation", "amr_compensation")):
+            maps = [torch.nn.functional.interpolate(c[branch]["strided"][None], size, mode="bilinear",
+                                                    align_corners=False)[0] if c[branch]["strided"].shape[-2:] != size
+                    else c[branch]["strided"] for c in cams if c]
+            out[source] = {"image_ids": layout.ids, "slot_image": si, "slot_class": sc, "maps": torch.cat(maps)}
+        return out
 
     def evaluation_extra(self, ctx: RunContext) -> dict:
         return {"xi": list(XI_SWEEP)}
@@ -257,5 +304,5 @@ def _is_checkpoint_file(init_from: str) -> bool:
 STAGE = AMRStage()
 run_amr_stage = STAGE
 
-__all__ = ["AMRConfig", "AMRStage", "CPS_MAPS", "INIT_FROM", "PRESETS", "VARIANTS", "XI_SWEEP", "STAGE",
+__all__ = ["AMRConfig", "AMRStage", "CPS_MAPS", "INFERENCES", "INIT_FROM", "PRESETS", "VARIANTS", "XI_SWEEP", "STAGE",
            "run_amr_stage"]
