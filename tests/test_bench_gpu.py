@@ -80,7 +80,7 @@ def test_rehearsal_runs_every_part_on_a_bare_nodes_packages(tmp_path, quick_voc)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     text = out.read_text()
     for part in ("## Environment", "## Fast-path tests under sync debug mode", "passed: ", "2 passed",
-                 "## Classifier + OAA run", "| cam_miou |", "### Training throughput", "### CAM inference",
+                 "## Classifier + OAA run", "| cam_miou |", "### Training throughput", "### AMR's official inference",
                  "### OAA store overhead", "every part passed"):
         assert part in text, part
 

@@ -111,14 +111,14 @@ def climb_grad_cam(branch: torch.nn.Module, pairs: torch.Tensor, classes: torch.
     rows = torch.arange(p, device=pairs.device)
     weight = branch.classifier.weight.detach().flatten(1)  # K x C
     bias = branch.classifier.bias
-    bias_c = bias.detach()[classes] if bias is not None else torch.zeros(p, device=pairs.device)
+    bias_c = bias.detach()[classes].to(pairs.dtype) if bias is not None else torch.zeros(p, device=pairs.device, dtype=pairs.dtype)
     pos_entries = (weight[classes] > 0).sum(1).to(pairs.dtype)  # P
     x = pairs.detach().flatten(0, 1)
     acc = init = None
     with grouped_statistics(branch, 2):
         for _ in range(iterations):
             x.requires_grad_(True)
-            out = branch(x).float()  # 2P x K x h x w
+            out = branch(x).to(x.dtype)  # 2P x K x h x w
             k, h, w = out.shape[1:]
             out_c = out.view(p, 2, k, h, w)[rows, :, classes]  # P x 2 x h x w
             with torch.no_grad():
@@ -149,13 +149,19 @@ def climb_grad_cam(branch: torch.nn.Module, pairs: torch.Tensor, classes: torch.
 
 def official_cams(model, images: list[np.ndarray], classes: list[list[int]], s: ClimbSettings = ClimbSettings(),
                   device: torch.device | str = "cpu", max_pairs: int = 64, progress: bool = False,
-                  branches: tuple[str, ...] = ("spotlight", "compensation")) -> list[dict]:
+                  branches: tuple[str, ...] = ("spotlight", "compensation"),
+                  dtype: torch.dtype = torch.float32) -> list[dict]:
     """The official ``make_cam`` outputs of every image, for each AMR branch: per image a dict
     ``{branch: {"high_res": n x H x W, "strided": n x ceil(H/4) x ceil(W/4)}}`` for its ``n`` present
     classes (in ``classes[i]``'s order), each divided by its maximum + 1e-5.
 
     ``images``: ``H x W x 3`` uint8 arrays; images of one size are batched together (at most
-    ``max_pairs`` image-and-mirror pairs per forward)."""
+    ``max_pairs`` image-and-mirror pairs per forward). ``dtype``: the images' (the model must match).
+
+    The official maps are not continuous in the input: the Grad-CAM weight counts positive gradient
+    entries and the climbing mask thresholds the map, so a rounding difference between two ways of
+    summing (one pair per forward or many) can move a pixel across zero or across the threshold and
+    change the climb. Comparisons with the official loop therefore run in float64."""
     from tqdm.auto import tqdm
 
     device = torch.device(device)
@@ -184,7 +190,7 @@ def official_cams(model, images: list[np.ndarray], classes: list[list[int]], s: 
                             t = normalize_uint8(rescale_uint8(images[i], s.scales[idx]))
                             xs.append(torch.stack([t, t.flip(-1)]))
                         cls = torch.tensor([c for _, c in chunk], device=device)
-                        acc = climb_grad_cam(branch, torch.stack(xs).to(device), cls, iters, factor, s)
+                        acc = climb_grad_cam(branch, torch.stack(xs).to(device, dtype), cls, iters, factor, s)
                         for (i, c), m in zip(chunk, acc.cpu()):
                             maps[(i, c)] = m
                         bar.update(len(chunk))

@@ -238,7 +238,7 @@ REPORT_PAGES = [("benchmark.md", "the embedded benchmark: design, measured stati
                 ("segmentation.md", "segmentation mIoU on pseudo labels (OAA Table 2 / AMR columns), data fraction (Table 3)"),
                 ("setting.md", "the setting comparison: benchmark variant x pretraining (make setting)"),
                 ("bench_oaa.md", "benchmark: OAA store overhead per training step, store memory"),
-                ("bench_cam.md", "benchmark: batched multi-scale CAM inference vs a per-class loop"),
+                ("bench_cam.md", "benchmark: AMR's official inference, batched, vs the official loop on the same output"),
                 ("timings.md", "how long the last main job took, and its batch summary table")]
 
 

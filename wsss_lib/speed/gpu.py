@@ -118,8 +118,7 @@ def tiny_benchmarks(device: str) -> list[str]:
 
     return [format_train(bench_train(device, "tiny", 48, 2, steps=1, warmup=1, num_classes=4,
                                      cases=("cam", "cam+oaa", "segmentation"), seg_network="small")),
-            format_cam(bench_cam(device, 48, n_images=2, batch_size=2, num_classes=4, naive_images=1,
-                                 official_images=1, official_adv_iter=2)),
+            format_cam(bench_cam(device, 32, n_images=2, num_classes=4, loop_images=1, adv_iter=2, scales=(1.0,))),
             format_oaa(bench_oaa(device, steps=2, rounds=1, batch_size=2, image_size=48, num_classes=4, n_images=8))]
 
 
