@@ -5,6 +5,7 @@ restated here from reading its repository (PengtaoJiang/OAA-PyTorch ``scripts/tr
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -130,3 +131,63 @@ def test_deeplab_largefov_dropout_is_element_wise():
     net = build_segnet("deeplab_largefov", 21)
     drops = [m for m in net.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
     assert [type(m) for m in drops] == [torch.nn.Dropout, torch.nn.Dropout] and all(m.p == 0.5 for m in drops)
+
+
+# --- restatement of the official OAA accumulation (OAA-PyTorch models/vgg.py, VGG.forward) -------------
+def _official_accumulate(png, epoch, training_epoch, index, class_maps, logits, labels):
+    """One batch of the official forward's accumulation; ``png``: dict (image index, class) -> uint8 map,
+    standing in for the PNG files (cv2.imwrite rounds a float image to uint8)."""
+    probs = torch.sigmoid(logits.clone().detach())
+    pred_inds_sort = torch.argsort(-probs)
+    if epoch > 0:
+        atts = class_maps.clone()
+        atts[atts < 0] = 0
+        num_labels = torch.sum(labels, dim=1).long()
+        for batch_index, la in torch.nonzero(labels).tolist():
+            pred_ind_select = pred_inds_sort[batch_index, :num_labels[batch_index]]
+            key = (batch_index + index, la)
+            att = atts[batch_index, la].numpy()
+            att = att / (att.max() + 1e-8) * 255
+            if epoch == training_epoch - 1 and key not in png:
+                png[key] = np.clip(np.rint(att), 0, 255).astype(np.uint8)
+                continue
+            if la not in list(pred_ind_select.tolist()):
+                continue
+            if key not in png:
+                png[key] = np.clip(np.rint(att), 0, 255).astype(np.uint8)
+            else:
+                png[key] = np.clip(np.rint(np.maximum(png[key], att)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 4])
+def test_official_preset_store_matches_the_official_png_store(epochs):
+    from wsss_lib.formulas.accumulation import OAAStore
+    from wsss_lib.formulas.attention import attention_maps
+    from wsss_lib.stages.classifier import ClassifierConfig
+
+    cfg = ClassifierConfig.from_params(preset="official")
+    assert (cfg.gate, cfg.gate_start_epoch, cfg.last_epoch_fallback, cfg.augment) == ("topk_prob", 1, True, "none")
+    g = torch.Generator().manual_seed(epochs)
+    n, k, size, batch = 8, 5, 7, 4
+    labels = (torch.rand(n, k, generator=g) < 0.4)
+    labels[torch.arange(n), torch.randint(0, k, (n,), generator=g)] = True
+    store = OAAStore([str(i) for i in range(n)], labels, (size, size), gate=cfg.gate, start_epoch=cfg.gate_start_epoch,
+                     last_epoch_fallback=cfg.last_epoch_fallback)
+    png = {}
+    for epoch in range(epochs):
+        for start in range(0, n, batch):
+            idx = torch.arange(start, start + batch)
+            F = torch.randn(batch, k, size, size, generator=g) * 3
+            logits = torch.randn(batch, k, generator=g) * 4
+            logits[0, :3] = torch.tensor([20.0, 25.0, 30.0])  # probabilities saturate at 1.0: ties
+            _official_accumulate(png, epoch, epochs, start, F, logits, labels[idx].float())
+            store.update(idx, attention_maps(F), None, logits, labels[idx], epoch, last_epoch=epoch == epochs - 1)
+    ours = store.maps["max"] * 255
+    written = 0
+    for s, (i, c) in enumerate(zip(store.slot_image.tolist(), store.slot_class.tolist())):
+        if (i, c) in png:
+            written += 1
+            assert (ours[s] - torch.from_numpy(png[(i, c)]).float()).abs().max() <= 0.5 + 1e-3, (i, c)
+        else:  # never written officially: never accumulated here either
+            assert int(store.counts[s]) == 0 and not bool(store.fallback[s]) and float(ours[s].abs().max()) == 0
+    assert written == (0 if epochs == 1 else int(labels.sum()))  # one epoch writes nothing; else the fallback fills all

@@ -5,6 +5,7 @@ profile (full or quick) changes is in :mod:`wsss_lib.runs.profile`, applied by :
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 from wsss_lib.data.transforms import AUGMENTATIONS
 from wsss_lib.models.backbones import BACKBONES
@@ -15,7 +16,14 @@ from wsss_lib.engine.loop import SCHEDULES, LoopConfig
 @dataclass
 class StageConfig:
     """The base of every stage's config: a dataclass of the stage's own parameters (its defaults)
-    and :meth:`validate` (errors name the parameter)."""
+    and :meth:`validate` (errors name the parameter).
+
+    A config with a ``preset`` field lists its presets in :attr:`PRESETS` (name -> the values it
+    sets): a preset's values override the defaults, the profile's and the inherited settings;
+    parameters given explicitly override the preset."""
+
+    #: preset name -> the parameter values it sets (empty: the config has no presets)
+    PRESETS: ClassVar[dict[str, dict]] = {}
 
     @staticmethod
     def invalid(name: str, value, expected: str) -> ValueError:
@@ -35,7 +43,14 @@ class StageConfig:
         self.check(name, ok, f"a number in [{lo}, {hi}{']' if closed_hi else ')'}")
 
     def validate(self):
+        if self.PRESETS:
+            self.check("preset", getattr(self, "preset") in self.PRESETS, f"one of {', '.join(self.PRESETS)}")
         return self
+
+    @classmethod
+    def preset_values(cls, preset: str, overrides: dict, inherited: dict) -> dict:
+        """The values preset ``preset`` sets (a config may adapt them to the other parameters)."""
+        return dict(cls.PRESETS[preset])
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -55,6 +70,11 @@ class StageConfig:
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
         values = {**profile.config_overrides(cls), **{k: v for k, v in (inherited or {}).items() if k in names}}
+        if cls.PRESETS:
+            preset = overrides.get("preset") or getattr(cls, "preset")
+            if preset not in cls.PRESETS:
+                raise cls.invalid("preset", preset, f"one of {', '.join(cls.PRESETS)}")
+            values.update(cls.preset_values(preset, overrides, inherited or {}))
         values.update({k: v for k, v in overrides.items() if v is not None})
         cfg = cls()
         for k, v in values.items():

@@ -14,10 +14,15 @@ Gates, deciding whether an (image, target class) attention map is accumulated at
 - :func:`gate_paper` (default): the class's score is higher than every non-target class's score;
 - :func:`gate_topk` (official PyTorch code): the class is among the top-k scores, k = number of
   labels of the image;
+- :func:`gate_topk_prob` (the official code exactly): the top-k of the float32 *probabilities*
+  ``sigmoid(s)``, in the order ``torch.argsort`` gives them: probabilities saturate at 1.0 for
+  scores above about 16.6, and among such ties the order is argsort's, not the scores';
 - :func:`gate_all`: always accumulate.
 
 The official code also starts accumulating at the second epoch (``start_epoch=1`` here) and at the
-last epoch writes the current map for pairs never accumulated (``last_epoch_fallback=True``).
+last epoch writes the current map for pairs never accumulated (``last_epoch_fallback=True``); like
+the official code, the fallback belongs to the accumulating epochs (a run whose last epoch comes
+before ``start_epoch`` writes nothing).
 
 Fusions live in a registry (:data:`FUSIONS`, like :data:`GATE_FUNCTIONS` for gates); the store
 maintains every registered fusion in one run, so one training yields CAM, OAA-MAX and OAA-AVE, and
@@ -36,7 +41,7 @@ import torch
 
 from wsss_lib.util.row_buffer import RowBuffer
 
-GATES = ("paper", "topk", "all")
+GATES = ("paper", "topk", "topk_prob", "all")
 
 
 def fuse_max(M: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
@@ -69,13 +74,25 @@ def gate_topk(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return labels & (rank < k)
 
 
+def gate_topk_prob(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The official gate exactly: target class c is accepted when it is among the first k of
+    ``torch.argsort(-sigmoid(scores))`` in float32, k = number of labels (``models/vgg.py`` of
+    OAA-PyTorch). Saturated probabilities (1.0) tie, and argsort's order among ties decides."""
+    labels = labels.bool()
+    k = labels.sum(1, keepdim=True)
+    order = torch.argsort(-torch.sigmoid(scores.float()), dim=1)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device)
+                                            .expand_as(order).contiguous())
+    return labels & (rank < k)
+
+
 def gate_all(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Accept every target class."""
     return labels.bool()
 
 
 GATE_FUNCTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "paper": gate_paper, "topk": gate_topk, "all": gate_all}
+    "paper": gate_paper, "topk": gate_topk, "topk_prob": gate_topk_prob, "all": gate_all}
 
 
 def update_max(M: torch.Tensor, A: torch.Tensor, V: torch.Tensor, first: torch.Tensor,
@@ -239,7 +256,7 @@ class OAAStore:
         counts[rows] = counts[rows] + 1
         buf["fallback"].index_fill_(0, rows, False)
         buf.touched.index_fill_(0, rows, True)
-        if last_epoch and self.last_epoch_fallback:
+        if last_epoch and self.last_epoch_fallback and epoch >= self.start_epoch:
             never = counts[slots.clamp_min(0)] == 0  # after this batch's accepted updates
             fb_rows = torch.where(labels & ~accept & (slots >= 0) & never, slots, scratch).flatten()
             for name in FUSIONS:

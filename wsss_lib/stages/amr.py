@@ -81,6 +81,8 @@ class AMRConfig(AttentionTrainConfig):
     branch: initialized from a trained CAM classifier (``init_from``, default the classifier run
     of the same seed) and frozen."""
 
+    PRESETS = PRESETS
+
     preset: str = "paper"  # "paper" | "official" (see the module docstring)
     variant: str = "AMR"
     threshold: float = 0.3  # report eq. 9 (the report gives no value; our choice)
@@ -109,7 +111,6 @@ class AMRConfig(AttentionTrainConfig):
 
     def validate(self) -> "AMRConfig":
         super().validate()
-        self.check("preset", self.preset in PRESETS, f"one of {', '.join(PRESETS)}")
         self.check("variant", self.variant in VARIANTS, f"one of {', '.join(VARIANTS)}")
         self.check("placement", self.placement in PLACEMENTS, f"one of {PLACEMENTS}")
         self.check("placement", self.placement != "bottleneck" or self.backbone.startswith("resnet"),
@@ -146,19 +147,13 @@ class AMRConfig(AttentionTrainConfig):
         return self
 
     @classmethod
-    def from_params(cls, profile=None, seed=0, device="auto", inherited: dict | None = None,
-                    **overrides) -> "AMRConfig":
-        """As :meth:`AttentionTrainConfig.from_params`, with the preset's values applied under ``overrides``."""
-        preset = overrides.get("preset") or cls.preset
-        if preset not in PRESETS:
-            raise cls.invalid("preset", preset, f"one of {', '.join(PRESETS)}")
-        values = dict(PRESETS[preset])
-        backbone = overrides.get("backbone") or (inherited or {}).get("backbone") or cls.backbone
+    def preset_values(cls, preset: str, overrides: dict, inherited: dict) -> dict:
+        """The preset's values; its "bottleneck" placement becomes "stage" on a backbone without bottlenecks."""
+        values = dict(cls.PRESETS[preset])
+        backbone = overrides.get("backbone") or inherited.get("backbone") or cls.backbone
         if values.get("placement") == "bottleneck" and not str(backbone).startswith("resnet"):
             values["placement"] = "stage"  # no bottlenecks to put the AMM into
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        kw = {"profile": profile} if profile is not None else {}
-        return super().from_params(seed=seed, device=device, inherited=inherited, **kw, **values)
+        return values
 
 
 class AMRStage(TrainingStage):

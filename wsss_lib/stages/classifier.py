@@ -32,14 +32,28 @@ from wsss_lib.stages.base import RunContext, TrainingStage
 from wsss_lib.util.row_buffer import RowBuffer
 
 
+#: the values a preset sets (explicit parameters win)
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    # OAA-PyTorch's training details: its gate on float32 probabilities, accumulation from the second
+    # epoch with its last-epoch fallback, whole images without flips or crops (its loader resizes the
+    # short side and keeps the aspect ratio: the same on square images; on VOC our views stay squares)
+    "official": {"gate": "topk_prob", "gate_start_epoch": 1, "last_epoch_fallback": True, "augment": "none"},
+}
+
+
 @dataclass
 class ClassifierConfig(AttentionTrainConfig):
     """Hyper-parameters of the classifier + OAA stage (defaults: the embedded benchmark on CPU).
 
     The OAA paper on VOC: VGG16 (pretrained), lr 1e-3 (new layers x10), momentum 0.9, weight decay
     2e-4, batch 5, step schedule (x0.1 after 2/3 of the iterations), no geometric augmentation.
+    ``preset="official"`` sets the official code's training details (:data:`PRESETS`).
     """
 
+    PRESETS = PRESETS
+
+    preset: str = "paper"  # "paper" | "official" (PRESETS)
     epochs: int = 15
     gate: str = "paper"
     gate_start_epoch: int = 0
