@@ -191,3 +191,40 @@ def test_official_preset_store_matches_the_official_png_store(epochs):
         else:  # never written officially: never accumulated here either
             assert int(store.counts[s]) == 0 and not bool(store.fallback[s]) and float(ours[s].abs().max()) == 0
     assert written == (0 if epochs == 1 else int(labels.sum()))  # one epoch writes nothing; else the fallback fills all
+
+
+# --- restatement of the official attention preparation (OAA-PyTorch res.py) ------------------------------
+def _official_res(png_uint8, height, width):
+    import cv2
+
+    att = cv2.resize(png_uint8, (width, height), interpolation=cv2.INTER_CUBIC)
+    min_value, max_value = np.min(att), np.max(att)
+    att = (att - min_value) / (max_value - min_value + 1e-8)
+    return np.array(att * 255, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("size", [(37, 50), (96, 96), (9, 7)])
+def test_official_attention_prep_matches_res_py(size):
+    from wsss_lib.formulas.label_rules import official_attention_prep
+
+    rng = np.random.default_rng(size[0])
+    maps = rng.random((3, 12, 12)).astype(np.float32) ** 2
+    maps /= maps.max(axis=(1, 2), keepdims=True)
+    ours = official_attention_prep(maps, size)
+    for m, got in zip(maps, ours):
+        png = np.clip(np.rint(m * 255), 0, 255).astype(np.uint8)  # the accumulated map as the official PNG
+        ref = _official_res(png, *size)
+        assert got.shape == size and np.array_equal(np.rint(got * 255).astype(np.uint8), ref)
+
+
+def test_pseudo_label_stage_takes_the_official_preparation(tmp_path, quick_voc):
+    import json
+
+    from wsss_lib.stages import get_stage
+
+    with pytest.raises(ValueError, match="attention_prep"):
+        get_stage("pseudo_labels")(quick=True, run_dir=str(tmp_path / "bad"), progress=False, attention_prep="cv2")
+    run = get_stage("pseudo_labels")(quick=True, run_dir=str(tmp_path / "p"), progress=False, source="cam",
+                                     attention_prep="official")
+    assert json.loads((run / "params.json").read_text())["params"]["attention_prep"] == "official"
+    assert len(list((run / "SegmentationClassPseudo").glob("*.png"))) > 0

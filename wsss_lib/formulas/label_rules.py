@@ -10,7 +10,10 @@ convention: 0 background, ``c + 1`` for foreground class ``c``, 255 ignore.
   attention is the object cue, a class-agnostic saliency map the background cue; pixels where the
   cues conflict are ignored (255).
 
-:func:`write_label_png` / :func:`read_label_png` store them as VOC palette PNGs.
+:func:`official_attention_prep` prepares attention as the official OAA pipeline does before
+``gen_gt.py`` (``res.py``: 8-bit maps, bicubic resize, min-max, truncation); the default is a
+bilinear resize of the float maps. :func:`write_label_png` / :func:`read_label_png` store labels as
+VOC palette PNGs.
 """
 
 from __future__ import annotations
@@ -33,6 +36,29 @@ def _check(att: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
                          f"for {classes.size} classes")
     order = np.argsort(classes, kind="stable")
     return att[order], classes[order]
+
+
+def official_attention_prep(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Attention maps (``P x h x w`` in ``[0, 1]``, max-normalized) brought to the image size ``(H, W)``
+    as the official OAA pipeline brings them: stored as 8-bit PNGs (rounded, as ``cv2.imwrite``
+    writes a float image), resized with OpenCV's bicubic filter, min-max normalized (+1e-8),
+    scaled to 255 and truncated to uint8 (``res.py``); returned as floats in ``[0, 1]`` (``/255``).
+    Needs OpenCV (``opencv-python-headless``, in requirements.lock)."""
+    try:
+        import cv2
+    except ImportError as e:  # pragma: no cover - the lock installs it
+        raise ImportError("attention_prep='official' needs OpenCV: pip install opencv-python-headless") from e
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 3:
+        raise ValueError(f"attention must be P x h x w; got shape {maps.shape}")
+    h, w = int(size[0]), int(size[1])
+    out = np.empty((maps.shape[0], h, w), dtype=np.float32)
+    for p, m in enumerate(maps):
+        png = np.clip(np.rint(m * 255), 0, 255).astype(np.uint8)
+        att = cv2.resize(png, (w, h), interpolation=cv2.INTER_CUBIC)
+        att = (att - np.min(att)) / (np.max(att) - np.min(att) + 1e-8)
+        out[p] = np.array(att * 255, dtype=np.uint8) / 255.0
+    return out
 
 
 def threshold_labels(att: np.ndarray, classes, threshold: float = 0.3) -> np.ndarray:
@@ -133,4 +159,4 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
         return np.array(im)
 
 
-__all__ = ["IGNORE", "explain_cues", "read_label_png", "saliency_labels", "threshold_labels", "write_label_png"]
+__all__ = ["IGNORE", "explain_cues", "official_attention_prep", "read_label_png", "saliency_labels", "threshold_labels", "write_label_png"]

@@ -22,12 +22,14 @@ from wsss_lib.runs.attention_io import load_attention
 from wsss_lib.data.voc import VOCLayout
 from wsss_lib.util.io import write_json
 from wsss_lib.formulas.metrics import confusion_matrix, iou_from_confusion
-from wsss_lib.formulas.label_rules import IGNORE, saliency_labels, threshold_labels, write_label_png
+from wsss_lib.formulas.label_rules import (IGNORE, official_attention_prep, saliency_labels, threshold_labels,
+                                           write_label_png)
 from wsss_lib.runs.folders import write_metrics
 from wsss_lib.engine.config import StageConfig
 from wsss_lib.stages.base import RunContext, Stage, Upstream
 
 MODES = ("threshold", "saliency")
+ATTENTION_PREPS = ("float", "official")
 LABEL_FOLDER = "SegmentationClassPseudo"
 
 
@@ -54,6 +56,7 @@ class PseudoLabelConfig(StageConfig):
     att_salient: float = 0.8  # saliency mode: background pixels attended above this -> ignore
     min_fg_ratio: float = 0.01  # saliency mode: images with less confident foreground -> all ignored
     saliency_root: str = ""  # folder of <id>.png saliency maps; empty: the embedded benchmark's generated ones
+    attention_prep: str = "float"  # "float": bilinear resize of the float maps | "official": res.py (8-bit, bicubic, min-max, truncation)
 
     def validate(self) -> "PseudoLabelConfig":
         self.check("source", isinstance(self.source, str), "the name of an attention source")
@@ -63,6 +66,7 @@ class PseudoLabelConfig(StageConfig):
         for name in ("threshold", "fg_threshold", "conflict", "bg_saliency", "att_salient", "min_fg_ratio"):
             self.check_number(name, 0.0, 1.0)
         self.check("saliency_root", isinstance(self.saliency_root, str), "a folder path, or empty")
+        self.check("attention_prep", self.attention_prep in ATTENTION_PREPS, f"one of {', '.join(ATTENTION_PREPS)}")
         return self
 
 
@@ -139,8 +143,12 @@ class PseudoLabelStage(Stage):
             sl = slots.get(i, [])
             classes = src["slot_class"][sl].numpy()
             maps = src["maps"][sl]
-            att = (Fn.interpolate(maps[None], size=shape, mode="bilinear", align_corners=False)[0].numpy()
-                   if sl else np.zeros((0, *shape), np.float32))
+            if not sl:
+                att = np.zeros((0, *shape), np.float32)
+            elif cfg.attention_prep == "official":
+                att = official_attention_prep(maps.numpy(), shape)
+            else:
+                att = Fn.interpolate(maps[None], size=shape, mode="bilinear", align_corners=False)[0].numpy()
             if cfg.mode == "threshold":
                 lab = threshold_labels(att, classes, cfg.threshold)
             else:
