@@ -173,20 +173,28 @@ def test_schedule_is_the_official_order_and_factors():
     assert ClimbSettings(adv_iter=3, scales=(1.0,)).schedule() == [(0, 3, 1.0)]
 
 
-def test_amr_stage_scores_the_official_inference(tmp_path, quick_voc):
+def test_amr_stage_scores_the_official_inference_of_a_trained_run(tmp_path, quick_voc):
     import json
 
     from wsss_lib.runs.attention_io import load_attention
     from wsss_lib.stages import get_stage
 
-    run = get_stage("amr")(quick=True, run_dir=str(tmp_path / "amr"), progress=False, inference="official",
-                           adv_iter=1, cam_scales=[1.0, 0.5])
-    params = json.loads((run / "params.json").read_text())["params"]
+    amr = get_stage("amr")
+    trained = amr(quick=True, progress=False)  # in the runs root, where an upstream is looked up by identity
+    run = amr(quick=True, run_dir=str(tmp_path / "amr-official"), progress=False, inference="official",
+              adv_iter=1, cam_scales=[1.0, 0.5], score_images=6, trained_run=str(trained))
+    info = json.loads((run / "params.json").read_text())
+    params = info["params"]
     assert params["inference"] == "official" and params["cam_scales"] == [1.0, 0.5]
+    assert not (run / "checkpoint.pt").exists()  # nothing trained: the trained run's network is read
     crop = params["crop_size"] or 64
     for name in ("amr_spotlight", "amr_compensation", "amr_xi0.5"):
-        maps = load_attention(run / "attention" / f"{name}.pt")["maps"]
-        assert maps.shape[-2:] == ((crop - 1) // 4 + 1,) * 2  # the official stride-4 maps, not the plain stride 8
+        src = load_attention(run / "attention" / f"{name}.pt")
+        assert len(src["image_ids"]) == 6  # the first 6 training images
+        assert src["maps"].shape[-2:] == ((crop - 1) // 4 + 1,) * 2  # the official stride-4 maps, not stride 8
+    # not given, the trained run is found by its parameters (the same training), not trained again
+    again = amr(quick=True, run_dir=str(tmp_path / "amr-plain-6"), progress=False, score_images=6)
+    assert json.loads((again / "params.json").read_text())["paths"]["trained_run"] == str(trained)
 
 
 @pytest.mark.parametrize("bad", [{"inference": "advcam"}, {"adv_iter": 0}, {"cam_scales": []},

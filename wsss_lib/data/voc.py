@@ -159,6 +159,16 @@ class VOCLayout:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def first(self, n: int) -> "VOCLayout":
+        """The same split restricted to its first ``n`` images (in id order); ``n = 0``: all of them."""
+        import copy
+
+        if not n or n >= len(self.ids):
+            return self
+        sub = copy.copy(self)
+        sub.ids, sub.labels = self.ids[:n], self.labels[:n]
+        return sub
+
     def image_path(self, i: int) -> Path:
         return self.root / "JPEGImages" / f"{self.ids[i]}.jpg"
 

@@ -49,13 +49,14 @@ def dense_source(maps: torch.Tensor, layout: VOCLayout) -> dict:
     return {"image_ids": layout.ids, "slot_image": si, "slot_class": sc, "maps": maps[si, sc].float()}
 
 
-def save_and_score(out: Path, root: Path, sources: dict[str, dict], extra: dict | None = None) -> dict:
-    """Write ``attention/<name>.pt`` for each source, score each on the train split, write
-    ``evaluation.json``; returns the per-source evaluations."""
+def save_and_score(out: Path, root: Path, sources: dict[str, dict], extra: dict | None = None,
+                   layout: VOCLayout | None = None) -> dict:
+    """Write ``attention/<name>.pt`` for each source, score each on the train split (or on ``layout``,
+    a part of it), write ``evaluation.json``; returns the per-source evaluations."""
     (out / "attention").mkdir(exist_ok=True)
     for name, src in sources.items():
         save_attention(out / "attention" / f"{name}.pt", src, name)
-    evaluator = CAMEvaluator(VOCLayout(root, "train"))
+    evaluator = CAMEvaluator(layout if layout is not None else VOCLayout(root, "train"))
     evals = {name: evaluator.evaluate(src) for name, src in sources.items()}
     write_json(out / "evaluation.json", {"sources": evals, **(extra or {})})
     return evals

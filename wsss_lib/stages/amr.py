@@ -36,7 +36,7 @@ its stride-4 maps scored. It applies to a trained run and to an official checkpo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -51,6 +51,7 @@ from wsss_lib.engine.common import dense_source, infer_attention, present_slots
 from wsss_lib.engine.config import AttentionTrainConfig
 from wsss_lib.engine.loop import Batch
 from wsss_lib.stages.base import RunContext, TrainingStage, Upstream
+from wsss_lib.util.distributed import is_main
 
 VARIANTS = {"AMR": (False, False), "AMR+threshold": (True, False), "AMR+area": (False, True),
             "AMR+both": (True, True)}
@@ -59,6 +60,10 @@ REPORT_XI = (0.1, 0.3, 0.5, 0.7, 0.9)
 XI_SWEEP = tuple(round(0.1 * i, 1) for i in range(11))
 CPS_MAPS = ("normalized", "raw")
 INFERENCES = ("plain", "official")
+#: fields that choose how a trained AMR network is read and scored, not how it is trained: a run
+#: that reads differently (official inference, or a part of the images) scores the checkpoint of the
+#: run trained with the same other fields (its ``trained_run``) instead of training again
+SCORING_FIELDS = ("inference", "adv_iter", "ad_coeff", "ad_stepsize", "score_th", "cam_scales", "score_images")
 #: the meanings of AMR's ``init_from`` (the spotlight branch's initialization)
 INIT_FROM = {
     "auto": "the classifier run (notebook 01) of the same data, seed, backbone: found, or made now",
@@ -108,6 +113,7 @@ class AMRConfig(AttentionTrainConfig):
     ad_stepsize: float = 0.08  # official inference: step size of the climb
     score_th: float = 0.5  # official inference: share of the map's peak that marks a strong region
     cam_scales: tuple[float, ...] = OFFICIAL_SCALES  # official inference: scales, each with its mirror
+    score_images: int = 0  # score the first N training images (in id order); 0: all
 
     def validate(self) -> "AMRConfig":
         super().validate()
@@ -139,6 +145,7 @@ class AMRConfig(AttentionTrainConfig):
                    and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in self.cam_scales),
                    "a non-empty list of positive scales")
         self.cam_scales = tuple(float(x) for x in self.cam_scales)
+        self.check_int("score_images")
         for name in ("freeze_spotlight", "detach_stem"):
             self.check(name, isinstance(getattr(self, name), bool), "True or False")
         self.check("init_from", isinstance(self.init_from, str), f"one of {', '.join(map(repr, INIT_FROM))}")
@@ -160,7 +167,7 @@ class AMRStage(TrainingStage):
     name = "amr"
     prefix = "amr"
     Config = AMRConfig
-    upstream = {"init_run": "classifier"}
+    upstream = {"init_run": "classifier", "trained_run": "amr"}
     #: the classifier made as the spotlight branch starts from the same weights
     inherits = ("backbone", "pretrained", "output_stride")
     sources = ("amr_spotlight", "amr_compensation", *(f"amr_xi{x:g}" for x in XI_SWEEP))
@@ -172,6 +179,11 @@ class AMRStage(TrainingStage):
     display_only = ("xi", "xi_main")
 
     def upstream_requests(self, cfg: AMRConfig, given: dict) -> dict:
+        if scores_only(cfg):  # read the network the same training made: nothing trained here
+            training = {f.name: getattr(cfg, f.name) for f in fields(cfg)
+                        if f.name not in SCORING_FIELDS and f.name not in self.display_only}
+            return {"trained_run": Upstream("amr", str(given.get("trained_run") or ""), training, "trained_run",
+                                            hint=" (an AMR run trained with the same parameters)")}
         if cfg.init_from == "auto":  # the classifier run made for it inherits backbone, pretrained, output stride
             return {"init_run": Upstream("classifier", "", {}, "init_from")}
         if cfg.init_from and not _is_checkpoint_file(cfg.init_from):
@@ -180,15 +192,18 @@ class AMRStage(TrainingStage):
         return {}
 
     def weights(self, cfg: AMRConfig, profile):
-        return {} if _is_checkpoint_file(cfg.init_from) else super().weights(cfg, profile)
+        return {} if _is_checkpoint_file(cfg.init_from) or scores_only(cfg) else super().weights(cfg, profile)
 
     def expected_outputs(self, cfg: AMRConfig) -> tuple[str, ...]:
         outs = super().expected_outputs(cfg)
-        return tuple(o for o in outs if o != "checkpoint.pt") if _is_checkpoint_file(cfg.init_from) else outs
+        trains = not (_is_checkpoint_file(cfg.init_from) or scores_only(cfg))
+        return outs if trains else tuple(o for o in outs if o != "checkpoint.pt")
 
     def run_name(self, cfg: AMRConfig) -> str:
         official = _is_checkpoint_file(cfg.init_from)
-        return f"amr-{cfg.variant.replace('+', '_')}" + ("-official-ckpt" if official else "")
+        return (f"amr-{cfg.variant.replace('+', '_')}" + ("-official-ckpt" if official else "")
+                + ("-official-inference" if cfg.inference == "official" else "")
+                + (f"-first{cfg.score_images}" if cfg.score_images else ""))
 
     def identity(self, cfg: AMRConfig) -> dict:
         ident = super().identity(cfg)
@@ -285,11 +300,29 @@ class AMRStage(TrainingStage):
         m = read_json(run / "metrics.json")
         return {"xi_main": cfg.xi_main, "amr_miou_at_xi_main": m[f"amr_xi{cfg.xi_main:g}_miou"]}
 
+    def execute(self, ctx: RunContext) -> None:
+        trained = ctx.upstream.get("trained_run")
+        if trained is None or self.official_checkpoint(ctx.cfg) is not None:
+            return super().execute(ctx)
+        if not is_main():
+            return
+        ctx.layout = ctx.layout.first(ctx.cfg.score_images)
+        ctx.ts = self.training_set(ctx)
+        model = self.build_model(ctx).to(ctx.device)
+        model.load_state_dict(torch_load(trained / "checkpoint.pt")["model"])
+        self.score(ctx, model, {"train_seconds": 0.0})
+
     # -- an official AMR checkpoint: inference only ---------------------------------------------------
     official_kind = "amr"
 
     def official_checkpoint(self, cfg: AMRConfig) -> Path | None:
         return Path(cfg.init_from) if _is_checkpoint_file(cfg.init_from) else None
+
+
+def scores_only(cfg: AMRConfig) -> bool:
+    """The run reads a network trained by another AMR run (official inference, or a part of the
+    images), unless it reads an official checkpoint file."""
+    return (cfg.inference != "plain" or cfg.score_images > 0) and not _is_checkpoint_file(cfg.init_from)
 
 
 def _is_checkpoint_file(init_from: str) -> bool:
@@ -299,5 +332,5 @@ def _is_checkpoint_file(init_from: str) -> bool:
 STAGE = AMRStage()
 run_amr_stage = STAGE
 
-__all__ = ["AMRConfig", "AMRStage", "CPS_MAPS", "INFERENCES", "INIT_FROM", "PRESETS", "VARIANTS", "XI_SWEEP", "STAGE",
+__all__ = ["AMRConfig", "AMRStage", "CPS_MAPS", "INFERENCES", "INIT_FROM", "SCORING_FIELDS", "scores_only", "PRESETS", "VARIANTS", "XI_SWEEP", "STAGE",
            "run_amr_stage"]

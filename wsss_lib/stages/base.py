@@ -434,7 +434,7 @@ class TrainingStage(Stage):
         t0 = time.perf_counter()
         sources = self.attention(ctx, model)
         evals = save_and_score(ctx.out, ctx.root, sources,
-                               {"history": train_info.get("history", []), **self.evaluation_extra(ctx)})
+                               {"history": train_info.get("history", []), **self.evaluation_extra(ctx)}, ctx.layout)
         metrics = {**flat_metrics(evals), **self.extra_metrics(ctx, model, evals),
                    **{k: v for k, v in train_info.items() if k != "history"}}
         metrics["eval_seconds"] = time.perf_counter() - t0
