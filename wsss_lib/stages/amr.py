@@ -213,6 +213,9 @@ class AMRStage(TrainingStage):
         official = _is_checkpoint_file(cfg.init_from)
         ident["official_checkpoint_sha256"] = file_digest(cfg.init_from) if official else ""
         ident["init_from"] = Path(cfg.init_from).name if official else ("run" if cfg.init_from else "")
+        if cfg.inference == "plain":  # the official inference's settings do not matter then
+            for k in ("adv_iter", "ad_coeff", "ad_stepsize", "score_th", "cam_scales"):
+                ident.pop(k)
         return ident
 
     def progress_label(self, cfg: AMRConfig) -> str:
