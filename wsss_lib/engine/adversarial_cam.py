@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
+from wsss_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from wsss_lib.models.amm import grouped_statistics
 
 #: the official defaults (AMR ``run_sample.py``)
@@ -94,8 +95,7 @@ def rescale_uint8(image: np.ndarray, scale: float) -> np.ndarray:
 def normalize_uint8(image: np.ndarray) -> torch.Tensor:
     """``H x W x 3`` uint8 -> ``3 x H x W`` float32, ImageNet mean and std (the official
     ``TorchvisionNormalize``: computed in float64, stored in float32)."""
-    mean = np.array((0.485, 0.456, 0.406))
-    std = np.array((0.229, 0.224, 0.225))
+    mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
     return torch.from_numpy(((image / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1).copy())
 
 
