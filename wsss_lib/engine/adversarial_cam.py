@@ -33,6 +33,7 @@ and compares maps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -147,7 +148,7 @@ def climb_grad_cam(branch: torch.nn.Module, pairs: torch.Tensor, classes: torch.
     return acc
 
 
-def official_cams(model, images: list[np.ndarray], classes: list[list[int]], s: ClimbSettings = ClimbSettings(),
+def official_cams(model, images: Sequence[np.ndarray], classes: list[list[int]], s: ClimbSettings = ClimbSettings(),
                   device: torch.device | str = "cpu", max_pairs: int = 64, progress: bool = False,
                   branches: tuple[str, ...] = ("spotlight", "compensation"),
                   dtype: torch.dtype = torch.float32) -> list[dict]:
@@ -155,7 +156,8 @@ def official_cams(model, images: list[np.ndarray], classes: list[list[int]], s: 
     ``{branch: {"high_res": n x H x W, "strided": n x ceil(H/4) x ceil(W/4)}}`` for its ``n`` present
     classes (in ``classes[i]``'s order), each divided by its maximum + 1e-5.
 
-    ``images``: ``H x W x 3`` uint8 arrays; images of one size are batched together (at most
+    ``images``: ``H x W x 3`` uint8 arrays, or any sequence that loads them on indexing (each is read
+    once per branch and scale, never all held); images of one size are batched together (at most
     ``max_pairs`` image-and-mirror pairs per forward). ``dtype``: the images' (the model must match).
 
     The official maps are not continuous in the input: the Grad-CAM weight counts positive gradient
@@ -170,9 +172,9 @@ def official_cams(model, images: list[np.ndarray], classes: list[list[int]], s: 
     sched = s.schedule()
     out: list[dict] = [{} for _ in images]
     by_size: dict[tuple[int, int], list[int]] = {}
-    for i, img in enumerate(images):
+    for i in range(len(images)):
         if classes[i]:
-            by_size.setdefault(img.shape[:2], []).append(i)
+            by_size.setdefault(tuple(images[i].shape[:2]), []).append(i)
     total = sum(len(classes[i]) for i in range(len(images))) * len(branches) * len(sched)
     bar = tqdm(total=total, desc="official AMR inference", leave=False, disable=not progress, unit="map")
     try:
@@ -196,14 +198,14 @@ def official_cams(model, images: list[np.ndarray], classes: list[list[int]], s: 
                         bar.update(len(chunk))
                     per_scale[idx] = maps
                 for i in members:
-                    out[i][branch_name] = _assemble(i, classes[i], size, per_scale, sched)
+                    out[i][branch_name] = assemble_maps(i, classes[i], size, per_scale, sched)
     finally:
         bar.close()
         model.train(was_training)
     return out
 
 
-def _assemble(i: int, cls: list[int], size: tuple[int, int], per_scale: dict, sched) -> dict:
+def assemble_maps(i: int, cls: list[int], size: tuple[int, int], per_scale: dict, sched) -> dict:
     """One image's maps of one branch: every scale's maps upsampled and summed in the official order,
     then each class divided by its maximum + 1e-5."""
     strided = strided_size(size, 4)
@@ -220,5 +222,5 @@ def _assemble(i: int, cls: list[int], size: tuple[int, int], per_scale: dict, sc
     return {"high_res": h_sum, "strided": s_sum}
 
 
-__all__ = ["ClimbSettings", "OFFICIAL_SCALES", "climb_grad_cam", "normalize_uint8", "official_cams",
+__all__ = ["ClimbSettings", "OFFICIAL_SCALES", "assemble_maps", "climb_grad_cam", "normalize_uint8", "official_cams",
            "rescale_uint8", "strided_size"]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
-from wsss_lib.engine.adversarial_cam import ClimbSettings, _assemble, normalize_uint8, rescale_uint8
+from wsss_lib.engine.adversarial_cam import ClimbSettings, assemble_maps, normalize_uint8, rescale_uint8
 
 
 class _Hooks:
@@ -87,7 +87,7 @@ def official_loop_cams(model, images: list[np.ndarray], classes: list[list[int]]
                 pair = torch.stack([t, t.flip(-1)]).to(dtype)
                 with grouped_statistics(branch, 2):  # a batch of one pair: its own statistics
                     per_scale[idx] = {(i, c): _pair_loop(branch, pair, c, iters, factor, s) for c in classes[i]}
-            out[i][name] = _assemble(i, classes[i], img.shape[:2], per_scale, sched)
+            out[i][name] = assemble_maps(i, classes[i], img.shape[:2], per_scale, sched)
     return out
 
 

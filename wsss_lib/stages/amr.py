@@ -276,9 +276,9 @@ class AMRStage(TrainingStage):
         """The official ``make_cam`` maps of both branches (stride 4 of the training crop, image frame)."""
         cfg, layout, ds = ctx.cfg, ctx.layout, ctx.ts.dataset
         settings = ClimbSettings(cfg.adv_iter, cfg.ad_coeff, cfg.ad_stepsize, cfg.score_th, cfg.cam_scales)
-        images = [ds[i]["image"].permute(1, 2, 0).contiguous().numpy() for i in range(len(ds))]
+        images = _HWCImages(ds)  # read on indexing, never all held
         si, sc = present_slots(layout.labels)
-        classes = [[] for _ in images]
+        classes = [[] for _ in range(len(images))]
         for i, c in zip(si.tolist(), sc.tolist()):
             classes[i].append(c)
         cams = official_cams(model, images, classes, settings, ctx.device, progress=ctx.progress)
@@ -320,6 +320,19 @@ class AMRStage(TrainingStage):
 
     def official_checkpoint(self, cfg: AMRConfig) -> Path | None:
         return Path(cfg.init_from) if _is_checkpoint_file(cfg.init_from) else None
+
+
+class _HWCImages:
+    """A dataset's images as ``H x W x 3`` uint8 arrays, read when indexed."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return self.dataset[i]["image"].permute(1, 2, 0).contiguous().numpy()
 
 
 def scores_only(cfg: AMRConfig) -> bool:
