@@ -74,7 +74,7 @@ AMR_INFERENCE_TABLE = Table("amr_inference", tuple(
     note="CAM mIoU on the first 100 training images (id order), mean ± std over seeds, the same trained networks read "
          "two ways: plain = each branch's ReLU CAM at one scale; official make_cam = Grad-CAM under adversarial climbing "
          "over scales 1.0, 0.5, 1.5 and their mirrors with adv_iter 8 (the official defaults, 27 over seven scales, "
-         "cost about 35 s per image on this CPU). Grid amr_inference.yaml, not in make run.")
+         "cost about 12 s per image on 2 CPU cores). Grid amr_inference.yaml, not in make run.")
 
 TABLES = (AMR_TABLE, AMR_XI_TABLE, AMR_ABLATION, AMR_ABLATION_DETAIL, AMR_INFERENCE_TABLE)
 
