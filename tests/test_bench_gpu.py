@@ -92,3 +92,12 @@ def test_make_bench_gpu_exits_0_without_cuda(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0 and "no CUDA device" in p.stdout, p.stdout + p.stderr
     assert not out.exists()
+
+
+def test_voc_size_steps_take_the_map_size_the_network_makes():
+    # VGG-16's pools floor (321 px -> 40, not ceil's 41); an odd size shows the difference on a CPU
+    from wsss_lib.bench_train import bench_train
+
+    res = bench_train("cpu", "vgg16", 33, 1, steps=1, warmup=0, num_classes=2, cases=("oaa_plus", "cam+oaa"),
+                      precisions=("fp32",))
+    assert [r["case"] for r in res["rows"]] == ["oaa_plus", "cam+oaa"]

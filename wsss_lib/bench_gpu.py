@@ -69,7 +69,7 @@ def fast_path_tests(select: str | None = None, timeout_s: int = TEST_TIMEOUT_S) 
     ``select`` is a pytest ``-k`` expression (the rehearsal picks one quick test)."""
     if not FAST_PATH_TESTS.exists():
         return False, f"`{FAST_PATH_TESTS}` not found (an installed package has no tests): not run"
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "--tb=short", "-p", "no:cacheprovider", "-o", "addopts=",
            str(FAST_PATH_TESTS)] + (["-k", select] if select else [])
     # no plugin autoloading: a bare GPU node has none, and this machine's (nbval, xdist) are not needed
     env = {**os.environ, "WSSS_SYNC_CHECK": "1", "WSSS_QUICK": "1", "MPLBACKEND": "Agg",
@@ -79,12 +79,13 @@ def fast_path_tests(select: str | None = None, timeout_s: int = TEST_TIMEOUT_S) 
         p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return False, f"stopped after {timeout_s} s (timeout)"
-    out = (p.stdout + p.stderr).strip().splitlines()
+    # progress bars are noise in a report: keep the lines that say what failed
+    out = [ln for ln in (p.stdout + p.stderr).strip().splitlines() if "it/s]" not in ln and "\r" not in ln]
     tail = [ln for ln in out if ln.strip()][-1:] or ["(no output)"]
     shown = "WSSS_SYNC_CHECK=1 python -m pytest -x -q tests/test_fast_path.py" + (f" -k {select!r}" if select else "")
     summary = f"`{shown}`: {tail[0].strip('= ')} ({time.perf_counter() - t0:.0f} s)"
     if p.returncode != 0:
-        summary += "\n\n```\n" + "\n".join(out[-40:]) + "\n```"
+        summary += "\n\n```\n" + "\n".join(out[-120:]) + "\n```"
     return p.returncode == 0, summary
 
 

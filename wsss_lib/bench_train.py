@@ -54,8 +54,9 @@ def make_case(case: str, backbone: str, image_size: int, batch_size: int, num_cl
                                   cps_loss(attention_maps(F_s), attention_maps(F_c), labels))
         return model, amr_step
     model = build_cam_net(backbone, num_classes).to(dev)
+    with torch.no_grad():  # the map size as the network makes it (VGG-16's pools floor, 321 -> 40)
+        size = int(model(torch.zeros(1, 3, image_size, image_size, device=dev)).shape[-1])
     if case == "oaa_plus":
-        size = -(-image_size // model.output_stride)
         soft = torch.rand(batch_size, num_classes, size, size, generator=g).to(dev) * labels[:, :, None, None]
         return model, lambda x, i: OAA_PLUS_LOSSES["hl"](model(x).float(), soft)
     store = None
@@ -63,8 +64,7 @@ def make_case(case: str, backbone: str, image_size: int, batch_size: int, num_cl
         n = 10582  # VOC train_aug
         all_labels = torch.rand(n, num_classes, generator=g) < 0.1
         all_labels[torch.arange(n), torch.randint(0, num_classes, (n,), generator=g)] = True
-        size = (-(-image_size // model.output_stride),) * 2
-        store = OAAStore([str(i) for i in range(n)], all_labels, size, device=dev)
+        store = OAAStore([str(i) for i in range(n)], all_labels, (size, size), device=dev)
         geo = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0]).expand(batch_size, 5).to(dev)
         all_labels = all_labels.float().to(dev)
 
