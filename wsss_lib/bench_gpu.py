@@ -80,7 +80,7 @@ def fast_path_tests(select: str | None = None, timeout_s: int = TEST_TIMEOUT_S) 
     except subprocess.TimeoutExpired:
         return False, f"stopped after {timeout_s} s (timeout)"
     # progress bars are noise in a report: keep the lines that say what failed
-    out = [ln for ln in (p.stdout + p.stderr).strip().splitlines() if "it/s]" not in ln and "\r" not in ln]
+    out = [ln for ln in (p.stdout + p.stderr).strip().splitlines() if "it/s]" not in ln]
     tail = [ln for ln in out if ln.strip()][-1:] or ["(no output)"]
     shown = "WSSS_SYNC_CHECK=1 python -m pytest -x -q tests/test_fast_path.py" + (f" -k {select!r}" if select else "")
     summary = f"`{shown}`: {tail[0].strip('= ')} ({time.perf_counter() - t0:.0f} s)"
