@@ -7,7 +7,7 @@ from wsss_lib.models.backbones import build_backbone
 from wsss_lib.models.cam import build_cam_net
 
 
-@pytest.mark.parametrize("name, os_, ch", [("tiny", 8, 128), ("vgg16", 8, 512), ("resnet50", 16, 2048),
+@pytest.mark.parametrize("name, os_, ch", [("tiny", 8, 128), ("tiny", 4, 128), ("vgg16", 8, 512), ("resnet50", 16, 2048),
                                            ("resnet50", 8, 2048)])
 def test_output_stride_and_channels(name, os_, ch):
     bb = build_backbone(name, output_stride=os_).eval()

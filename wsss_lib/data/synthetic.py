@@ -137,6 +137,9 @@ class RenderedImage:
     #: things a salient-object detector tends to fire on); used by :mod:`wsss_lib.data.saliency`
     context_mask: np.ndarray | None = None
     clutter_masks: list[np.ndarray] = field(default_factory=list)
+    #: H x W uint8: 0 background, j + 1 where object ``j`` of ``objects`` is visible (later objects
+    #: occlude earlier ones); what per-instance measures (:mod:`wsss_lib.data.geometry`) read
+    instance: np.ndarray | None = None
 
 
 def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
@@ -237,6 +240,7 @@ def render_image(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
     mask = np.zeros((s, s), dtype=np.uint8)
     part_mask = np.zeros((s, s), dtype=bool)
     part_index = np.zeros((s, s), dtype=np.uint8)
+    instance = np.zeros((s, s), dtype=np.uint8)
     placed: list[tuple[float, float, float]] = []
     drawn = []
     for c in classes:
@@ -283,10 +287,12 @@ def render_image(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
         part_index[part2] = 2
         part_index[part] = 1
         drawn.append(c)
+        instance[obj] = len(drawn)
     img += rng.normal(0, 5, size=img.shape)
     image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return RenderedImage(image=image, mask=mask, part_mask=part_mask, objects=drawn, contexts=contexts,
-                         context_mask=context_mask, clutter_masks=clutter, part_index=part_index)
+                         context_mask=context_mask, clutter_masks=clutter, part_index=part_index,
+                         instance=instance)
 
 
 def _draw_part2(img: np.ndarray, c: int, rng: np.random.Generator, u: np.ndarray, v: np.ndarray,

@@ -35,18 +35,24 @@ def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> list[nn.Mod
             nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-def tiny_backbone(width: int = 32, weights: "Weights | None" = None) -> Backbone:
+def tiny_backbone(width: int = 32, weights: "Weights | None" = None, output_stride: int = 8) -> Backbone:
     """Four stages, output stride 8: (2w, s2) (4w, s2) (8w, s2) (8w, dilation 2).
 
-    About 0.3 M parameters at ``width=32``. ``weights``: ``Weights("source-task", spec)``, the weights
-    learnt on the embedded source task of ``spec`` (:func:`wsss_lib.models.pretrain.load_tiny_pretrained`).
+    ``output_stride=4`` keeps the third stage at its input's resolution and dilates instead (stage 3
+    dilation 2, stage 4 dilation 4), as DeepLab does for ResNet: the same parameters (so the same
+    pretrained weights load), twice the cells per side. About 0.3 M parameters at ``width=32``.
+    ``weights``: ``Weights("source-task", spec)``, the weights learnt on the embedded source task of
+    ``spec`` (:func:`wsss_lib.models.pretrain.load_tiny_pretrained`).
     """
+    if output_stride not in (4, 8):
+        raise ValueError(f"output_stride must be 4 or 8 for the tiny backbone, got {output_stride}")
     w = width
+    s3, d3, d4 = (2, 1, 2) if output_stride == 8 else (1, 2, 4)
     stages = [nn.Sequential(*_cbr(3, w, 2), *_cbr(w, w)),
               nn.Sequential(*_cbr(w, 2 * w, 2), *_cbr(2 * w, 2 * w)),
-              nn.Sequential(*_cbr(2 * w, 4 * w, 2), *_cbr(4 * w, 4 * w)),
-              nn.Sequential(*_cbr(4 * w, 4 * w, dilation=2), *_cbr(4 * w, 4 * w, dilation=2))]
-    bb = Backbone(stages, 4 * w, 8, [w, 2 * w, 4 * w, 4 * w])
+              nn.Sequential(*_cbr(2 * w, 4 * w, s3, dilation=d3), *_cbr(4 * w, 4 * w, dilation=d3)),
+              nn.Sequential(*_cbr(4 * w, 4 * w, dilation=d4), *_cbr(4 * w, 4 * w, dilation=d4))]
+    bb = Backbone(stages, 4 * w, output_stride, [w, 2 * w, 4 * w, 4 * w])
     if weights is not None:
         if weights.source != "source-task":
             raise ValueError(f"the tiny backbone has no {weights.source!r} weights; expected source-task weights")
@@ -111,7 +117,7 @@ def build_backbone(name: str, weights: "Weights | None" = None, output_stride: i
     """Build a backbone by name (one of :data:`BACKBONES`) from ``weights`` (``None``: random
     initialization; see :func:`wsss_lib.models.weights.weights_for`)."""
     if name == "tiny":
-        return tiny_backbone(width, weights)
+        return tiny_backbone(width, weights, output_stride)
     if name == "vgg16":
         return vgg16_backbone(weights)
     if name in ("resnet50", "resnet101"):
@@ -119,8 +125,27 @@ def build_backbone(name: str, weights: "Weights | None" = None, output_stride: i
     raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}")
 
 
+def receptive_field(net: nn.Module) -> int:
+    """The theoretical receptive field (pixels per side) of one output cell of a chain of
+    convolutions and poolings, in the order ``net.modules()`` lists them: each layer of kernel
+    ``k``, dilation ``d`` and stride ``s`` adds ``(k - 1) * d * jump`` and multiplies ``jump`` (the
+    input pixels between neighbouring cells) by ``s``. Only for networks that are a chain (the tiny
+    backbone, VGG-16); a ResNet's shortcut branches would be counted as if chained, so refused."""
+    rf, jump = 1, 1
+    for m in net.modules():
+        if type(m).__name__ == "Bottleneck" or type(m).__name__ == "BasicBlock":
+            raise ValueError(f"receptive_field: {type(net).__name__} has residual blocks; only chains are supported")
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+            k, s = pair(m.kernel_size)[0], pair(m.stride)[0]
+            d = pair(getattr(m, "dilation", 1))[0]
+            rf += (k - 1) * d * jump
+            jump *= s
+    return rf
+
+
 def count_parameters(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-__all__ = ["BACKBONES", "Backbone", "build_backbone", "count_parameters"]
+__all__ = ["BACKBONES", "Backbone", "build_backbone", "count_parameters", "receptive_field"]

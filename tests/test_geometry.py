@@ -1,0 +1,59 @@
+"""Object geometry in feature cells (wsss_lib.data.geometry) and the receptive field it is compared with."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from wsss_lib.data.geometry import geometry_summary, instance_table, weighted_median
+from wsss_lib.data.synthetic import BenchmarkSpec, render_image
+from wsss_lib.models.backbones import receptive_field, tiny_backbone
+from wsss_lib.models.cam import build_cam_net
+
+
+def test_receptive_field_by_hand():
+    # 3x3 stride 2: 1 + 2 = 3, jump 2; 3x3 dilation 2: + 2*2*2 = 11, jump 2; 2x2 pool stride 2: + 1*2 = 13
+    net = nn.Sequential(nn.Conv2d(1, 1, 3, 2, 1), nn.ReLU(), nn.Conv2d(1, 1, 3, 1, 2, dilation=2), nn.MaxPool2d(2, 2))
+    assert receptive_field(net) == 13
+
+
+def test_receptive_field_of_the_tiny_classifier_and_its_stride_4_form():
+    # stride 8: 3, 7, 11, 19, 27, 43, then dilation 2 at jump 8: 75, 107; the head's three 3x3: +16 each
+    assert receptive_field(tiny_backbone()) == 107
+    assert receptive_field(build_cam_net("tiny", 8)) == 155
+    # stride 4: stage 3 at jump 4 with dilation 2 (35, 51), stage 4 dilation 4 (83, 115)
+    assert receptive_field(tiny_backbone(output_stride=4)) == 115
+
+
+def test_stride_4_tiny_takes_the_same_weights_and_doubles_the_cells():
+    a, b = tiny_backbone(), tiny_backbone(output_stride=4)
+    b.load_state_dict(a.state_dict())  # same parameters: the pretrained weights load unchanged
+    assert b(torch.zeros(1, 3, 64, 64)).shape[-1] == 2 * a(torch.zeros(1, 3, 64, 64)).shape[-1] == 16
+    with pytest.raises(ValueError, match="output_stride must be 4 or 8 for the tiny backbone, got 16"):
+        tiny_backbone(output_stride=16)
+
+
+def test_weighted_median_by_hand():
+    assert weighted_median(np.array([1.0, 2.0, 10.0]), np.array([1.0, 1.0, 1.0])) == 2.0
+    assert weighted_median(np.array([1.0, 2.0, 10.0]), np.array([1.0, 1.0, 5.0])) == 10.0
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_instances_partition_the_foreground_and_measure_it(parts):
+    spec = BenchmarkSpec(n_train=12, n_val=2, size=64, parts_per_object=parts)
+    for i in range(12):
+        r = render_image(spec, "train", i)
+        assert ((r.instance > 0) == (r.mask > 0)).all()
+        for j, c in enumerate(r.objects):  # every visible instance pixel carries its object's class
+            assert (r.mask[r.instance == j + 1] == c + 1).all()
+    t = instance_table(spec, stride=8, receptive_field=155, n_images=12)
+    r0 = render_image(spec, "train", 0)
+    ys, xs = np.nonzero(r0.instance == 1)
+    row = t[t.image == 0].iloc[0]
+    long_px = max(np.ptp(ys), np.ptp(xs)) + 1
+    assert row.long_side_cells == long_px / 8 and row.area_cells == len(ys) / 64
+    assert row.rf_ratio == pytest.approx(155 / long_px)
+    s = geometry_summary(t)
+    assert s["instances"] == len(t) and max(s["regions_share"]) <= parts
+    with pytest.raises(ValueError, match="stride and receptive_field must be >= 1"):
+        instance_table(spec, stride=0, receptive_field=155)
