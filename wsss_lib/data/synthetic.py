@@ -88,8 +88,22 @@ class BenchmarkSpec:
     #: of the body, each sufficient for the class, one of them hidden with ``single_part_prob``
     parts_per_object: int = 1
     single_part_prob: float = 0.3
+    #: version 2 only (:mod:`wsss_lib.data.miniature`): the object's long side over the image side is
+    #: log-normal with this median and log-spread (truncated to [0.1, 1.2]); each of the object's
+    #: three regions is hidden with ``hide_prob`` (at least one stays)
+    size_median: float = 0.47
+    size_sigma: float = 0.88
+    hide_prob: float = 0.25
 
     def __post_init__(self) -> None:
+        if self.version not in ("1", "2"):
+            raise ValueError(f"BenchmarkSpec.version must be '1' or '2', got {self.version!r}")
+        if self.version == "2" and (self.parts_per_object, self.single_part_prob) != (1, 0.3):
+            raise ValueError("BenchmarkSpec: parts_per_object and single_part_prob are version 1 options; "
+                             "version 2 objects have three regions (see hide_prob)")
+        if not (0.05 <= self.size_median <= 1.0 and 0.0 <= self.size_sigma <= 2.0 and 0.0 <= self.hide_prob < 1.0):
+            raise ValueError(f"BenchmarkSpec: size_median must be in [0.05, 1], size_sigma in [0, 2] and "
+                             f"hide_prob in [0, 1), got {self.size_median}, {self.size_sigma}, {self.hide_prob}")
         for name in ("n_train", "n_val"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BenchmarkSpec.{name} must be >= 1, got {getattr(self, name)}")
@@ -111,6 +125,9 @@ class BenchmarkSpec:
         if self.parts_per_object == 1:
             d.pop("parts_per_object")
             d.pop("single_part_prob")
+        if self.version == "1":  # the version 2 options: absent from every version 1 digest
+            for name in ("size_median", "size_sigma", "hide_prob"):
+                d.pop(name)
         return d
 
     def digest(self) -> str:
@@ -129,7 +146,8 @@ class RenderedImage:
     image: np.ndarray  # H x W x 3 uint8
     mask: np.ndarray  # H x W uint8, 0 background, k = class k
     part_mask: np.ndarray  # H x W bool, visible discriminative parts
-    #: H x W uint8: 0 none, 1 the first part, 2 the second part (two-part variant) where visible
+    #: H x W uint8: 0 none, 1 the first part, 2 the second part (two-part variant, version 2), 3 the
+    #: band (version 2), where visible
     part_index: np.ndarray | None = None
     objects: list[int] = field(default_factory=list)  # 0-based classes, in drawing order
     contexts: list[str] = field(default_factory=list)
@@ -220,6 +238,10 @@ def render_image(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
     """Render image ``index`` of ``split`` (deterministic in ``spec.seed``, split and index)."""
     if split not in SPLIT_CODES:
         raise ValueError(f"split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
+    if spec.version == "2":
+        from wsss_lib.data.miniature import render_miniature
+
+        return render_miniature(spec, split, index)
     rng = np.random.default_rng([spec.seed, SPLIT_CODES[split], index])
     s = spec.size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
@@ -375,7 +397,7 @@ def generate_benchmark(out_dir: str | os.PathLike, spec: BenchmarkSpec = DEFAULT
     write_text(voc / "classes.txt", "\n".join(("background",) + CLASS_NAMES) + "\n")
     seconds = time.perf_counter() - t0
     meta = {
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": spec.version,
         "spec": spec.fields(),
         "classes": list(CLASS_NAMES),
         "contexts": {CLASS_NAMES[c]: n for c, n in CONTEXT_OF_CLASS.items()},

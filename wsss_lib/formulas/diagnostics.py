@@ -101,3 +101,40 @@ def drift_of_recording(recorder, store, layout, threshold: float = 0.5, progress
     if parts:
         pm = torch.stack([part_shares(parts[i], masks[i], c, size) for i, c in zip(slot_image, slot_class)])
     return drift_summary(recorder.maps, recorder.seen, frac, threshold, pm)
+
+
+def linear_probe_map(backbone, fit_images: torch.Tensor, fit_labels: np.ndarray, test_images: torch.Tensor,
+                     test_labels: np.ndarray, ridge: float = 1.0) -> float:
+    """How well a frozen backbone's features name the benchmark's classes: globally pooled features
+    (eval mode) of uint8 ``N x 3 x H x W`` images, standardized on the fit images, a ridge regression
+    (closed form, penalty ``ridge`` per fit image) onto the ``+-1`` image-level labels (``N x K``),
+    scored by classification mAP on the test images. Deterministic and training-free, so a
+    pretrained and a random backbone compare on the same footing."""
+    from wsss_lib.formulas.evaluation import mean_average_precision
+    from wsss_lib.models.pretrain import features
+
+    with torch.no_grad():
+        f_fit = features(backbone, fit_images).double()
+        f_test = features(backbone, test_images).double()
+    mu, sd = f_fit.mean(0), f_fit.std(0) + 1e-6
+    x = torch.cat([(f_fit - mu) / sd, torch.ones(len(f_fit), 1, dtype=torch.float64)], 1)
+    y = torch.from_numpy(np.where(np.asarray(fit_labels, bool), 1.0, -1.0))
+    eye = torch.eye(x.shape[1], dtype=torch.float64)
+    eye[-1, -1] = 0.0  # the bias is not penalized
+    w = torch.linalg.solve(x.T @ x + ridge * len(x) * eye, x.T @ y)
+    xt = torch.cat([(f_test - mu) / sd, torch.ones(len(f_test), 1, dtype=torch.float64)], 1)
+    return mean_average_precision((xt @ w).numpy(), np.asarray(test_labels, bool))
+
+
+def rendered_set(spec: BenchmarkSpec, split: str, n: int) -> tuple[torch.Tensor, np.ndarray]:
+    """The first ``n`` images of ``split`` rendered from ``spec`` (no files) as ``n x 3 x H x W``
+    uint8, and their image-level labels (``n x K`` bool)."""
+    from wsss_lib.data.synthetic import CLASS_NAMES
+
+    imgs, labels = [], np.zeros((n, len(CLASS_NAMES)), bool)
+    for i in range(n):
+        r = render_image(spec, split, i)
+        imgs.append(torch.from_numpy(r.image).permute(2, 0, 1))
+        present = np.unique(r.mask)
+        labels[i, present[present > 0] - 1] = True
+    return torch.stack(imgs), labels

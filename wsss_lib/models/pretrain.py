@@ -41,6 +41,10 @@ SHAPES = ("triangle", "square", "cross", "star", "crescent", "ell")
 TEXTURES = ("solid", "stripes", "checker", "dots")
 #: class k = (shape k // 4, texture k % 4)
 SOURCE_CLASSES = tuple(f"{s}/{t}" for s in SHAPES for t in TEXTURES)
+#: the ``regions`` task: class k = (hue k // 6 of the benchmark's four part hues, pattern k % 6)
+REGION_PATTERNS = ("solid", "ring", "checker", "bars", "dots", "diagonal")
+REGION_CLASSES = tuple(f"hue{h}/{p}" for h in range(4) for p in REGION_PATTERNS)
+SOURCE_TASKS = {"shapes": SOURCE_CLASSES, "regions": REGION_CLASSES}
 PRETRAIN_VERSION = "1"
 
 
@@ -58,9 +62,30 @@ class PretrainSpec:
     width: int = 32
     seed: int = 0
     version: str = PRETRAIN_VERSION
+    #: ``shapes``: the first source task (shape x texture, colour random: no hue carries a class);
+    #: ``regions``: the region vocabulary of benchmark version 2 (:data:`REGION_CLASSES`: four hues x six
+    #: patterns, drawn on discs, squares and bands next to unlabelled bodies), none of its classes a
+    #: benchmark class, as ImageNet holds the parts VOC's classes are made of but not VOC's images
+    task: str = "shapes"
+
+    def __post_init__(self) -> None:
+        if self.task not in SOURCE_TASKS:
+            raise ValueError(f"PretrainSpec.task must be one of {', '.join(SOURCE_TASKS)}, got {self.task!r}")
+
+    def fields(self) -> dict:
+        """The spec's fields; ``task`` only when it is not the first one, so every ``shapes`` spec keeps
+        the digest (cache folder, run identities) it had before the option existed."""
+        d = asdict(self)
+        if self.task == "shapes":
+            d.pop("task")
+        return d
 
     def digest(self) -> str:
-        return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:12]
+        return hashlib.sha256(repr(sorted(self.fields().items())).encode()).hexdigest()[:12]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return SOURCE_TASKS[self.task]
 
 
 #: the default source task (the quick profile's tiny one is in :mod:`wsss_lib.runs.profile`)
@@ -101,6 +126,55 @@ def _texture(texture: str, u: np.ndarray, v: np.ndarray, period: float) -> np.nd
     raise ValueError(f"unknown texture {texture!r}")
 
 
+def _region_pattern(pattern: str, u: np.ndarray, v: np.ndarray, d2: np.ndarray, r: float, cell: float) -> np.ndarray:
+    """Where a ``regions``-task primitive is dark: the benchmark's part patterns (ring: the inner
+    disc; checker, bars, dots, diagonal: cells of size ``cell``)."""
+    if pattern == "solid":
+        return np.zeros(u.shape, dtype=bool)
+    if pattern == "ring":
+        return d2 <= (0.5 * r) ** 2
+    if pattern == "checker":
+        return ((np.floor(u / cell) + np.floor(v / cell)) % 2) == 0
+    if pattern == "bars":
+        return (np.floor(u / cell) % 2) == 0
+    if pattern == "dots":
+        return ((u / cell) % 2 - 1) ** 2 + ((v / cell) % 2 - 1) ** 2 <= 0.45
+    if pattern == "diagonal":
+        return (np.floor((u + v) / cell) % 2) == 0
+    raise ValueError(f"unknown pattern {pattern!r}")
+
+
+def _render_region_image(rng: np.random.Generator, img: np.ndarray, s: int, yy: np.ndarray, xx: np.ndarray) -> int:
+    """The ``regions`` task: one or two unlabelled striped bodies (the benchmark's body appearance),
+    then one primitive (disc, square or band) of a class's hue and pattern; returns the class."""
+    from wsss_lib.data.synthetic import PART_HUES
+
+    for _ in range(int(rng.integers(1, 3))):
+        a = rng.uniform(0.15, 0.4) * s
+        b = a * rng.uniform(0.5, 0.65)
+        cx, cy, th = rng.uniform(0, s), rng.uniform(0, s), rng.uniform(0, 2 * np.pi)
+        u = (xx - cx) * np.cos(th) + (yy - cy) * np.sin(th)
+        v = -(xx - cx) * np.sin(th) + (yy - cy) * np.cos(th)
+        body = (u / a) ** 2 + (v / b) ** 2 <= 1.0
+        base = np.array([140.0, 115.0, 90.0]) + rng.normal(0, 22, size=3)
+        img[body] = base + (16.0 * np.sin(2 * np.pi * u / rng.uniform(3.5, 5.0)))[body, None]
+    k = int(rng.integers(0, len(REGION_CLASSES)))
+    hue, pattern = k // len(REGION_PATTERNS), REGION_PATTERNS[k % len(REGION_PATTERNS)]
+    r = rng.uniform(0.08, 0.25) * s
+    cx, cy = rng.uniform(0.25 * s, 0.75 * s, size=2)
+    th = rng.uniform(0, 2 * np.pi)
+    u = (xx - cx) * np.cos(th) + (yy - cy) * np.sin(th)
+    v = -(xx - cx) * np.sin(th) + (yy - cy) * np.cos(th)
+    d2 = u ** 2 + v ** 2
+    shape = int(rng.integers(0, 3))
+    m = d2 <= r * r if shape == 0 else ((np.abs(u) <= r) & (np.abs(v) <= r) if shape == 1 else
+                                        (np.abs(u) <= 0.45 * r) & (np.abs(v) <= 1.6 * r))
+    col = _hsv_to_rgb(PART_HUES[hue] + rng.normal(0, 6), rng.uniform(0.75, 0.95), rng.uniform(0.8, 0.95))
+    img[m] = col
+    img[m & _region_pattern(pattern, u, v, d2, r, max(0.4 * r, 1.0))] = 0.25 * col
+    return k
+
+
 def render_source_image(spec: PretrainSpec, split: str, index: int) -> tuple[np.ndarray, int]:
     """Image ``index`` of ``split`` (``train`` or ``heldout``) and its class; deterministic."""
     code = {"train": 1, "heldout": 2}[split]
@@ -108,6 +182,10 @@ def render_source_image(spec: PretrainSpec, split: str, index: int) -> tuple[np.
     s = spec.size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
     img = _background(rng, s, yy, xx)
+    if spec.task == "regions":
+        k = _render_region_image(rng, img, s, yy, xx)
+        img += rng.normal(0, 5, size=img.shape)
+        return np.clip(np.rint(img), 0, 255).astype(np.uint8), k
     k = int(rng.integers(0, len(SOURCE_CLASSES)))
     shape, texture = SHAPES[k // len(TEXTURES)], TEXTURES[k % len(TEXTURES)]
     r = rng.uniform(0.18, 0.34) * s
@@ -142,12 +220,12 @@ def source_split(spec: PretrainSpec, split: str, progress: bool = False) -> tupl
 class SourceClassifier(nn.Module):
     """The tiny backbone + global average pooling + a linear layer over the source classes."""
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, num_classes: int = len(SOURCE_CLASSES)) -> None:
         super().__init__()
         from wsss_lib.models.backbones import tiny_backbone
 
         self.backbone = tiny_backbone(width)
-        self.fc = nn.Linear(self.backbone.out_channels, len(SOURCE_CLASSES))
+        self.fc = nn.Linear(self.backbone.out_channels, num_classes)
 
     def forward(self, x):
         return self.fc(self.backbone(x).mean((2, 3)))
@@ -196,7 +274,7 @@ def pretrain_tiny(spec: PretrainSpec = DEFAULT_PRETRAIN, progress: bool = True) 
     render_s = time.perf_counter() - t0
     g = torch.Generator().manual_seed(spec.seed)
     torch.manual_seed(spec.seed)
-    model = SourceClassifier(spec.width)
+    model = SourceClassifier(spec.width, len(spec.classes))
     opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=0.9, nesterov=True, weight_decay=spec.weight_decay)
     steps_per_epoch = math.ceil(len(xtr) / spec.batch_size)
     total = spec.epochs * steps_per_epoch
@@ -236,8 +314,8 @@ def pretrain_tiny(spec: PretrainSpec = DEFAULT_PRETRAIN, progress: bool = True) 
         logits = torch.cat([model(normalize_images(xte[i:i + 256])) for i in range(0, len(xte), 256)])
     acc = float((logits.argmax(1) == yte).float().mean())
     state = {k: v.clone() for k, v in model.backbone.state_dict().items()}
-    info = {"spec": asdict(spec), "digest": spec.digest(), "classes": list(SOURCE_CLASSES),
-            "heldout_accuracy": acc, "chance_accuracy": 1 / len(SOURCE_CLASSES), "history": history,
+    info = {"spec": asdict(spec), "digest": spec.digest(), "classes": list(spec.classes),
+            "heldout_accuracy": acc, "chance_accuracy": 1 / len(spec.classes), "history": history,
             "render_seconds": render_s, "train_seconds": train_s, "threads": torch.get_num_threads(),
             "weights_sha256": weights_digest(state), "torch": torch.__version__}
     return state, info
@@ -294,6 +372,6 @@ def load_tiny_pretrained(spec: PretrainSpec = DEFAULT_PRETRAIN, width: int = 32,
     return state
 
 
-__all__ = ["DEFAULT_PRETRAIN", "PretrainSpec", "SOURCE_CLASSES", "SourceClassifier",
+__all__ = ["DEFAULT_PRETRAIN", "PretrainSpec", "REGION_CLASSES", "SOURCE_CLASSES", "SOURCE_TASKS", "SourceClassifier",
            "ensure_tiny_pretrained", "features", "load_tiny_pretrained", "pretrain_tiny",
            "pretrained_dir", "probe_accuracy", "render_source_image", "source_split", "weights_digest"]
