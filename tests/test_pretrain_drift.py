@@ -142,6 +142,29 @@ def test_drift_part_switch_by_hand():
     assert s["part_switch"] == [None, 1.0, 0.0] and s["pairs_switching_ever"] == 1.0
 
 
+def test_three_regions_and_where_the_peak_sits_by_hand():
+    # 2x2 cells: region 1 top-left, region 2 top-right, region 3 bottom-left (half of it), body the
+    # other half of bottom-left; bottom-right is off the object. Peaks: region 1, region 3's cell
+    # (a half region, half body cell counts as a region: >= 0.5), then off the object.
+    pm = torch.zeros(1, 4, 2, 2)
+    pm[0, 0, 0, 0] = pm[0, 1, 0, 1] = 1.0
+    pm[0, 2, 1, 0] = pm[0, 3, 1, 0] = 0.5
+    maps = torch.zeros(3, 1, 2, 2)
+    maps[0, 0, 0, 0] = maps[1, 0, 1, 0] = maps[2, 0, 1, 1] = 1.0
+    s = drift_summary(maps, torch.ones(3, 1, dtype=torch.bool), None, 0.5, pm)
+    assert s["mass_part1"] == [1.0, 0.0, 0.0] and s["mass_part3"] == [0.0, 0.5, 0.0] and s["mass_body"] == [0.0, 0.5, 0.0]
+    assert s["peak_on_region"] == [1.0, 1.0, 0.0] and s["peak_off_object"] == [0.0, 0.0, 1.0]
+    assert s["peak_on_body"] == [0.0, 0.0, 0.0]
+    # the dominant region goes 1 -> 3; at epoch 3 no attention is on a region (no switch counted)
+    assert s["part_switch"] == [None, 1.0, None] and s["pairs_switching_ever"] == 1.0
+    pm2 = pm.clone()
+    pm2[0, 2, 1, 0], pm2[0, 3, 1, 0] = 0.4, 0.6  # mostly body: the second peak sits on the body
+    s2 = drift_summary(maps, torch.ones(3, 1, dtype=torch.bool), None, 0.5, pm2)
+    assert s2["peak_on_body"] == [0.0, 1.0, 0.0] and s2["peak_on_region"] == [1.0, 0.0, 0.0]
+    m = summary_metrics(s)
+    assert m["peak_on_region_e01"] == 1.0 and m["cam_mass_part3_e02"] == 0.5
+
+
 def test_drift_recorder_and_object_fractions():
     slot_of = torch.tensor([[0, -1], [1, 2]])  # image 0: class 0; image 1: classes 0 and 1
     rec = DriftRecorder(slot_of, epochs=2, size=(2, 2))

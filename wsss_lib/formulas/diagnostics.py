@@ -99,7 +99,8 @@ def drift_of_recording(recorder, store, layout, threshold: float = 0.5, progress
     if masks and all(masks.get(i) is not None for i in images):
         frac = object_fractions([masks[i] for i in slot_image], slot_class, size)
     if parts:
-        pm = torch.stack([part_shares(parts[i], masks[i], c, size) for i, c in zip(slot_image, slot_class)])
+        regions = 3 if spec.version == "2" else 2
+        pm = torch.stack([part_shares(parts[i], masks[i], c, size, regions) for i, c in zip(slot_image, slot_class)])
     return drift_summary(recorder.maps, recorder.seen, frac, threshold, pm)
 
 

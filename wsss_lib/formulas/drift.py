@@ -115,8 +115,11 @@ def coverage(maps: torch.Tensor, frac: torch.Tensor, threshold: float) -> torch.
 
 
 def _nanmean(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """The mean of the finite entries; NaN where there is none (nothing measured is not a zero)."""
     ok = ~torch.isnan(x)
-    return torch.where(ok, x, torch.zeros_like(x)).sum(dim) / ok.sum(dim).clamp_min(1)
+    n = ok.sum(dim)
+    mean = torch.where(ok, x, torch.zeros_like(x)).sum(dim) / n.clamp_min(1)
+    return torch.where(n > 0, mean, torch.full_like(mean, float("nan")))
 
 
 def drift_summary(maps: torch.Tensor, seen: torch.Tensor, frac: torch.Tensor | None = None,
@@ -124,8 +127,11 @@ def drift_summary(maps: torch.Tensor, seen: torch.Tensor, frac: torch.Tensor | N
     """Per-epoch drift figures of recorded maps (``E x S x H x W``; ``seen``: ``E x S``).
 
     Only pairs seen at every epoch count. ``frac``: ``S x H x W`` object share per cell (for the
-    discovery curve); ``part_masks``: ``S x 3 x H x W`` shares of part 1, part 2 and the body per
-    cell (embedded benchmark). Returns lists indexed by epoch (pair lists by the later epoch)."""
+    discovery curve); ``part_masks``: ``S x (R + 1) x H x W`` shares of each of the R regions (parts)
+    and of the body per cell (embedded benchmark: R = 2 for versions 1 and parts2, whose second part
+    is empty in version 1; R = 3 for version 2). Returns lists indexed by epoch (pair lists by the
+    later epoch); ``peak_on_region`` / ``peak_on_body`` / ``peak_off_object``: the share of maps
+    whose peak cell is mostly a region, else mostly the object, else neither."""
     keep = seen.all(0)
     m = maps[:, keep].float()
     e = m.shape[0]
@@ -150,19 +156,31 @@ def drift_summary(maps: torch.Tensor, seen: torch.Tensor, frac: torch.Tensor | N
                                                             (on * f).flatten(-2).sum(-1) / on.flatten(-2).sum(-1).clamp_min(1),
                                                             torch.full(on.shape[:2], float("nan")))).tolist()
     if part_masks is not None:
-        pm = part_masks[keep]  # S x 3 x H x W
+        pm = part_masks[keep]  # S x (R + 1) x H x W: R regions, then the body
+        r = pm.shape[1] - 1
         mass = torch.einsum("eshw,sphw->esp", m.clamp_min(0), pm)
         total = m.clamp_min(0).flatten(-2).sum(-1).clamp_min(1e-6)  # E x S
         share = mass / total[..., None]
-        names = ("part1", "part2", "body")
+        names = tuple(f"part{j + 1}" for j in range(r)) + ("body",)
         for p, name in enumerate(names):
             out[f"mass_{name}"] = share[..., p].mean(1).tolist()
-        both = (pm[:, 0].flatten(1).sum(1) > 0) & (pm[:, 1].flatten(1).sum(1) > 0)
+        # where each map's peak cell lies: mostly on a region, else mostly on the object (the body),
+        # else off the object (context, background, other objects)
+        h, w = m.shape[-2:]
+        flat = m.flatten(-2).argmax(-1)  # E x S
+        comp = pm.flatten(-2).transpose(1, 2)[torch.arange(pm.shape[0])[None, :], flat]  # E x S x (R + 1)
+        on_region = comp[..., :r].sum(-1) >= 0.5
+        on_object = comp.sum(-1) >= 0.5
+        out["peak_on_region"] = (on_region & active).float().sum(1).div(active.float().sum(1).clamp_min(1)).tolist()
+        out["peak_on_body"] = (~on_region & on_object & active).float().sum(1).div(active.float().sum(1).clamp_min(1)).tolist()
+        out["peak_off_object"] = (~on_object & active).float().sum(1).div(active.float().sum(1).clamp_min(1)).tolist()
+        visible = (pm[:, :r].flatten(2).sum(-1) > 0)  # S x R
+        both = visible.sum(1) >= 2
         out["pairs_with_two_parts"] = int(both.sum())
         if both.any() and e > 1:
-            sh = share[:, both]
-            dom = sh[..., 0] >= sh[..., 1]  # E x S2: part 1 dominates
-            on = (sh[..., 0] + sh[..., 1]) > 0  # some attention on a part at that epoch
+            sh = share[:, both][..., :r]  # E x S2 x R
+            dom = sh.argmax(-1)  # the dominant region (the first on ties)
+            on = sh.sum(-1) > 0  # some attention on a region at that epoch
             sw = torch.where(on[1:] & on[:-1], (dom[1:] != dom[:-1]).float(), torch.full(dom[1:].shape, float("nan")))
             out["part_switch"] = [None] + [_nan_to_none(v) for v in _nanmean(sw).tolist()]
             ever = [bool(len(set(dom[on[:, j], j].tolist())) > 1) for j in range(dom.shape[1])]
@@ -182,7 +200,9 @@ def summary_metrics(summary: dict) -> dict:
     for key, name in (("peak_shift", "drift_peak_shift"), ("consecutive_iou", "drift_consecutive_iou"),
                       ("discovery", "discovery"), ("single_epoch_coverage", "single_epoch_coverage"),
                       ("part_switch", "drift_part_switch"), ("mass_part1", "cam_mass_part1"),
-                      ("mass_part2", "cam_mass_part2"), ("mass_body", "cam_mass_body")):
+                      ("mass_part2", "cam_mass_part2"), ("mass_part3", "cam_mass_part3"), ("mass_body", "cam_mass_body"),
+                      ("peak_on_region", "peak_on_region"), ("peak_on_body", "peak_on_body"),
+                      ("peak_off_object", "peak_off_object")):
         vals = summary.get(key)
         if not vals:
             continue
@@ -203,10 +223,12 @@ def summary_metrics(summary: dict) -> dict:
     return out
 
 
-def part_shares(part_index: np.ndarray, mask: np.ndarray, cls: int, size: tuple[int, int]) -> torch.Tensor:
-    """``3 x H x W`` cell shares of the class's part 1, part 2 and body (the rest of its object)."""
+def part_shares(part_index: np.ndarray, mask: np.ndarray, cls: int, size: tuple[int, int],
+                regions: int = 2) -> torch.Tensor:
+    """``(regions + 1) x H x W`` cell shares of the class's regions 1..``regions`` and its body (the
+    rest of its object)."""
     obj = np.asarray(mask) == cls + 1
-    layers = np.stack([obj & (part_index == 1), obj & (part_index == 2), obj & (part_index == 0)]).astype(np.float32)
+    layers = np.stack([obj & (part_index == j) for j in range(1, regions + 1)] + [obj & (part_index == 0)]).astype(np.float32)
     return Fn.adaptive_avg_pool2d(torch.from_numpy(layers)[None], size)[0]
 
 
