@@ -57,3 +57,13 @@ def test_instances_partition_the_foreground_and_measure_it(parts):
     assert s["instances"] == len(t) and max(s["regions_share"]) <= parts
     with pytest.raises(ValueError, match="stride and receptive_field must be >= 1"):
         instance_table(spec, stride=0, receptive_field=155)
+
+
+def test_a_stride_the_backbone_cannot_make_is_refused_before_anything_runs():
+    from wsss_lib.engine.config import AttentionTrainConfig
+
+    with pytest.raises(ValueError, match=r"output_stride=16 is invalid: expected 4 or 8 for backbone 'tiny'"):
+        AttentionTrainConfig.from_params(output_stride=16)  # before: accepted, and the network ran at 8
+    with pytest.raises(ValueError, match=r"output_stride=4 is invalid: expected 8 for backbone 'vgg16'"):
+        AttentionTrainConfig.from_params(backbone="vgg16", output_stride=4)
+    assert AttentionTrainConfig.from_params(output_stride=4).output_stride == 4

@@ -163,6 +163,8 @@ def test_three_regions_and_where_the_peak_sits_by_hand():
     assert s2["peak_on_body"] == [0.0, 1.0, 0.0] and s2["peak_on_region"] == [1.0, 0.0, 0.0]
     m = summary_metrics(s)
     assert m["peak_on_region_e01"] == 1.0 and m["cam_mass_part3_e02"] == 0.5
+    empty = drift_summary(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, dtype=torch.bool), None, 0.5, pm)
+    assert empty["peak_on_region"] == [None]  # no map with a peak: undefined, not 0%
 
 
 def test_drift_recorder_and_object_fractions():

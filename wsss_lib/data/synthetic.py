@@ -139,6 +139,9 @@ class BenchmarkSpec:
 #: quick profile's tiny versions of both are in :mod:`wsss_lib.runs.profile`, with everything else quick sets.
 DEFAULT_SPEC = BenchmarkSpec()
 PARTS2_SPEC = BenchmarkSpec(parts_per_object=2)
+#: the version 2 candidate (``data_root="embedded:mini"``, :mod:`wsss_lib.data.miniature`): 112 px, for the
+#: tiny backbone at output stride 4 (28 cells a side, as VOC's 224 px short side at stride 8)
+MINI_SPEC = BenchmarkSpec(version="2", size=112)
 
 
 @dataclass

@@ -130,6 +130,11 @@ class TrainConfig(StageConfig):
         return self
 
 
+#: the output strides each backbone can make (the tiny one dilates its last stages for 4; VGG-16 is
+#: the OAA code's stride-8 network; ResNets dilate for 8 or keep 16)
+OUTPUT_STRIDES = {"tiny": (4, 8), "vgg16": (8,), "resnet50": (8, 16), "resnet101": (8, 16)}
+
+
 @dataclass
 class AttentionTrainConfig(TrainConfig):
     """A training stage whose network has a classification backbone and writes attention maps."""
@@ -139,7 +144,9 @@ class AttentionTrainConfig(TrainConfig):
 
     def validate(self):
         self.check("backbone", self.backbone in BACKBONES, f"one of {', '.join(BACKBONES)}")
-        self.check("output_stride", self.output_stride in (8, 16), "8 or 16")
+        allowed = OUTPUT_STRIDES.get(self.backbone, (8, 16))
+        self.check("output_stride", self.output_stride in allowed,
+                   f"{' or '.join(map(str, allowed))} for backbone {self.backbone!r}")
         return super().validate()
 
 

@@ -171,9 +171,15 @@ def drift_summary(maps: torch.Tensor, seen: torch.Tensor, frac: torch.Tensor | N
         comp = pm.flatten(-2).transpose(1, 2)[torch.arange(pm.shape[0])[None, :], flat]  # E x S x (R + 1)
         on_region = comp[..., :r].sum(-1) >= 0.5
         on_object = comp.sum(-1) >= 0.5
-        out["peak_on_region"] = (on_region & active).float().sum(1).div(active.float().sum(1).clamp_min(1)).tolist()
-        out["peak_on_body"] = (~on_region & on_object & active).float().sum(1).div(active.float().sum(1).clamp_min(1)).tolist()
-        out["peak_off_object"] = (~on_object & active).float().sum(1).div(active.float().sum(1).clamp_min(1)).tolist()
+        n_active = active.float().sum(1)  # maps with a peak, per epoch (none: undefined, not 0)
+
+        def share_of_peaks(where: torch.Tensor) -> list:
+            frac = (where & active).float().sum(1) / n_active.clamp_min(1)
+            return [_nan_to_none(v) for v in torch.where(n_active > 0, frac, torch.full_like(frac, float("nan"))).tolist()]
+
+        out["peak_on_region"] = share_of_peaks(on_region)
+        out["peak_on_body"] = share_of_peaks(~on_region & on_object)
+        out["peak_off_object"] = share_of_peaks(~on_object)
         visible = (pm[:, :r].flatten(2).sum(-1) > 0)  # S x R
         both = visible.sum(1) >= 2
         out["pairs_with_two_parts"] = int(both.sum())

@@ -5,7 +5,8 @@ A profile is resolved once, at every entry point (a notebook's stage call, ``Sta
 the environment variable ``WSSS_QUICK=1``, which forces quick. The :class:`Profile` object then
 carries *everything* quick changes, so nothing else decides it:
 
-- the embedded benchmark of each variant (``data_root=""`` is ``v1``; ``embedded:parts2``);
+- the embedded benchmark of each variant (``data_root=""`` is ``v1``; ``embedded:parts2``;
+  ``embedded:mini``, the version 2 candidate);
 - the pretraining spec of the ``tiny`` backbone's source task (its weights);
 - the stage configs' overrides (fewer epochs, smaller batches, fewer snapshots);
 - where the reports of the profile go (``reports/`` or ``reports/quick/``).
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Mapping
 
 from wsss_lib.util.paths import REPO
-from wsss_lib.data.synthetic import DEFAULT_SPEC, PARTS2_SPEC, BenchmarkSpec
+from wsss_lib.data.synthetic import DEFAULT_SPEC, MINI_SPEC, PARTS2_SPEC, BenchmarkSpec
 from wsss_lib.models.pretrain import DEFAULT_PRETRAIN, PretrainSpec
 
 #: the environment variable that forces the quick profile (the test suite sets it to 1)
@@ -67,13 +68,14 @@ class Profile:
 
 #: the default: the benchmark of reports/benchmark.md, the source task's full pretraining, the
 #: stages' own defaults
-FULL = Profile("full", {"v1": DEFAULT_SPEC, "parts2": PARTS2_SPEC}, DEFAULT_PRETRAIN)
+FULL = Profile("full", {"v1": DEFAULT_SPEC, "parts2": PARTS2_SPEC, "mini": MINI_SPEC}, DEFAULT_PRETRAIN)
 
 #: tiny settings: 48 + 16 images of 64 px, a 3-epoch source task, 2 epochs per stage
 QUICK = Profile(
     "quick",
     {"v1": BenchmarkSpec(n_train=48, n_val=16, size=64),
-     "parts2": BenchmarkSpec(n_train=48, n_val=16, size=64, parts_per_object=2)},
+     "parts2": BenchmarkSpec(n_train=48, n_val=16, size=64, parts_per_object=2),
+     "mini": BenchmarkSpec(n_train=48, n_val=16, size=64, version="2")},
     PretrainSpec(n_train=480, n_heldout=240, size=48, epochs=3, batch_size=32),
     {"TrainConfig": {"epochs": 2, "batch_size": 8}, "ClassifierConfig": {"n_snapshots": 4}},
     reports="reports/quick",
