@@ -36,6 +36,20 @@ def test_killed_run_resumes_to_the_same_final_maps(tmp_path, quick_voc, extra):
         json.loads((resumed / "metrics.json").read_text())["oaa_max_miou"], abs=1e-6)
 
 
+def test_the_plain_cam_classifier_makes_no_oaa_map(tmp_path, quick_voc):
+    # accumulate=False: a benchmark's properties can be measured before any OAA result on it exists
+    ref = run_classifier_stage(run_dir=str(tmp_path / "ref"), **SMALL)
+    run = run_classifier_stage(run_dir=str(tmp_path / "plain"), accumulate=False, **SMALL)
+    assert sorted(p.name for p in (run / "attention").iterdir()) == ["cam.pt"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert not [k for k in metrics if k.startswith("oaa")] and "cam_miou" in metrics
+    assert "oaa_max" not in torch.load(run / "snapshots.pt", weights_only=False)
+    # the CAM classifier itself is the same network: the store never touched its training
+    torch.testing.assert_close(load_attention(run / "attention" / "cam.pt")["maps"], _maps(ref)["cam"], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="accumulate='no' is invalid: expected True or False"):
+        run_classifier_stage(run_dir=str(tmp_path / "bad"), accumulate="no", **SMALL)
+
+
 def test_outputs_of_a_run(tmp_path, quick_voc):
     run = run_classifier_stage(run_dir=str(tmp_path / "r"), **SMALL)
     m = json.loads((run / "metrics.json").read_text())

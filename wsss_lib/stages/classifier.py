@@ -60,6 +60,9 @@ class ClassifierConfig(AttentionTrainConfig):
     last_epoch_fallback: bool = False
     store_size: int = 0  # 0: crop_size / output_stride (the feature map's own resolution)
     n_snapshots: int = 8
+    #: False: the plain CAM classifier (the OAA store is never updated, no OAA map is made or scored),
+    #: e.g. to measure a benchmark's properties before any OAA result on it exists
+    accumulate: bool = True
     init_from: str = ""  # an official OAA / OAA+ checkpoint (.pth): score its CAMs, train nothing
 
     def validate(self) -> "ClassifierConfig":
@@ -68,6 +71,7 @@ class ClassifierConfig(AttentionTrainConfig):
         self.check_int("gate_start_epoch")
         self.check_int("store_size")
         self.check_int("n_snapshots", 1)
+        self.check("accumulate", isinstance(self.accumulate, bool), "True or False")
         self.check("init_from", not self.init_from or Path(self.init_from).is_file(),
                    "empty, or an existing official OAA/OAA+ checkpoint file (.pth)")
         return self
@@ -138,7 +142,10 @@ class ClassifierStage(TrainingStage):
     def expected_outputs(self, cfg: ClassifierConfig) -> tuple[str, ...]:
         if cfg.init_from:  # an official checkpoint: its CAMs scored, nothing trained
             return ("metrics.json", "evaluation.json", "attention/cam.pt")
-        return (*super().expected_outputs(cfg), "snapshots.pt", "drift.json")
+        outputs = (*super().expected_outputs(cfg), "snapshots.pt", "drift.json")
+        if not cfg.accumulate:  # the plain CAM classifier: no OAA maps
+            outputs = tuple(o for o in outputs if o not in {f"attention/{s}.pt" for s in FUSION_SOURCES})
+        return outputs
 
     def weights(self, cfg: ClassifierConfig, profile):
         return {} if cfg.init_from else super().weights(cfg, profile)  # an official checkpoint brings its own
@@ -164,7 +171,8 @@ class ClassifierStage(TrainingStage):
             loss = Fn.binary_cross_entropy_with_logits(logits, b.labels)
             with torch.no_grad():
                 A_img, valid = views_to_image_frame(attention_maps(F.detach().float()), b.geo, size)
-                store.update(b.indices, A_img, valid, logits.detach(), b.labels, b.epoch, last_epoch=b.last_epoch)
+                if cfg.accumulate:
+                    store.update(b.indices, A_img, valid, logits.detach(), b.labels, b.epoch, last_epoch=b.last_epoch)
                 snaps.record(b.epoch, b.indices, A_img)
                 drift.record(b.epoch, b.indices, A_img, valid)
             return loss
@@ -181,13 +189,14 @@ class ClassifierStage(TrainingStage):
         store: OAAStore | None = ctx.state.get("store")
         if store is None:  # an official checkpoint: CAM only (OAA maps exist only while training)
             return sources
-        sources.update({f.source: store.attention_source(name) for name, f in FUSIONS.items()})
+        fusions = FUSIONS if ctx.cfg.accumulate else {}
+        sources.update({f.source: store.attention_source(name) for name, f in fusions.items()})
         snaps = ctx.state["snapshots"]
         torch_save(ctx.out / "snapshots.pt", {"indices": snaps.indices, "ids": [ctx.layout.ids[i] for i in snaps.indices],
                                               "maps": snaps.maps.half(), "seen": snaps.seen,
                                               "final_cam": cam_maps[snaps.indices].half(),
                                               **{f.source: store.dense(name, snaps.indices).half()
-                                                 for name, f in FUSIONS.items()}})
+                                                 for name, f in fusions.items()}})
         return sources
 
     def extra_metrics(self, ctx: RunContext, model, evals: dict) -> dict:
@@ -199,11 +208,12 @@ class ClassifierStage(TrainingStage):
                                         ctx.device)
         summary = drift_of_recording(ctx.state["drift"], store, ctx.layout, progress=ctx.progress)
         write_json(ctx.out / "drift.json", summary)
-        return {**summary_metrics(summary),
-                "cls_mAP_val": mean_average_precision(val_logits.numpy(), val_layout.labels),
-                "oaa_accepted_fraction": float((store.counts > 0).float().mean()),
-                "oaa_mean_accepted_updates": float(store.counts.float().mean()),
-                "store_megabytes": store.nbytes() / 2**20}
+        out = {**summary_metrics(summary), "cls_mAP_val": mean_average_precision(val_logits.numpy(), val_layout.labels)}
+        if ctx.cfg.accumulate:
+            out.update(oaa_accepted_fraction=float((store.counts > 0).float().mean()),
+                       oaa_mean_accepted_updates=float(store.counts.float().mean()),
+                       store_megabytes=store.nbytes() / 2**20)
+        return out
 
     # -- an official checkpoint: score it, train nothing ---------------------------------------------
     official_kind = "oaa"
