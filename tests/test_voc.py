@@ -132,3 +132,30 @@ def test_check_lists_every_bad_file_before_training(small_voc, tmp_path):
     with pytest.raises(DataError, match=r"2 bad file\(s\)"):
         run_classifier_stage(data_root=str(small_voc), run_dir=str(tmp_path / "run"), quick=True, progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_subset_keeps_ids_labels_and_masks_in_order(quick_voc):
+    lay = VOCLayout(quick_voc, "train")
+    sub = lay.subset([5, 0, 7])
+    assert sub.ids == [lay.ids[5], lay.ids[0], lay.ids[7]] and (sub.labels == lay.labels[[5, 0, 7]]).all()
+    assert np.array_equal(sub.load_mask(0), lay.load_mask(5)) and len(lay) == 48
+    with pytest.raises(IndexError, match=r"indices \[48\] are outside split 'train' of 48 images"):
+        lay.subset([1, 48])
+
+
+def test_epoch_miou_of_snapshots_scores_each_epoch_on_its_images(quick_voc):
+    from wsss_lib.formulas.diagnostics import snapshot_epoch_miou
+
+    lay = VOCLayout(quick_voc, "train")
+    idx = [0, 3, 9]
+    perfect = torch.zeros(3, lay.num_classes - 1, 64, 64)
+    for j, i in enumerate(idx):
+        m = torch.from_numpy(lay.load_mask(i).astype(np.int64))
+        for c in range(1, lay.num_classes):
+            perfect[j, c - 1] = (m == c).float()
+    snaps = {"indices": idx, "maps": torch.stack([torch.zeros_like(perfect), perfect]),
+             "seen": torch.tensor([[True] * 3, [True] * 3])}
+    miou = snapshot_epoch_miou(snaps, lay)
+    assert miou[1] == pytest.approx(1.0) and miou[0] < 0.5  # the masks themselves; then empty maps
+    snaps["seen"][1, 0] = False  # an image not seen at epoch 2 counts as empty maps
+    assert snapshot_epoch_miou(snaps, lay)[1] < 1.0

@@ -169,6 +169,18 @@ class VOCLayout:
         sub.ids, sub.labels = self.ids[:n], self.labels[:n]
         return sub
 
+    def subset(self, indices) -> "VOCLayout":
+        """The same split restricted to the images at ``indices`` (in that order)."""
+        import copy
+
+        idx = [int(i) for i in indices]
+        bad = [i for i in idx if not 0 <= i < len(self.ids)]
+        if bad:
+            raise IndexError(f"subset: indices {bad[:5]} are outside split {self.split!r} of {len(self.ids)} images")
+        sub = copy.copy(self)
+        sub.ids, sub.labels = [self.ids[i] for i in idx], self.labels[idx]
+        return sub
+
     def image_path(self, i: int) -> Path:
         return self.root / "JPEGImages" / f"{self.ids[i]}.jpg"
 

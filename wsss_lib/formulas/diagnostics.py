@@ -139,3 +139,20 @@ def rendered_set(spec: BenchmarkSpec, split: str, n: int) -> tuple[torch.Tensor,
         present = np.unique(r.mask)
         labels[i, present[present > 0] - 1] = True
     return torch.stack(imgs), labels
+
+
+def snapshot_epoch_miou(snapshots: dict, layout) -> list[float]:
+    """CAM mIoU of each epoch's training-time attention on a run's snapshot images (``snapshots.pt``
+    of a classifier run: ``maps`` ``E x n x K x h x w`` in the image frame, ``indices`` into
+    ``layout``), best background threshold of the usual sweep per epoch; an epoch in which an
+    image was not seen counts its maps as empty."""
+    from wsss_lib.engine.common import dense_source
+    from wsss_lib.formulas.evaluation import CAMEvaluator
+
+    sub = layout.subset(snapshots["indices"])
+    evaluator = CAMEvaluator(sub)
+    out = []
+    for e in range(snapshots["maps"].shape[0]):
+        maps = snapshots["maps"][e].float() * snapshots["seen"][e].float()[:, None, None, None]
+        out.append(float(evaluator.evaluate(dense_source(maps, sub))["miou"]))
+    return out
