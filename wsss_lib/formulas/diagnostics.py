@@ -156,3 +156,35 @@ def snapshot_epoch_miou(snapshots: dict, layout) -> list[float]:
         maps = snapshots["maps"][e].float() * snapshots["seen"][e].float()[:, None, None, None]
         out.append(float(evaluator.evaluate(dense_source(maps, sub))["miou"]))
     return out
+
+
+def run_zone_analysis(run: str | Path, voc_root: str | Path, max_images: int = 500, band_cells: float = 2.0,
+                      new: str = "oaa_max", ref: str = "cam") -> list[dict]:
+    """:func:`wsss_lib.formulas.zones.zone_analysis` of a classifier run's ``new`` source over its
+    ``ref`` source on the first ``max_images`` training images of a generated benchmark: once at each
+    source's own best threshold (``evaluation.json``) and once at a common threshold of 0.5. The band
+    is ``band_cells`` feature cells wide (the image side over the maps' side gives a cell's pixels)."""
+    from wsss_lib.formulas.zones import zone_analysis
+    from wsss_lib.runs.attention_io import load_attention
+
+    spec = embedded_spec(voc_root)
+    if spec is None:
+        raise ValueError(f"{voc_root}: zones need the part and context masks of the embedded benchmark "
+                         f"(no benchmark.json)")
+    run = Path(run)
+    ev = read_json(run / "evaluation.json")["sources"]
+    for name in (ref, new):
+        if name not in ev or not (run / "attention" / f"{name}.pt").exists():
+            raise ValueError(f"{run}: no attention source {name!r} (sources: {sorted(ev)})")
+    a_ref, a_new = (load_attention(run / "attention" / f"{n}.pt") for n in (ref, new))
+    cell_px = spec.size / a_ref["maps"].shape[-1]
+    keep = {iid for iid in a_ref["image_ids"] if iid[0] == "t" and int(iid[1:]) < max_images}
+
+    def renders(iid: str):
+        return render_image(spec, "train", int(iid[1:])) if iid in keep else None
+
+    rows = []
+    for label, t_ref, t_new in (("best thresholds", ev[ref]["best_threshold"], ev[new]["best_threshold"]),
+                                ("common threshold 0.5", 0.5, 0.5)):
+        rows.append({"thresholds": label, **zone_analysis(a_ref, a_new, renders, t_ref, t_new, band_cells * cell_px)})
+    return rows
