@@ -81,3 +81,19 @@ def test_one_run_has_no_spread():
     assert mean_std([0.3481]) == "0.348" and mean_std([0.2, 0.4]) == "0.300 ± 0.141" and mean_std([]) == "-"
     cells = _mean_std_cells("CAM mIoU", [0.5])
     assert cells["n"] == 1 and pd.isna(cells["CAM mIoU std"])  # shown as "-", not as a measured 0.000
+
+
+def test_an_ordering_is_claimed_only_where_every_seed_agrees(quick_voc):
+    from wsss_lib.reporting.tables.core import differences, paired_verdict
+
+    assert paired_verdict([0.01, 0.002, 0.03]) == "above in every seed"
+    assert paired_verdict([-0.01, -0.002, -0.03]) == "below in every seed"
+    assert paired_verdict([0.05, 0.04, -0.001]) == "not ordered"  # a large mean does not outvote a seed
+    assert paired_verdict([0.01, 0.0, 0.02]) == "not ordered" and paired_verdict([0.1, 0.2]) == "too few seeds"
+    # CAM 0.30/0.31/0.32; OAA-MAX above in seeds 0, 1 and below in seed 2; OAA-AVE above in all
+    df = pd.DataFrame([_result("classifier", s, {"cam_miou": c, "oaa_max_miou": m, "oaa_ave_miou": a}, {"seed": s})
+                       for s, c, m, a in ((0, 0.30, 0.35, 0.31), (1, 0.31, 0.36, 0.32), (2, 0.32, 0.30, 0.33))])
+    d = differences(OAA_TABLE, df, QUICK)
+    assert d.index.name == "against CAM" and d.loc["OAA-MAX", "differences"] == "+0.050, +0.050, -0.020"
+    assert d.loc["OAA-MAX", "ordering"] == "not ordered" and d.loc["OAA-AVE", "ordering"] == "above in every seed"
+    assert d.loc["OAA-AVE", "mean ± std"] == "0.010 ± 0.000"

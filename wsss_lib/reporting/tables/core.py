@@ -220,6 +220,56 @@ def _mean_std_cells(value: str, vals: list[float]) -> dict:
             "values": ", ".join(f"{x:.3f}" for x in v)}
 
 
+# -- orderings the seeds support -------------------------------------------------------------------
+def paired_verdict(diffs: list[float]) -> str:
+    """What per-seed paired differences (``row - reference``, same seed) support: ``above in every
+    seed`` / ``below in every seed`` when all of at least 3 differences have that sign, ``not
+    ordered`` when their signs differ or one is 0, ``too few seeds`` under 3. The rule was fixed
+    before any result it judges: an ordering is claimed only where every seed agrees."""
+    if len(diffs) < 3:
+        return "too few seeds"
+    if all(d > 0 for d in diffs):
+        return "above in every seed"
+    if all(d < 0 for d in diffs):
+        return "below in every seed"
+    return "not ordered"
+
+
+def seed_values(runs: pd.DataFrame, metric: str, what: str = "") -> dict[int, float]:
+    """The metric by seed (after :func:`check_same_setting`)."""
+    check_same_setting(runs, what)
+    if metric not in runs or runs.empty:
+        return {}
+    return {int(s): float(v) for s, v in zip(runs["r.seed"], runs[metric]) if pd.notna(v)}
+
+
+def differences(table: Table, df: pd.DataFrame, profile: Profile, reference: str | None = None) -> pd.DataFrame:
+    """Each row of a one-value-per-row ``table`` against its ``reference`` row (default: the first),
+    paired by seed: the differences, their mean ± std (ddof 1) and :func:`paired_verdict`. Rows
+    with no run, and seeds the reference lacks, are left out."""
+    if table.columns:
+        raise ValueError(f"differences: table {table.name!r} has columns; pair the values of one column at a time")
+    by_label = {}
+    for row in table.rows:
+        runs = runs_of(df, row.stage, row.params, profile)
+        vals = seed_values(runs, row.metric.format(**row.vars), f"row {row.label!r} of {table.name}")
+        if vals:
+            by_label[row.label] = vals
+    ref_label = reference or next(iter(by_label), None)
+    if ref_label is None or ref_label not in by_label:
+        return pd.DataFrame()
+    ref = by_label[ref_label]
+    out = {}
+    for label, vals in by_label.items():
+        if label == ref_label:
+            continue
+        seeds = sorted(set(vals) & set(ref))
+        d = [vals[s] - ref[s] for s in seeds]
+        out[label] = {"seeds": ", ".join(map(str, seeds)), "differences": ", ".join(f"{x:+.3f}" for x in d),
+                      "mean ± std": mean_std(d) if d else "-", "ordering": paired_verdict(d)}
+    return pd.DataFrame(out).T.rename_axis(f"against {ref_label}") if out else pd.DataFrame()
+
+
 def provenance(runs: pd.DataFrame) -> str:
     """One line: how many runs, their profile(s), the code digest(s) they were made by, stale ones."""
     if runs is None or runs.empty:
@@ -242,5 +292,5 @@ def write(rendered: Rendered, stem, floatfmt: str = ".3f") -> str:
 
 
 __all__ = ["Column", "PAPER_COL", "Rendered", "Row", "SettingMismatch", "Table", "candidates",
-           "check_same_setting", "mean_std", "planned_identity", "provenance", "render", "runs_of", "values",
+           "check_same_setting", "differences", "mean_std", "paired_verdict", "seed_values", "planned_identity", "provenance", "render", "runs_of", "values",
            "write"]
