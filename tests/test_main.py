@@ -48,6 +48,12 @@ def test_quick_main_job_renders_every_report(tmp_path, quick_voc, monkeypatch):
     for row in ("CAM", "OAA-AVE", "OAA-MAX", "OAA+ (MCE)", "OAA+ (HL)", "59.6"):
         assert row in table
     assert "AMR+both (xi 0.5)" in (reports / "amr_table.md").read_text()
+    # every row against the CAM, paired by seed: one seed supports no ordering
+    diffs = (reports / "oaa_plus_table_differences.md").read_text()
+    assert "against CAM" in diffs and "OAA+ (HL)" in diffs and "too few seeds" in diffs
+    assert diffs.split("\n\n")[0] in (reports / "oaa_plus.md").read_text()
+    zones = (reports / "oaa_zones.md").read_text()  # where OAA-MAX's extra pixels land
+    assert "rest of body" in zones and "v1, pretrained (seed 0)" in zones and zones.split("\n\n")[0] in (reports / "oaa.md").read_text()
     assert "Measured under a trained classifier" in (reports / "benchmark.md").read_text()
     assert "max_f_measure" in (reports / "benchmark.md").read_text()
     assert "OAA+ (HL)" in (reports / "segmentation_table.md").read_text()

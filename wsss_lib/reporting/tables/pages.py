@@ -20,7 +20,7 @@ from wsss_lib.util.io import read_json, write_text
 from wsss_lib.runs.profile import FULL, Profile
 from wsss_lib.runs.folders import find_run, run_data_root
 from wsss_lib.reporting.tables import amr, oaa
-from wsss_lib.reporting.tables.core import Rendered, Table, render, runs_of, write
+from wsss_lib.reporting.tables.core import Rendered, Table, differences, render, runs_of, write
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: every table of the pages, by name
@@ -92,6 +92,11 @@ def write_reports(df: pd.DataFrame, reports: str | Path, profile: Profile = FULL
     tables = {name: render(t, df, profile) for name, t in ALL_TABLES.items()
               if setting or t not in oaa.SETTING_TABLES}
     md = {name: write(r, reports / name) if not r.empty else _skip(name) for name, r in tables.items()}
+    for name, t in ALL_TABLES.items():  # the orderings the seeds support, for every one-value table
+        if name in tables and not t.columns:
+            d = differences(t, df, profile) if not tables[name].empty else pd.DataFrame()
+            md[f"{name}_differences"] = (write(Rendered(d, tables[name].runs), reports / f"{name}_differences")
+                                         if not d.empty else "_No paired differences (fewer than two rows run)._\n")
     cls_runs = runs_of(df, "classifier", {}, profile)
     md["oaa_per_class"] = _skip("oaa_per_class")
     if not cls_runs.empty:
@@ -99,6 +104,7 @@ def write_reports(df: pd.DataFrame, reports: str | Path, profile: Profile = FULL
         md["oaa_per_class"] = write(Rendered(per_class, cls_runs), reports / "oaa_per_class")
         tables["oaa_per_class"] = Rendered(per_class, cls_runs)
         _classifier_figures(df, cls_runs, reports, profile)
+    md["oaa_zones"] = zones_section(df, reports, profile)
     cls = _config("classifier", profile)
     seeds = ", ".join(str(int(s)) for s in cls_runs["r.seed"]) if not cls_runs.empty else "-"
     cls_map = f"{cls_runs['cls_mAP_val'].mean():.3f}" if "cls_mAP_val" in cls_runs else "-"
@@ -136,6 +142,37 @@ def write_reports(df: pd.DataFrame, reports: str | Path, profile: Profile = FULL
 
 
 # -- tables that read run folders --------------------------------------------------------------------
+#: the zone table's columns, in words
+ZONE_COLUMNS = {"regions": "class regions", "body": "rest of body", "other_objects": "other objects",
+                "context": "context", "band": "band (2 cells)", "background": "background"}
+
+
+def zones_section(df: pd.DataFrame, reports: Path, profile: Profile) -> str:
+    """Where OAA-MAX's extra pixels land (:func:`wsss_lib.formulas.diagnostics.run_zone_analysis`), for
+    the first seed's classifier run of every setting that has one (the default, and those of
+    ``make setting``), at each source's best threshold and at 0.5; written as ``oaa_zones.md``."""
+    from wsss_lib.formulas.diagnostics import run_zone_analysis
+    from wsss_lib.reporting.benchmark_page import write_table
+
+    rows = []
+    used = []
+    for name, params in oaa.SETTINGS.items():
+        runs = runs_of(df, "classifier", params, profile)
+        if runs.empty:
+            continue
+        first = runs.iloc[0]
+        run = find_run(first["run"])
+        for r in run_zone_analysis(run, run_data_root(run)):
+            rows.append({"setting": f"{name} (seed {int(first['r.seed'])})", "thresholds": r["thresholds"],
+                         **{label: r[z] for z, label in ZONE_COLUMNS.items()},
+                         "body recall CAM -> MAX": f"{r['body_recall_ref']:.2f} -> {r['body_recall_new']:.2f}",
+                         "added pixels": r["added_pixels"]})
+        used.append(runs.iloc[:1])
+    if not rows:
+        return _skip("oaa_zones")
+    frame = pd.DataFrame(rows).set_index("setting")
+    return write(Rendered(frame, pd.concat(used)), reports / "oaa_zones")
+
 def per_class_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-class IoU at each source's best threshold, mean over the classifier runs; context classes starred."""
     from wsss_lib.data.synthetic import CLASS_NAMES, CONTEXT_OF_CLASS
