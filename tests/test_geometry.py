@@ -67,3 +67,27 @@ def test_a_stride_the_backbone_cannot_make_is_refused_before_anything_runs():
     with pytest.raises(ValueError, match=r"output_stride=4 is invalid: expected 8 for backbone 'vgg16'"):
         AttentionTrainConfig.from_params(backbone="vgg16", output_stride=4)
     assert AttentionTrainConfig.from_params(output_stride=4).output_stride == 4
+
+
+def test_the_tiny_width_is_a_parameter_and_must_match_the_pretrained_weights():
+    from dataclasses import replace
+
+    from wsss_lib.runs.profile import QUICK
+    from wsss_lib.stages.classifier import run_classifier_stage
+
+    net = build_cam_net("tiny", 8, width=16)
+    assert net.backbone[0][0].out_channels == 16 and net.head[0].out_channels == 64  # head: 4 x width
+    with pytest.raises(ValueError, match=r"width=16 is invalid: expected 32, the width of the profile's pretrained"):
+        run_classifier_stage.plan(quick=True, progress=False, width=16)  # planned: nothing is made
+    with pytest.raises(ValueError, match=r"width=16 is invalid: expected an integer >= 4 \(and 32 unless backbone"):
+        run_classifier_stage.plan(quick=True, progress=False, width=16, backbone="vgg16", pretrained=False)
+    narrow = replace(QUICK, pretrain=replace(QUICK.pretrain, width=16))
+    a = run_classifier_stage.plan(quick=narrow, progress=False, width=16)
+    b = run_classifier_stage.plan(quick=True, progress=False, width=32)
+    scratch = run_classifier_stage.plan(quick=True, progress=False, width=16, pretrained=False)
+    assert len({a.identity, b.identity, scratch.identity}) == 3
+    # the stages that make a classifier for themselves pass the width on
+    from wsss_lib.stages.amr import AMRStage
+    from wsss_lib.stages.oaa_plus import OAAPlusStage
+
+    assert "width" in AMRStage.inherits and "width" in OAAPlusStage.inherits

@@ -236,3 +236,14 @@ def test_a_read_only_runs_folder_serves_finished_runs_and_names_itself(tmp_path,
     assert again.stdout.strip() == first.stdout.strip()
     new = _read_only([sys.executable, "-c", code, "1"], runs, env)  # a new run: one error naming the folder
     assert new.returncode != 0 and "RunsFolderError" in new.stderr and f"the runs folder {runs}" in new.stderr
+
+
+def test_forced_quick_keeps_a_quick_profile_of_its_own(monkeypatch):
+    from dataclasses import replace
+
+    from wsss_lib.runs.profile import FULL, QUICK, resolve_profile
+
+    monkeypatch.setenv("WSSS_QUICK", "1")
+    own = replace(QUICK, pretrain=replace(QUICK.pretrain, task="regions"))
+    assert resolve_profile(own) is own  # before: replaced by QUICK, its source task silently dropped
+    assert resolve_profile(FULL) is QUICK and resolve_profile(False) is QUICK

@@ -141,9 +141,14 @@ class AttentionTrainConfig(TrainConfig):
 
     backbone: str = "tiny"
     output_stride: int = 8
+    #: the tiny backbone's width (channels of its first stage; pretrained weights must have it)
+    width: int = 32
 
     def validate(self):
         self.check("backbone", self.backbone in BACKBONES, f"one of {', '.join(BACKBONES)}")
+        self.check("width", isinstance(self.width, int) and not isinstance(self.width, bool)
+                   and 4 <= self.width and (self.backbone == "tiny" or self.width == 32),
+                   "an integer >= 4 (and 32 unless backbone is 'tiny': only the tiny backbone has a width)")
         allowed = OUTPUT_STRIDES.get(self.backbone, (8, 16))
         self.check("output_stride", self.output_stride in allowed,
                    f"{' or '.join(map(str, allowed))} for backbone {self.backbone!r}")

@@ -40,7 +40,8 @@ from wsss_lib.util.paths import REPO
 @dataclass(frozen=True)
 class Candidate:
     """A benchmark setting: the profile's benchmark ``variant`` (``data_root="embedded:<variant>"``),
-    the tiny backbone's ``output_stride`` and the source task it is pretrained on."""
+    the tiny backbone's ``output_stride`` and the source task it is pretrained on (whose ``width`` is
+    the network's)."""
 
     name: str
     variant: str
@@ -48,14 +49,21 @@ class Candidate:
     pretrain: PretrainSpec = DEFAULT_PRETRAIN
     note: str = ""
 
+    @property
+    def width(self) -> int:
+        return self.pretrain.width
+
 
 #: the candidates, the current default first (the cost ratios are to it)
 CANDIDATES = (
-    Candidate("v1", "v1", 8, note="version 1, the default until now"),
+    Candidate("v1", "v1", 8, note="version 1, the default until now (width 32, the first source task)"),
     Candidate("parts2", "parts2", 8, note="version 1 with a second part"),
-    Candidate("mini-s4-shapes", "mini", 4, note="version 2 at 112 px, stride 4; the first source task (64 px)"),
-    Candidate("mini-s4-regions", "mini", 4, PretrainSpec(size=112, task="regions"),
-              note="version 2 at 112 px, stride 4; the regions source task at 112 px"),
+    Candidate("mini-s4-w16-shapes", "mini", 4, PretrainSpec(width=16),
+              note="version 2, stride 4, width 16 (the CPU budget); the first source task (64 px)"),
+    Candidate("mini-s4-w16-regions", "mini", 4, PretrainSpec(size=112, task="regions", width=16),
+              note="version 2, stride 4, width 16; the regions source task at 112 px"),
+    Candidate("mini-s4-w32-regions", "mini", 4, PretrainSpec(size=112, task="regions"),
+              note="version 2, stride 4, width 32 (about 4x the CPU cost of version 1: a GPU setting)"),
 )
 
 
@@ -67,16 +75,18 @@ def candidate_profile(c: Candidate, quick: bool = False):
     from wsss_lib.runs.profile import FULL, QUICK
 
     base = QUICK if quick else FULL
-    pretrain = c.pretrain if not quick else replace(QUICK.pretrain, size=min(c.pretrain.size, 64), task=c.pretrain.task)
+    pretrain = c.pretrain if not quick else replace(QUICK.pretrain, size=min(c.pretrain.size, 64), task=c.pretrain.task,
+                                                    width=c.width)
     return replace(base, name=base.name if quick else "candidates", pretrain=pretrain)
 
 
-def step_seconds(size: int, stride: int, batch: int = 16, steps: int = 4) -> float:
-    """Seconds per classifier training step (forward, backward, SGD) at ``size`` px and ``stride``."""
+def step_seconds(size: int, stride: int, width: int = 32, batch: int = 16, steps: int = 4) -> float:
+    """Seconds per classifier training step (forward, backward, SGD) at ``size`` px, ``stride`` and
+    the tiny backbone's ``width``."""
     from wsss_lib.models.cam import build_cam_net
 
     torch.manual_seed(0)
-    net = build_cam_net("tiny", 8, output_stride=stride)
+    net = build_cam_net("tiny", 8, output_stride=stride, width=width)
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     x, y = torch.randn(batch, 3, size, size), (torch.rand(batch, 8) < 0.3).float()
 
@@ -108,21 +118,21 @@ def measure(c: Candidate, runs: Path, seed: int = 0, quick: bool = False, n_geom
     profile = candidate_profile(c, quick)
     spec = profile.benchmark(c.variant)
     out: dict = {"candidate": c.name, "note": c.note, "variant": c.variant, "image_size": spec.size,
-                 "output_stride": c.output_stride, "pretrain_task": profile.pretrain.task,
+                 "output_stride": c.output_stride, "width": c.width, "pretrain_task": profile.pretrain.task,
                  "pretrain_size": profile.pretrain.size, "benchmark_digest": spec.digest(),
                  "pretrain_digest": profile.pretrain.digest()}
-    rf = receptive_field(build_cam_net("tiny", 8, output_stride=c.output_stride))
+    rf = receptive_field(build_cam_net("tiny", 8, output_stride=c.output_stride, width=c.width))
     out["receptive_field_px"] = rf
     out["geometry"] = geometry_summary(instance_table(spec, c.output_stride, rf, min(n_geometry, spec.n_train)))
     # transfer: frozen features of the pretrained backbone vs a random one
     n_fit, n_test = min(n_probe[0], spec.n_train), min(n_probe[1], spec.n_val)
     fit, fit_y = rendered_set(spec, "train", n_fit)
     test, test_y = rendered_set(spec, "val", n_test)
-    state = load_tiny_pretrained(profile.pretrain, progress=progress)
+    state = load_tiny_pretrained(profile.pretrain, c.width, progress=progress)
     probe = {}
     for init in ("pretrained", "random"):
         torch.manual_seed(seed)
-        bb = tiny_backbone(output_stride=c.output_stride)
+        bb = tiny_backbone(c.width, output_stride=c.output_stride)
         if init == "pretrained":
             bb.load_state_dict(state)
         probe[init] = linear_probe_map(bb, fit, fit_y, test, test_y)
@@ -130,7 +140,7 @@ def measure(c: Candidate, runs: Path, seed: int = 0, quick: bool = False, n_geom
     # the plain CAM classifier with its drift record
     t0 = time.perf_counter()
     run = run_classifier_stage(data_root=f"embedded:{c.variant}", run_dir=str(runs / c.name), seed=seed, quick=profile,
-                               output_stride=c.output_stride, accumulate=False,
+                               output_stride=c.output_stride, width=c.width, accumulate=False,
                                n_snapshots=n_snapshots, progress=progress)
     out["run"] = str(run)
     out["run_seconds"] = time.perf_counter() - t0
@@ -199,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or (REPO / "reports" / ("quick" if args.quick else ""))
     chosen = [known[n] for n in names]
     # cost first, side by side in this process (a ratio to the first candidate)
-    sizes = {c.name: (candidate_profile(c, args.quick).benchmark(c.variant).size, c.output_stride) for c in chosen}
+    sizes = {c.name: (candidate_profile(c, args.quick).benchmark(c.variant).size, c.output_stride, c.width)
+             for c in chosen}
     secs = {n: step_seconds(*sz) for n, sz in sizes.items()}
     results = []
     for c in chosen:

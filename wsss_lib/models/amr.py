@@ -98,10 +98,10 @@ class AMRNet(nn.Module):
 
 def build_amr(backbone: str, num_classes: int, weights=None, output_stride: int = 8,
               placement: str = "stage", freeze_spotlight: bool = False, detach_stem: bool = False,
-              **amm_kwargs) -> AMRNet:
+              width: int = 32, **amm_kwargs) -> AMRNet:
     """Both branches on ``backbone`` from ``weights`` (:class:`wsss_lib.models.weights.Weights` or
     ``None``); the compensation branch gets the AMM at ``placement``."""
-    spot = build_cam_net(backbone, num_classes, weights, output_stride=output_stride)
-    comp = insert_amm(build_cam_net(backbone, num_classes, weights, output_stride=output_stride),
+    spot = build_cam_net(backbone, num_classes, weights, output_stride=output_stride, width=width)
+    comp = insert_amm(build_cam_net(backbone, num_classes, weights, output_stride=output_stride, width=width),
                       placement, **amm_kwargs)
     return AMRNet(spot, comp, freeze_spotlight, detach_stem)

@@ -70,9 +70,10 @@ class CAMNet(nn.Module):
 
 
 def build_cam_net(backbone: str, num_classes: int, weights: "Weights | None" = None, output_stride: int = 8,
-                  head_channels: int | None = None) -> CAMNet:
-    """The classifier on ``backbone`` starting from ``weights`` (``None``: random initialization)."""
-    bb = build_backbone(backbone, weights, output_stride=output_stride)
+                  head_channels: int | None = None, width: int = 32) -> CAMNet:
+    """The classifier on ``backbone`` starting from ``weights`` (``None``: random initialization);
+    ``width``: the tiny backbone's (its head has ``4 * width`` channels, 128 at the default)."""
+    bb = build_backbone(backbone, weights, output_stride=output_stride, width=width)
     if head_channels is None:
-        head_channels = 512 if backbone != "tiny" else 128
+        head_channels = 512 if backbone != "tiny" else 4 * width
     return CAMNet(bb, num_classes, head_channels)

@@ -86,7 +86,8 @@ PROFILES = {p.name: p for p in (FULL, QUICK)}
 
 def resolve_profile(quick: "bool | int | str | Profile" = False, announce: bool = False) -> Profile:
     """The one place that decides the profile: ``quick`` (a bool, 0/1, a profile or its name), or
-    ``WSSS_QUICK=1`` in the environment, which forces quick. With ``announce``, say so."""
+    ``WSSS_QUICK=1`` in the environment, which forces quick (a profile that is already quick, e.g. the
+    quick profile with another source task, is kept as given). With ``announce``, say so."""
     if isinstance(quick, Profile):
         asked = quick
     elif isinstance(quick, str) and quick in PROFILES:
@@ -96,7 +97,7 @@ def resolve_profile(quick: "bool | int | str | Profile" = False, announce: bool 
     else:
         raise ValueError(f"parameter quick={quick!r} is invalid: expected True or False")
     forced = os.environ.get(QUICK_ENV, "0") == "1"
-    profile = QUICK if forced else asked
+    profile = QUICK if forced and not asked.quick else asked  # a quick profile of its own stays itself
     if profile.quick and announce:
         print(f"quick mode: {profile.note}" + (f" (forced by {QUICK_ENV}=1)" if forced and not asked.quick else ""))
     return profile

@@ -169,7 +169,7 @@ class AMRStage(TrainingStage):
     Config = AMRConfig
     upstream = {"init_run": "classifier", "trained_run": "amr"}
     #: the classifier made as the spotlight branch starts from the same weights
-    inherits = ("backbone", "pretrained", "output_stride")
+    inherits = ("backbone", "pretrained", "output_stride", "width")
     sources = ("amr_spotlight", "amr_compensation", *(f"amr_xi{x:g}" for x in XI_SWEEP))
     main_metrics = ("amr_miou_at_xi_main", "amr_compensation_miou", "amr_spotlight_miou")
     quick_note = "2 epochs: both branches are barely trained"
@@ -225,7 +225,7 @@ class AMRStage(TrainingStage):
         cfg = ctx.cfg
         use_threshold, _ = VARIANTS[cfg.variant]
         model = build_amr(cfg.backbone, ctx.ts.num_classes, ctx.weights.get(cfg.backbone), output_stride=cfg.output_stride,
-                          placement=cfg.placement, freeze_spotlight=cfg.freeze_spotlight, detach_stem=cfg.detach_stem,
+                          width=cfg.width, placement=cfg.placement, freeze_spotlight=cfg.freeze_spotlight, detach_stem=cfg.detach_stem,
                           reduction=cfg.reduction, form=cfg.amm_form, spatial_pool=cfg.spatial_pool,
                           stats=cfg.gaussian_stats, normalize=cfg.gaussian_normalize,
                           threshold=cfg.threshold if use_threshold else None)

@@ -354,6 +354,9 @@ class TrainingStage(Stage):
     distributed = True
 
     def weights(self, cfg, profile: Profile) -> dict[str, Weights | None]:
+        if cfg.backbone == "tiny" and cfg.pretrained and cfg.width != profile.pretrain.width:
+            raise StageConfig.invalid("width", cfg.width, f"{profile.pretrain.width}, the width of the profile's "
+                                      f"pretrained tiny backbone (profile {profile.name!r}); or pretrained=False")
         return {cfg.backbone: weights_for(cfg.backbone, cfg.pretrained, profile.pretrain)}
 
     def expected_outputs(self, cfg) -> tuple[str, ...]:

@@ -153,7 +153,7 @@ class ClassifierStage(TrainingStage):
     def build_model(self, ctx: RunContext):
         cfg = ctx.cfg
         return build_cam_net(cfg.backbone, ctx.ts.num_classes, ctx.weights.get(cfg.backbone),
-                             output_stride=cfg.output_stride)
+                             output_stride=cfg.output_stride, width=cfg.width)
 
     def training_step(self, ctx: RunContext, model):
         cfg, size = ctx.cfg, ctx.ts.size

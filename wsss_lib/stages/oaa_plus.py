@@ -62,7 +62,7 @@ class OAAPlusStage(TrainingStage):
     Config = OAAPlusConfig
     upstream = {"oaa_run": "classifier"}
     #: the classifier made for OAA+ starts from the same weights
-    inherits = ("backbone", "pretrained", "output_stride")
+    inherits = ("backbone", "pretrained", "output_stride", "width")
     sources = ("oaa_plus",)
     main_metrics = ("oaa_plus_miou",)
     quick_note = "2 epochs on near-empty soft labels: OAA+ maps may be empty"
@@ -77,7 +77,7 @@ class OAAPlusStage(TrainingStage):
     def build_model(self, ctx: RunContext):
         cfg = ctx.cfg
         return build_cam_net(cfg.backbone, ctx.ts.num_classes, ctx.weights.get(cfg.backbone),
-                             output_stride=cfg.output_stride)
+                             output_stride=cfg.output_stride, width=cfg.width)
 
     def training_step(self, ctx: RunContext, model):
         upstream = ctx.upstream["oaa_run"]
