@@ -91,3 +91,24 @@ def test_the_tiny_width_is_a_parameter_and_must_match_the_pretrained_weights():
     from wsss_lib.stages.oaa_plus import OAAPlusStage
 
     assert "width" in AMRStage.inherits and "width" in OAAPlusStage.inherits
+
+
+def test_the_small_segmentation_network_is_as_wide_as_its_pretrained_backbone():
+    from wsss_lib.models.pretrain import PretrainSpec
+    from wsss_lib.models.segnet import build_segnet
+    from wsss_lib.models.weights import Weights
+
+    class NoLoad(Weights):  # the width is read from the spec; loading is tested elsewhere
+        pass
+
+    import wsss_lib.models.backbones as bbm
+
+    spec = PretrainSpec(width=16, n_train=8, n_heldout=4, size=32, epochs=1)
+    orig = bbm.tiny_backbone
+    try:
+        bbm.tiny_backbone = lambda width=32, weights=None, output_stride=8: orig(width, None, output_stride)
+        net = build_segnet("small", 9, NoLoad("source-task", spec))
+    finally:
+        bbm.tiny_backbone = orig
+    assert net.backbone[0][0].out_channels == 16
+    assert build_segnet("small", 9, None).backbone[0][0].out_channels == 32  # from scratch: the default

@@ -106,8 +106,9 @@ SEG_BACKBONES = {"small": "tiny", "deeplab_largefov": "vgg16", "deeplabv3_resnet
 def build_segnet(name: str, num_classes: int, weights=None) -> nn.Module:
     """A segmentation network by name (one of :data:`SEG_NETWORKS`) for ``num_classes`` (background
     included), its backbone (:data:`SEG_BACKBONES`) from ``weights`` (``None``: random initialization)."""
-    if name == "small":
-        return small_segnet(num_classes, weights=weights)
+    if name == "small":  # as wide as the pretrained tiny backbone it starts from (32 from scratch)
+        width = weights.pretrain.width if weights is not None and weights.pretrain is not None else 32
+        return small_segnet(num_classes, width=width, weights=weights)
     if name == "deeplab_largefov":
         return deeplab_largefov(num_classes, weights)
     if name == "deeplabv3_resnet101":
