@@ -112,3 +112,27 @@ def test_the_small_segmentation_network_is_as_wide_as_its_pretrained_backbone():
         bbm.tiny_backbone = orig
     assert net.backbone[0][0].out_channels == 16
     assert build_segnet("small", 9, None).backbone[0][0].out_channels == 32  # from scratch: the default
+
+
+def test_a_variant_brings_its_network_and_its_pretraining(quick_voc):
+    from dataclasses import replace
+
+    from wsss_lib.runs.profile import QUICK
+    from wsss_lib.stages.amr import AMRStage
+    from wsss_lib.stages.classifier import run_classifier_stage
+
+    mini = run_classifier_stage.plan(data_root="embedded:mini", quick=True, progress=False)
+    assert (mini.cfg.output_stride, mini.cfg.width) == (4, 16)
+    assert mini.params["weights"][0]["spec"] == QUICK.pretrains["mini"].digest()  # the regions source task
+    v1 = run_classifier_stage.plan(quick=True, progress=False)
+    assert (v1.cfg.output_stride, v1.cfg.width) == (8, 32) and v1.params["weights"][0]["spec"] == QUICK.pretrain.digest()
+    # an explicit value wins; the upstream classifier of an AMR run on mini gets mini's network too
+    assert run_classifier_stage.plan(data_root="embedded:mini", quick=True, progress=False, output_stride=8).cfg.output_stride == 8
+    amr = AMRStage().plan(data_root="embedded:mini", quick=True, progress=False)
+    assert amr.cfg.width == 16 and amr.upstream["init_run"].cfg.width == 16
+    # the default variant is a profile setting: "" means it
+    as_default = replace(QUICK, default_variant="mini")
+    assert run_classifier_stage.plan(quick=as_default, progress=False).identity == \
+        run_classifier_stage.plan(data_root="embedded:mini", quick=as_default, progress=False).identity
+    with pytest.raises(ValueError, match="unknown embedded benchmark 'v7'"):
+        run_classifier_stage.plan(data_root="embedded:v7", quick=True, progress=False)

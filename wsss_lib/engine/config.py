@@ -58,9 +58,9 @@ class StageConfig:
 
     @classmethod
     def from_params(cls, profile: Profile = FULL, seed=0, device="auto", inherited: dict | None = None,
-                    **overrides):
-        """The resolved config: defaults, then the ``profile``'s settings, then the settings a
-        downstream stage passes on (``inherited``: only the fields this config has), then
+                    data_defaults: dict | None = None, **overrides):
+        """The resolved config: defaults, then the ``profile``'s settings, then the network settings
+        of the data's benchmark variant (``data_defaults``), then the settings a downstream stage passes on (``inherited``: only the fields this config has), then
         ``overrides`` (``None`` = not given); validated, together with the run's ``seed`` and
         ``device`` (before any folder is made). Unknown names in ``overrides`` are refused, listing
         the known ones."""
@@ -69,7 +69,8 @@ class StageConfig:
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
-        values = {**profile.config_overrides(cls), **{k: v for k, v in (inherited or {}).items() if k in names}}
+        values = {**profile.config_overrides(cls), **{k: v for k, v in (data_defaults or {}).items() if k in names},
+                  **{k: v for k, v in (inherited or {}).items() if k in names}}
         if cls.PRESETS:
             preset = overrides.get("preset") or getattr(cls, "preset")
             if preset not in cls.PRESETS:

@@ -17,7 +17,7 @@ def resolve_data_root(data_root: str, profile: Profile = FULL) -> Path:
     that variant of it (:attr:`Profile.benchmarks`, e.g. ``embedded:parts2``, the two-part
     benchmark); otherwise the VOC 2012 folder found at or under ``data_root`` (clear error if none)."""
     if not data_root:
-        return ensure_benchmark(profile.benchmark("v1"), progress=False)
+        return ensure_benchmark(profile.benchmark(profile.default_variant), progress=False)
     if str(data_root).startswith(EMBEDDED_PREFIX):
         name = str(data_root)[len(EMBEDDED_PREFIX):]
         if name not in profile.benchmarks:

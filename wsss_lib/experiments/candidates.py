@@ -77,7 +77,8 @@ def candidate_profile(c: Candidate, quick: bool = False):
     base = QUICK if quick else FULL
     pretrain = c.pretrain if not quick else replace(QUICK.pretrain, size=min(c.pretrain.size, 64), task=c.pretrain.task,
                                                     width=c.width)
-    return replace(base, name=base.name if quick else "candidates", pretrain=pretrain)
+    return replace(base, name=base.name if quick else "candidates", pretrain=pretrain, pretrains={c.variant: pretrain},
+                   settings={c.variant: {"output_stride": c.output_stride, "width": c.width}})
 
 
 def step_seconds(size: int, stride: int, width: int = 32, batch: int = 16, steps: int = 4) -> float:

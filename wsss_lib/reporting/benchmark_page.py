@@ -82,6 +82,16 @@ max F 0.75-0.93 on the usual saliency benchmarks, depending on the data set):
 """
 
 
+#: what each source task is, in words (the benchmark page)
+TASK_WORDS = {
+    "shapes": "6 shapes x 4 textures, random colour, size, place and angle, on the benchmark's cluttered "
+              "backgrounds; no ellipse bodies, no disc parts, none of the 8 benchmark classes",
+    "regions": "the benchmark's region vocabulary, 4 part hues x 6 patterns, drawn as a disc, a square or a band "
+               "next to unlabelled striped bodies on the benchmark's backgrounds; none of the 8 benchmark classes, "
+               "which are combinations of three such regions on a body",
+}
+
+
 def pretraining_section(out_dir: str | os.PathLike, profile=None) -> str:
     """The tiny backbone's source task (the profile's): held-out accuracy, time, weights digest, and the
     features of the pretrained vs a randomly initialized backbone under a fixed nearest-class-mean
@@ -92,8 +102,8 @@ def pretraining_section(out_dir: str | os.PathLike, profile=None) -> str:
     from wsss_lib.models.pretrain import SOURCE_CLASSES, load_tiny_pretrained, pretrained_dir, probe_accuracy, source_split
     from wsss_lib.runs.profile import FULL
 
-    spec = (profile or FULL).pretrain
-    state = load_tiny_pretrained(spec)
+    spec = (profile or FULL).for_data("").pretrain  # the default benchmark's source task
+    state = load_tiny_pretrained(spec, spec.width)
     info = read_json(pretrained_dir(spec) / "pretrain.json")
     images, labels = source_split(spec, "heldout")
     bb = tiny_backbone(spec.width)
@@ -104,9 +114,8 @@ def pretraining_section(out_dir: str | os.PathLike, profile=None) -> str:
 ## The pretrained tiny backbone
 
 The papers start from ImageNet weights; the embedded default starts the `tiny` backbone from weights
-learnt on a generated **source task** (`wsss_lib.models.pretrain`): {len(SOURCE_CLASSES)} single-label
-classes (6 shapes x 4 textures, random colour, size, place and angle, on the benchmark's cluttered
-backgrounds; no ellipse bodies, no disc parts, none of the 8 benchmark classes), {spec.n_train} training
+learnt on a generated **source task** (`wsss_lib.models.pretrain`, task `{spec.task}`, width {spec.width}):
+{len(spec.classes)} single-label classes ({TASK_WORDS[spec.task]}), {spec.n_train} training
 and {spec.n_heldout} held-out images at {spec.size} px, {spec.epochs} epochs of SGD (cosine lr {spec.lr}),
 spec digest `{spec.digest()}`, cached in `<cache>/pretrained/tiny-{spec.digest()}/`.
 

@@ -18,7 +18,7 @@ so a quick run is never taken for a full one.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -43,6 +43,14 @@ class Profile:
     reports: str = "reports"
     #: what the profile means for the numbers (notebooks print it)
     note: str = ""
+    #: the benchmark variant ``data_root=""`` means
+    default_variant: str = "v1"
+    #: variant -> the network settings it is meant for (stage config values such as ``output_stride``
+    #: and ``width``), applied to every stage config that has the field, after the profile's overrides
+    #: and before anything given explicitly
+    settings: Mapping[str, Mapping] = field(default_factory=dict)
+    #: variant -> the source task its tiny backbone is pretrained on (default: ``pretrain``)
+    pretrains: Mapping[str, PretrainSpec] = field(default_factory=dict)
 
     @property
     def quick(self) -> bool:
@@ -54,6 +62,28 @@ class Profile:
             raise ValueError(f"unknown embedded benchmark {variant!r}: expected one of "
                              + ", ".join(f"'embedded:{k}'" for k in self.benchmarks))
         return self.benchmarks[variant]
+
+    def variant_of(self, data_root: str) -> str | None:
+        """The embedded benchmark variant ``data_root`` names (``""``: the default one), ``None`` for
+        a folder of real data; an unknown variant raises, listing the known ones."""
+        root = str(data_root or "")
+        if not root:
+            return self.default_variant
+        if root.startswith("embedded:"):
+            name = root[len("embedded:"):]
+            self.benchmark(name)  # the clear error for an unknown variant
+            return name
+        return None
+
+    def data_settings(self, data_root: str, config_cls: type) -> dict:
+        """The network settings of ``data_root``'s variant that ``config_cls`` has fields for."""
+        names = {f.name for f in fields(config_cls)} if hasattr(config_cls, "__dataclass_fields__") else set()
+        return {k: v for k, v in self.settings.get(self.variant_of(data_root), {}).items() if k in names}
+
+    def for_data(self, data_root: str) -> "Profile":
+        """This profile with ``data_root``'s variant's pretraining as ``pretrain`` (what its runs load)."""
+        spec = self.pretrains.get(self.variant_of(data_root))
+        return self if spec is None or spec == self.pretrain else replace(self, pretrain=spec)
 
     def config_overrides(self, config_cls: type) -> dict:
         """The values this profile sets for a config class (its bases' first, then its own)."""
@@ -68,7 +98,15 @@ class Profile:
 
 #: the default: the benchmark of reports/benchmark.md, the source task's full pretraining, the
 #: stages' own defaults
-FULL = Profile("full", {"v1": DEFAULT_SPEC, "parts2": PARTS2_SPEC, "mini": MINI_SPEC}, DEFAULT_PRETRAIN)
+#: the network the version 2 candidate is meant for: output stride 4 (28 cells a side at 112 px, as
+#: VOC's 224 px at stride 8) and width 16 (the 2-core CPU budget: about the cost per image of version
+#: 1 at width 32, where width 32 at stride 4 costs about 4x), pretrained on the regions source task at
+#: the benchmark's scale
+MINI_SETTINGS = {"output_stride": 4, "width": 16}
+MINI_PRETRAIN = PretrainSpec(size=112, task="regions", width=16)
+
+FULL = Profile("full", {"v1": DEFAULT_SPEC, "parts2": PARTS2_SPEC, "mini": MINI_SPEC}, DEFAULT_PRETRAIN,
+               settings={"mini": MINI_SETTINGS}, pretrains={"mini": MINI_PRETRAIN})
 
 #: tiny settings: 48 + 16 images of 64 px, a 3-epoch source task, 2 epochs per stage
 QUICK = Profile(
@@ -79,7 +117,10 @@ QUICK = Profile(
     PretrainSpec(n_train=480, n_heldout=240, size=48, epochs=3, batch_size=32),
     {"TrainConfig": {"epochs": 2, "batch_size": 8}, "ClassifierConfig": {"n_snapshots": 4}},
     reports="reports/quick",
-    note="tiny benchmark and tiny settings (numbers are a smoke test, not results)")
+    note="tiny benchmark and tiny settings (numbers are a smoke test, not results)",
+    settings={"mini": MINI_SETTINGS},
+    pretrains={"mini": PretrainSpec(n_train=480, n_heldout=240, size=48, epochs=3, batch_size=32, task="regions",
+                                    width=16)})
 
 PROFILES = {p.name: p for p in (FULL, QUICK)}
 

@@ -187,8 +187,11 @@ class Stage:
 
     # -- the shared sequence ------------------------------------------------------------------------
     def config(self, profile: Profile = FULL, seed: int = 0, device: str = "auto", inherited: dict | None = None,
-               **params):
-        return self.Config.from_params(profile, seed=seed, device=device, inherited=inherited, **params)
+               data_root: str = "", **params):
+        """The resolved config of a call on ``data_root`` (whose benchmark variant brings its network
+        settings, :meth:`~wsss_lib.runs.profile.Profile.data_settings`)."""
+        return self.Config.from_params(profile, seed=seed, device=device, inherited=inherited,
+                                       data_defaults=profile.data_settings(data_root, self.Config), **params)
 
     @classmethod
     def known_parameters(cls) -> tuple[str, ...]:
@@ -207,7 +210,7 @@ class Stage:
         arguments; ``inherited``: settings passed on by a downstream stage."""
         profile = resolve_profile(quick)
         given = {k: params.pop(k) for k in list(params) if k in self.upstream}
-        cfg = self.config(profile, seed=seed, device=device, inherited=inherited, **params)
+        cfg = self.config(profile, seed=seed, device=device, inherited=inherited, data_root=data_root, **params)
         inherit_up = {**(inherited or {}), **{k: getattr(cfg, k) for k in self.inherits}}
         ups: dict[str, RunPlan | Path] = {}
         for arg, req in self.upstream_requests(cfg, given).items():
@@ -221,7 +224,7 @@ class Stage:
                 root = resolve_data_root(data_root, profile)
         for split in self.splits:  # every split decodes, before any folder is made (all bad files listed at once)
             VOCLayout(root, split).check(progress=progress and is_main())
-        weights = self.weights(cfg, profile)
+        weights = self.weights(cfg, profile.for_data(data_root))
         ident = {"stage": self.name, "profile": profile.name, "data": data_identity(root), "seed": seed,
                  **{arg: (p.identity if isinstance(p, RunPlan) else run_identity(p)) for arg, p in ups.items()},
                  **self.identity(cfg), **self.inputs(cfg, root, ups),
@@ -560,7 +563,8 @@ def notebook_call(stage_name: str, namespace: dict, announce: bool = True) -> St
         if up.notebook == stage.notebook and arg not in ups and field_name not in params:
             params[field_name] = {**_stage_params(up, namespace),
                                   **{k: namespace[k] for k in up.upstream if namespace.get(k)}}
-    cfg = stage.config(profile, seed=run_args.get("seed", 0), device=run_args.get("device", "auto"), **params)
+    cfg = stage.config(profile, seed=run_args.get("seed", 0), device=run_args.get("device", "auto"),
+                       data_root=run_args.get("data_root", ""), **params)
     if profile.quick and announce and stage.quick_note:
         print(f"  {stage.name}: {stage.quick_note}")
     return StageCall(stage, cfg, profile, run_args, ups, params)
