@@ -153,38 +153,32 @@ def measure(c: Candidate, runs: Path, seed: int = 0, quick: bool = False, n_geom
 
 
 def property_rows(results: list[dict]) -> pd.DataFrame:
-    """The property table: a row per candidate (and VOC's reference figures where they exist)."""
-    from wsss_lib.data.geometry import VOC_REFERENCE
+    """The property table: VOC's reference figures, then a row per candidate (geometry columns from
+    :func:`wsss_lib.data.geometry.geometry_row`, then what the plain CAM classifier measured)."""
+    from wsss_lib.data.geometry import geometry_row, voc_row
 
-    rows = []
-    ref = VOC_REFERENCE
-    rows.append({"setting": "VOC 2012 (OAA setting; estimates)",
-                 "long side, cells": f"{ref['long_side_cells']['median']:.0f} [{ref['long_side_cells']['q25']:.0f}-"
-                                     f"{ref['long_side_cells']['q75']:.0f}]",
-                 "area, cells (pixel-weighted)": f"{ref['area_cells']['median']:.0f} ({ref['area_cells']['pixel_weighted_median']:.0f})",
-                 "RF / long side": f"{ref['rf_ratio']['median']:.1f}", "regions visible": "several"})
+    rows = [voc_row()]
     for r in results:
-        g, m = r["geometry"], r["metrics"]
+        m = r["metrics"]
 
         def ep(key: str, e: int) -> str:
             v = m.get(f"{key}_e{e:02d}")
             return "-" if v is None else f"{v:.2f}"
 
+        def num(key: str, fmt: str = ".2f") -> str:
+            return "-" if key not in m else format(m[key], fmt)
+
+        miou = r["epoch_cam_miou"]
         rows.append({
-            "setting": r["candidate"],
-            "long side, cells": f"{g['long_side_cells']['median']:.1f} [{g['long_side_cells']['q25']:.1f}-"
-                                f"{g['long_side_cells']['q75']:.1f}]",
-            "area, cells (pixel-weighted)": f"{g['area_cells']['median']:.0f} ({g['area_cells']['pixel_weighted_median']:.0f})",
-            "RF / long side": f"{g['rf_ratio']['median']:.2f}",
-            "regions visible": ", ".join(f"{k}: {v:.0%}" for k, v in g["regions_share"].items() if k > 0),
+            **geometry_row(r["candidate"], r["geometry"]),
             "probe mAP pretrained / random": f"{r['probe_map']['pretrained']:.3f} / {r['probe_map']['random']:.3f}",
             "peak on region / body / off, epoch 1": f"{ep('peak_on_region', 1)} / {ep('peak_on_body', 1)} / {ep('peak_off_object', 1)}",
             "peak on region, epochs 2-3": f"{ep('peak_on_region', 2)}, {ep('peak_on_region', 3)}",
             "CAM mass on regions (last epoch)": f"{sum(m.get(f'cam_mass_part{j}_last', 0.0) for j in (1, 2, 3)):.2f}",
-            "pairs switching region": "-" if "drift_pairs_switching_part" not in m else f"{m['drift_pairs_switching_part']:.2f}",
-            "consecutive IoU (mean)": "-" if "drift_consecutive_iou_mean" not in m else f"{m['drift_consecutive_iou_mean']:.2f}",
-            "discovery gain": "-" if "discovery_gain" not in m else f"{m['discovery_gain']:.3f}",
-            "CAM mIoU, epochs 1 / 3 / last (snapshots)": " / ".join(f"{r['epoch_cam_miou'][i]:.3f}" for i in (0, min(2, len(r['epoch_cam_miou']) - 1), -1)),
+            "pairs switching region": num("drift_pairs_switching_part"),
+            "consecutive IoU (mean)": num("drift_consecutive_iou_mean"),
+            "discovery gain": num("discovery_gain", ".3f"),
+            "CAM mIoU, epochs 1 / 3 / last (snapshots)": " / ".join(f"{miou[i]:.3f}" for i in (0, min(2, len(miou) - 1), -1)),
             "CAM mIoU (train)": f"{m['cam_miou']:.3f}",
             "step cost (x first)": f"{r['step_ratio']:.2f}",
             "run, s": f"{r['run_seconds']:.0f}",

@@ -180,6 +180,9 @@ def run_zone_analysis(run: str | Path, voc_root: str | Path, max_images: int = 5
     cell_px = spec.size / a_ref["maps"].shape[-1]
     keep = {iid for iid in a_ref["image_ids"] if iid[0] == "t" and int(iid[1:]) < max_images}
 
+    from functools import lru_cache
+
+    @lru_cache(maxsize=8)  # pairs come image by image: each image is rendered once
     def renders(iid: str):
         return render_image(spec, "train", int(iid[1:])) if iid in keep else None
 
