@@ -134,5 +134,5 @@ def test_a_variant_brings_its_network_and_its_pretraining(quick_voc):
     as_default = replace(QUICK, default_variant="mini")
     assert run_classifier_stage.plan(quick=as_default, progress=False).identity == \
         run_classifier_stage.plan(data_root="embedded:mini", quick=as_default, progress=False).identity
-    with pytest.raises(ValueError, match="unknown embedded benchmark 'v7'"):
+    with pytest.raises(ValueError, match="data_root='embedded:v7': unknown embedded benchmark 'v7'; expected one of"):
         run_classifier_stage.plan(data_root="embedded:v7", quick=True, progress=False)

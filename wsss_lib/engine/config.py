@@ -60,8 +60,9 @@ class StageConfig:
     def from_params(cls, profile: Profile = FULL, seed=0, device="auto", inherited: dict | None = None,
                     data_defaults: dict | None = None, **overrides):
         """The resolved config: defaults, then the ``profile``'s settings, then the network settings
-        of the data's benchmark variant (``data_defaults``), then the settings a downstream stage passes on (``inherited``: only the fields this config has), then
-        ``overrides`` (``None`` = not given); validated, together with the run's ``seed`` and
+        of the data's benchmark variant (``data_defaults``), then the settings a downstream stage
+        passes on (``inherited``; for both, only the fields this config has), then ``overrides``
+        (``None`` = not given); validated, together with the run's ``seed`` and
         ``device`` (before any folder is made). Unknown names in ``overrides`` are refused, listing
         the known ones."""
         check_run_args(seed, device)

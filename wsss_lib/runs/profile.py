@@ -26,6 +26,10 @@ from wsss_lib.util.paths import REPO
 from wsss_lib.data.synthetic import DEFAULT_SPEC, MINI_SPEC, PARTS2_SPEC, BenchmarkSpec
 from wsss_lib.models.pretrain import DEFAULT_PRETRAIN, PretrainSpec
 
+#: ``data_root`` values that name a generated benchmark: ``""`` (the profile's default variant) or
+#: ``embedded:<variant>``
+EMBEDDED_PREFIX = "embedded:"
+
 #: the environment variable that forces the quick profile (the test suite sets it to 1)
 QUICK_ENV = "WSSS_QUICK"
 
@@ -69,9 +73,11 @@ class Profile:
         root = str(data_root or "")
         if not root:
             return self.default_variant
-        if root.startswith("embedded:"):
-            name = root[len("embedded:"):]
-            self.benchmark(name)  # the clear error for an unknown variant
+        if root.startswith(EMBEDDED_PREFIX):
+            name = root[len(EMBEDDED_PREFIX):]
+            if name not in self.benchmarks:
+                raise ValueError(f"data_root={root!r}: unknown embedded benchmark {name!r}; expected one of "
+                                 + ", ".join(repr(EMBEDDED_PREFIX + k) for k in self.benchmarks) + " or a VOC folder")
             return name
         return None
 
@@ -144,4 +150,4 @@ def resolve_profile(quick: "bool | int | str | Profile" = False, announce: bool 
     return profile
 
 
-__all__ = ["FULL", "PROFILES", "Profile", "QUICK", "QUICK_ENV", "resolve_profile"]
+__all__ = ["EMBEDDED_PREFIX", "FULL", "MINI_PRETRAIN", "MINI_SETTINGS", "PROFILES", "Profile", "QUICK", "QUICK_ENV", "resolve_profile"]
