@@ -27,3 +27,14 @@ def test_a_quick_candidate_is_measured_without_any_oaa_result(tmp_path):
     assert sorted(p.name for p in (run / "attention").iterdir()) == ["cam.pt"]  # no OAA map was made
     md = (tmp_path / "out" / "benchmark_candidates.md").read_text()
     assert "VOC 2012" in md and "mini-s4-w16-regions" in md
+
+
+def test_the_benchmark_page_shows_the_candidates_and_the_decision(tmp_path):
+    from wsss_lib.reporting.benchmark_page import candidates_section
+
+    assert candidates_section(tmp_path) == ""  # nothing measured yet: nothing shown
+    (tmp_path / "benchmark_candidates.md").write_text("| setting |\n|---|\n| mini |\n")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "benchmark.md").write_text("Chosen: mini.\n")
+    text = candidates_section(tmp_path)
+    assert "| mini |" in text and text.rstrip().endswith("Chosen: mini.") and "accumulate=False" in text

@@ -165,6 +165,24 @@ peak moves between them over the epochs, is measured by the setting grids (`make
 """
 
 
+def candidates_section(out_dir: str | os.PathLike) -> str:
+    """The candidate settings' property table (``benchmark_candidates.md``, written by
+    ``python -m wsss_lib.experiments.candidates`` with the plain CAM classifier only) and the decision
+    taken from it (``notes/benchmark.md``, by hand, as every page's notes), when they exist."""
+    out_dir = Path(out_dir)
+    table = out_dir / "benchmark_candidates.md"
+    if not table.exists():
+        return ""
+    decision = out_dir / "notes" / "benchmark.md"
+    return ("\n## Candidate settings, measured before any method ran on them\n\n"
+            "Every candidate measured the same way by `python -m wsss_lib.experiments.candidates` (seed 0; the "
+            "plain CAM classifier, `accumulate=False`, so no OAA map exists): geometry in feature cells against "
+            "VOC's estimated figures, a linear probe of the frozen pretrained features (val mAP), where each "
+            "epoch's attention peak sits, the CAM mass on the regions, drift, and the cost of a training step "
+            "measured side by side.\n\n" + table.read_text()
+            + ("\n" + decision.read_text() if decision.exists() else ""))
+
+
 def benchmark_report(voc_root: str | os.PathLike, out_dir: str | os.PathLike,
                      n_samples: int = 12, generation_seconds: float | None = None, profile=None) -> Path:
     """Write ``benchmark.md`` (+ tables as HTML) and ``benchmark_samples.png`` into ``out_dir``."""
@@ -215,5 +233,6 @@ def benchmark_report(voc_root: str | os.PathLike, out_dir: str | os.PathLike,
     cam_props = out_dir / "benchmark_cam_properties.md"
     if cam_props.exists():
         text += "\n" + cam_props.read_text()
+    text += candidates_section(out_dir)
     write_text(out_dir / "benchmark.md", text)
     return out_dir / "benchmark.md"
