@@ -76,7 +76,7 @@ def test_regions_source_task_keeps_the_first_digest_and_renders_its_classes():
 
 
 def test_linear_probe_by_hand_separable_features():
-    from wsss_lib.formulas.diagnostics import linear_probe_map
+    from wsss_lib.models.pretrain import linear_probe_map
 
     class Mean(torch.nn.Module):  # features = the mean colour, which names the class here
         def forward(self, x):

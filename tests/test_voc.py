@@ -144,7 +144,7 @@ def test_subset_keeps_ids_labels_and_masks_in_order(quick_voc):
 
 
 def test_epoch_miou_of_snapshots_scores_each_epoch_on_its_images(quick_voc):
-    from wsss_lib.formulas.diagnostics import snapshot_epoch_miou
+    from wsss_lib.engine.common import snapshot_epoch_miou
 
     lay = VOCLayout(quick_voc, "train")
     idx = [0, 3, 9]

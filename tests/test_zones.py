@@ -41,7 +41,7 @@ def test_zone_analysis_pairs_sources_by_image_and_class():
 
 
 def test_zones_of_a_classifier_run(tmp_path, quick_voc):
-    from wsss_lib.formulas.diagnostics import run_zone_analysis
+    from wsss_lib.reporting.tables.pages import run_zone_analysis
     from wsss_lib.stages.classifier import run_classifier_stage
 
     run = run_classifier_stage(run_dir=str(tmp_path / "r"), quick=True, progress=False, epochs=3, batch_size=8)

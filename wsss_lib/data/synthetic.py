@@ -340,6 +340,20 @@ def _draw_part2(img: np.ndarray, c: int, rng: np.random.Generator, u: np.ndarray
     return sq
 
 
+def rendered_set(spec: BenchmarkSpec, split: str, n: int) -> tuple[torch.Tensor, np.ndarray]:
+    """The first ``n`` images of ``split`` rendered from ``spec`` (no files) as ``n x 3 x H x W``
+    uint8, and their image-level labels (``n x K`` bool)."""
+    import torch
+
+    imgs, labels = [], np.zeros((n, len(CLASS_NAMES)), bool)
+    for i in range(n):
+        r = render_image(spec, split, i)
+        imgs.append(torch.from_numpy(r.image).permute(2, 0, 1))
+        present = np.unique(r.mask)
+        labels[i, present[present > 0] - 1] = True
+    return torch.stack(imgs), labels
+
+
 def image_id(split: str, index: int) -> str:
     return f"{split[0]}{index:06d}"
 

@@ -49,6 +49,22 @@ def dense_source(maps: torch.Tensor, layout: VOCLayout) -> dict:
     return {"image_ids": layout.ids, "slot_image": si, "slot_class": sc, "maps": maps[si, sc].float()}
 
 
+def snapshot_epoch_miou(snapshots: dict, layout) -> list[float]:
+    """CAM mIoU of each epoch's training-time attention on a run's snapshot images (``snapshots.pt``
+    of a classifier run: ``maps`` ``E x n x K x h x w`` in the image frame, ``indices`` into
+    ``layout``), best background threshold of the usual sweep per epoch; an epoch in which an
+    image was not seen counts its maps as empty."""
+    from wsss_lib.formulas.evaluation import CAMEvaluator
+
+    sub = layout.subset(snapshots["indices"])
+    evaluator = CAMEvaluator(sub)
+    out = []
+    for e in range(snapshots["maps"].shape[0]):
+        maps = snapshots["maps"][e].float() * snapshots["seen"][e].float()[:, None, None, None]
+        out.append(float(evaluator.evaluate(dense_source(maps, sub))["miou"]))
+    return out
+
+
 def save_and_score(out: Path, root: Path, sources: dict[str, dict], extra: dict | None = None,
                    layout: VOCLayout | None = None) -> dict:
     """Write ``attention/<name>.pt`` for each source, score each on the train split (or on ``layout``,

@@ -8,7 +8,7 @@ is measured here on the same footing:
 
 - geometry in feature cells against VOC's figures (:mod:`wsss_lib.data.geometry`; no model);
 - transfer: a linear probe on the benchmark's classes from the frozen pretrained backbone, against
-  the same backbone randomly initialized (:func:`wsss_lib.formulas.diagnostics.linear_probe_map`);
+  the same backbone randomly initialized (:func:`wsss_lib.models.pretrain.linear_probe_map`);
 - cost: seconds per training step of the classifier at the candidate's size and stride, measured
   side by side with the others in this process (a ratio to the first candidate);
 - one plain CAM classifier run (``accumulate=False``: no OAA map exists) with the drift measures:
@@ -110,7 +110,9 @@ def measure(c: Candidate, runs: Path, seed: int = 0, quick: bool = False, n_geom
     from wsss_lib.data.geometry import geometry_summary, instance_table
     from wsss_lib.data.synthetic import ensure_benchmark
     from wsss_lib.data.voc import VOCLayout
-    from wsss_lib.formulas.diagnostics import linear_probe_map, rendered_set, snapshot_epoch_miou
+    from wsss_lib.data.synthetic import rendered_set
+    from wsss_lib.engine.common import snapshot_epoch_miou
+    from wsss_lib.models.pretrain import linear_probe_map
     from wsss_lib.models.backbones import receptive_field, tiny_backbone
     from wsss_lib.models.cam import build_cam_net
     from wsss_lib.models.pretrain import load_tiny_pretrained

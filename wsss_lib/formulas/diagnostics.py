@@ -104,90 +104,27 @@ def drift_of_recording(recorder, store, layout, threshold: float = 0.5, progress
     return drift_summary(recorder.maps, recorder.seen, frac, threshold, pm)
 
 
-def linear_probe_map(backbone, fit_images: torch.Tensor, fit_labels: np.ndarray, test_images: torch.Tensor,
-                     test_labels: np.ndarray, ridge: float = 1.0) -> float:
-    """How well a frozen backbone's features name the benchmark's classes: globally pooled features
-    (eval mode) of uint8 ``N x 3 x H x W`` images, standardized on the fit images, a ridge regression
-    (closed form, penalty ``ridge`` per fit image) onto the ``+-1`` image-level labels (``N x K``),
-    scored by classification mAP on the test images. Deterministic and training-free, so a
-    pretrained and a random backbone compare on the same footing."""
-    from wsss_lib.formulas.evaluation import mean_average_precision
-    from wsss_lib.models.pretrain import features
+def zone_rows(ref: dict, new: dict, t_ref: float, t_new: float, voc_root: str | Path, max_images: int = 500,
+              band_cells: float = 2.0) -> list[dict]:
+    """:func:`wsss_lib.formulas.zones.zone_analysis` of the attention source ``new`` over ``ref``
+    (run-format sources, e.g. a classifier run's OAA-MAX over its CAM) on the first ``max_images``
+    training images of a generated benchmark: once at the sources' own best thresholds ``t_ref``,
+    ``t_new`` and once at a common threshold of 0.5. The band is ``band_cells`` feature cells wide
+    (the image side over the maps' side gives a cell's pixels)."""
+    from functools import lru_cache
 
-    with torch.no_grad():
-        f_fit = features(backbone, fit_images).double()
-        f_test = features(backbone, test_images).double()
-    mu, sd = f_fit.mean(0), f_fit.std(0) + 1e-6
-    x = torch.cat([(f_fit - mu) / sd, torch.ones(len(f_fit), 1, dtype=torch.float64)], 1)
-    y = torch.from_numpy(np.where(np.asarray(fit_labels, bool), 1.0, -1.0))
-    eye = torch.eye(x.shape[1], dtype=torch.float64)
-    eye[-1, -1] = 0.0  # the bias is not penalized
-    w = torch.linalg.solve(x.T @ x + ridge * len(x) * eye, x.T @ y)
-    xt = torch.cat([(f_test - mu) / sd, torch.ones(len(f_test), 1, dtype=torch.float64)], 1)
-    return mean_average_precision((xt @ w).numpy(), np.asarray(test_labels, bool))
-
-
-def rendered_set(spec: BenchmarkSpec, split: str, n: int) -> tuple[torch.Tensor, np.ndarray]:
-    """The first ``n`` images of ``split`` rendered from ``spec`` (no files) as ``n x 3 x H x W``
-    uint8, and their image-level labels (``n x K`` bool)."""
-    from wsss_lib.data.synthetic import CLASS_NAMES
-
-    imgs, labels = [], np.zeros((n, len(CLASS_NAMES)), bool)
-    for i in range(n):
-        r = render_image(spec, split, i)
-        imgs.append(torch.from_numpy(r.image).permute(2, 0, 1))
-        present = np.unique(r.mask)
-        labels[i, present[present > 0] - 1] = True
-    return torch.stack(imgs), labels
-
-
-def snapshot_epoch_miou(snapshots: dict, layout) -> list[float]:
-    """CAM mIoU of each epoch's training-time attention on a run's snapshot images (``snapshots.pt``
-    of a classifier run: ``maps`` ``E x n x K x h x w`` in the image frame, ``indices`` into
-    ``layout``), best background threshold of the usual sweep per epoch; an epoch in which an
-    image was not seen counts its maps as empty."""
-    from wsss_lib.engine.common import dense_source
-    from wsss_lib.formulas.evaluation import CAMEvaluator
-
-    sub = layout.subset(snapshots["indices"])
-    evaluator = CAMEvaluator(sub)
-    out = []
-    for e in range(snapshots["maps"].shape[0]):
-        maps = snapshots["maps"][e].float() * snapshots["seen"][e].float()[:, None, None, None]
-        out.append(float(evaluator.evaluate(dense_source(maps, sub))["miou"]))
-    return out
-
-
-def run_zone_analysis(run: str | Path, voc_root: str | Path, max_images: int = 500, band_cells: float = 2.0,
-                      new: str = "oaa_max", ref: str = "cam") -> list[dict]:
-    """:func:`wsss_lib.formulas.zones.zone_analysis` of a classifier run's ``new`` source over its
-    ``ref`` source on the first ``max_images`` training images of a generated benchmark: once at each
-    source's own best threshold (``evaluation.json``) and once at a common threshold of 0.5. The band
-    is ``band_cells`` feature cells wide (the image side over the maps' side gives a cell's pixels)."""
     from wsss_lib.formulas.zones import zone_analysis
-    from wsss_lib.runs.attention_io import load_attention
 
     spec = embedded_spec(voc_root)
     if spec is None:
         raise ValueError(f"{voc_root}: zones need the part and context masks of the embedded benchmark "
                          f"(no benchmark.json)")
-    run = Path(run)
-    ev = read_json(run / "evaluation.json")["sources"]
-    for name in (ref, new):
-        if name not in ev or not (run / "attention" / f"{name}.pt").exists():
-            raise ValueError(f"{run}: no attention source {name!r} (sources: {sorted(ev)})")
-    a_ref, a_new = (load_attention(run / "attention" / f"{n}.pt") for n in (ref, new))
-    cell_px = spec.size / a_ref["maps"].shape[-1]
-    keep = {iid for iid in a_ref["image_ids"] if iid[0] == "t" and int(iid[1:]) < max_images}
-
-    from functools import lru_cache
+    cell_px = spec.size / ref["maps"].shape[-1]
+    keep = {iid for iid in ref["image_ids"] if iid[0] == "t" and int(iid[1:]) < max_images}
 
     @lru_cache(maxsize=8)  # pairs come image by image: each image is rendered once
     def renders(iid: str):
         return render_image(spec, "train", int(iid[1:])) if iid in keep else None
 
-    rows = []
-    for label, t_ref, t_new in (("best thresholds", ev[ref]["best_threshold"], ev[new]["best_threshold"]),
-                                ("common threshold 0.5", 0.5, 0.5)):
-        rows.append({"thresholds": label, **zone_analysis(a_ref, a_new, renders, t_ref, t_new, band_cells * cell_px)})
-    return rows
+    return [{"thresholds": label, **zone_analysis(ref, new, renders, a, b, band_cells * cell_px)}
+            for label, a, b in (("best thresholds", t_ref, t_new), ("common threshold 0.5", 0.5, 0.5))]

@@ -253,6 +253,28 @@ def probe_accuracy(backbone: nn.Module, images: torch.Tensor, labels: torch.Tens
     return float((pred == labels[n:]).float().mean())
 
 
+def linear_probe_map(backbone, fit_images: torch.Tensor, fit_labels: np.ndarray, test_images: torch.Tensor,
+                     test_labels: np.ndarray, ridge: float = 1.0) -> float:
+    """How well a frozen backbone's features name the benchmark's classes: globally pooled features
+    (eval mode) of uint8 ``N x 3 x H x W`` images, standardized on the fit images, a ridge regression
+    (closed form, penalty ``ridge`` per fit image) onto the ``+-1`` image-level labels (``N x K``),
+    scored by classification mAP on the test images. Deterministic and training-free, so a
+    pretrained and a random backbone compare on the same footing."""
+    from wsss_lib.formulas.evaluation import mean_average_precision
+
+    with torch.no_grad():
+        f_fit = features(backbone, fit_images).double()
+        f_test = features(backbone, test_images).double()
+    mu, sd = f_fit.mean(0), f_fit.std(0) + 1e-6
+    x = torch.cat([(f_fit - mu) / sd, torch.ones(len(f_fit), 1, dtype=torch.float64)], 1)
+    y = torch.from_numpy(np.where(np.asarray(fit_labels, bool), 1.0, -1.0))
+    eye = torch.eye(x.shape[1], dtype=torch.float64)
+    eye[-1, -1] = 0.0  # the bias is not penalized
+    w = torch.linalg.solve(x.T @ x + ridge * len(x) * eye, x.T @ y)
+    xt = torch.cat([(f_test - mu) / sd, torch.ones(len(f_test), 1, dtype=torch.float64)], 1)
+    return mean_average_precision((xt @ w).numpy(), np.asarray(test_labels, bool))
+
+
 def weights_digest(state: dict) -> str:
     """sha256 of a state dict's tensors (names, dtypes, shapes and bytes, in name order)."""
     h = hashlib.sha256()
@@ -374,4 +396,4 @@ def load_tiny_pretrained(spec: PretrainSpec = DEFAULT_PRETRAIN, width: int = 32,
 
 __all__ = ["DEFAULT_PRETRAIN", "PretrainSpec", "REGION_CLASSES", "SOURCE_CLASSES", "SOURCE_TASKS", "SourceClassifier",
            "ensure_tiny_pretrained", "features", "load_tiny_pretrained", "pretrain_tiny",
-           "pretrained_dir", "probe_accuracy", "render_source_image", "source_split", "weights_digest"]
+           "linear_probe_map", "pretrained_dir", "probe_accuracy", "render_source_image", "source_split", "weights_digest"]

@@ -147,11 +147,27 @@ ZONE_COLUMNS = {"regions": "class regions", "body": "rest of body", "other_objec
                 "context": "context", "band": "band (2 cells)", "background": "background"}
 
 
+def run_zone_analysis(run: str | Path, voc_root: str | Path, max_images: int = 500, band_cells: float = 2.0,
+                      new: str = "oaa_max", ref: str = "cam") -> list[dict]:
+    """:func:`wsss_lib.formulas.diagnostics.zone_rows` of a classifier run's ``new`` source over its
+    ``ref`` source, at their best thresholds (``evaluation.json``) and at 0.5."""
+    from wsss_lib.formulas.diagnostics import zone_rows
+    from wsss_lib.runs.attention_io import load_attention
+
+    run = Path(run)
+    ev = read_json(run / "evaluation.json")["sources"]
+    for name in (ref, new):
+        if name not in ev or not (run / "attention" / f"{name}.pt").exists():
+            raise ValueError(f"{run}: no attention source {name!r} (sources: {sorted(ev)})")
+    a_ref, a_new = (load_attention(run / "attention" / f"{n}.pt") for n in (ref, new))
+    return zone_rows(a_ref, a_new, ev[ref]["best_threshold"], ev[new]["best_threshold"], voc_root, max_images,
+                     band_cells)
+
+
 def zones_section(df: pd.DataFrame, reports: Path, profile: Profile) -> str:
-    """Where OAA-MAX's extra pixels land (:func:`wsss_lib.formulas.diagnostics.run_zone_analysis`), for
+    """Where OAA-MAX's extra pixels land (:func:`run_zone_analysis`), for
     the first seed's classifier run of every setting that has one (the default, and those of
     ``make setting``), at each source's best threshold and at 0.5; written as ``oaa_zones.md``."""
-    from wsss_lib.formulas.diagnostics import run_zone_analysis
     from wsss_lib.reporting.benchmark_page import write_table
 
     rows = []
