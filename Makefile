@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.wsss-installed
 # Extra arguments for the main job, e.g. `make run ARGS="-j 1"` or `make run ARGS="--quick"`.
 ARGS ?=
 
-.PHONY: run test env clean-runs segmentation setting bench-gpu course grade-demo
+.PHONY: run test env clean-runs segmentation setting candidates bench-gpu course grade-demo
 
 env: $(STAMP)
 
@@ -33,9 +33,14 @@ segmentation: $(STAMP)
 	$(BIN)/python -m wsss_lib.experiments.main --segmentation $(ARGS)
 
 # The main job plus the setting grids (oaa_setting.yaml, segmentation_setting*.yaml): the OAA table on
-# benchmark version 1 and its two-part variant, pretrained and from scratch (hours on 2 cores).
+# benchmark version 1, its two-part variant and version 2, pretrained and from scratch (hours on 2 cores).
 setting: $(STAMP)
 	$(BIN)/python -m wsss_lib.experiments.main --setting $(ARGS)
+
+# The candidate benchmark settings measured with the plain CAM classifier only (geometry, transfer,
+# first epochs, drift, cost) -> reports/benchmark_candidates.md (about 1.5 h on 2 cores).
+candidates: $(STAMP)
+	$(BIN)/python -m wsss_lib.experiments.candidates $(ARGS)
 
 # Command 2: the whole test suite: unit and integration tests (pytest), every notebook and the
 # course's exercise notebooks (nbval), notebooks in quick mode (WSSS_QUICK=1).
