@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wsss_lib.data.synthetic import (CLASS_NAMES, CONTEXT_OF_CLASS, PART2_HUE_INDEX, PART2_PATTERNS, PART_HUES,
-                                     PART_PATTERNS, SPLIT_CODES, BenchmarkSpec, RenderedImage, _TINTS,
-                                     _background, _draw_context, _draw_part2, _hsv_to_rgb)
+from wsss_lib.data.synthetic import (PART_HUES, PART_PATTERNS, SPLIT_CODES, BenchmarkSpec, RenderedImage,
+                                     _draw_body, _draw_part2, _hsv_to_rgb, _place, _scene)
 
 #: The band's code per class (index into the four part hues, pattern): distinct (hue, pattern) pairs,
 #: paired differently from the other two regions', so the band alone names the class.
@@ -58,44 +57,21 @@ def _draw_band(img: np.ndarray, c: int, rng: np.random.Generator, u: np.ndarray,
 
 def render_miniature(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
     """Render image ``index`` of ``split`` of a version 2 spec (deterministic in seed, split, index)."""
-    rng = np.random.default_rng([spec.seed, SPLIT_CODES[split], index, 2])
-    s = spec.size
-    yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
-    clutter: list[np.ndarray] = []
-    img = _background(rng, s, yy, xx, clutter)
-    k = len(CLASS_NAMES)
-    n_obj = 1 + int(rng.choice(len(spec.objects_probs), p=spec.objects_probs))
-    classes = [int(c) for c in rng.integers(0, k, size=n_obj)]
-    contexts = []
-    context_mask = np.zeros((s, s), dtype=bool)
-    for ci, name in sorted(CONTEXT_OF_CLASS.items()):
-        p = spec.context_prob if ci in classes else spec.context_other_prob
-        if rng.random() < p:
-            contexts.append(name)
-            context_mask |= _draw_context(img, name, rng, s, yy, xx)
+    sc = _scene(spec, [spec.seed, SPLIT_CODES[split], index, 2])
+    rng, s, yy, xx, img, classes = sc.rng, spec.size, sc.yy, sc.xx, sc.img, sc.classes
 
     mask = np.zeros((s, s), dtype=np.uint8)
     part_index = np.zeros((s, s), dtype=np.uint8)
     instance = np.zeros((s, s), dtype=np.uint8)
     placed: list[tuple[float, float, float]] = []
     drawn: list[int] = []
-    for c, long_side in zip(classes, object_sizes(rng, spec, n_obj)):
+    for c, long_side in zip(classes, object_sizes(rng, spec, len(classes))):
         a = long_side / 2.2  # the front disc sticks out about 0.2 a beyond the body
         b = a * rng.uniform(0.5, 0.65)
-        for _ in range(30):
-            cx, cy = rng.uniform(0.15 * s, 0.85 * s, size=2)
-            if all(np.hypot(cx - px, cy - py) > 0.5 * (a + pa) for px, py, pa in placed):
-                break
-        else:
+        centre = _place(rng, s, a, placed, (0.15, 0.85), 0.5)
+        if centre is None:
             continue  # no room: fewer objects in this image
-        placed.append((cx, cy, a))
-        th = rng.uniform(0, 2 * np.pi)
-        u = (xx - cx) * np.cos(th) + (yy - cy) * np.sin(th)
-        v = -(xx - cx) * np.sin(th) + (yy - cy) * np.cos(th)
-        body = (u / a) ** 2 + (v / b) ** 2 <= 1.0
-        base = np.array([140.0, 115.0, 90.0]) + rng.normal(0, 22, size=3) + spec.body_tint * _TINTS[c]
-        stripes = 16.0 * np.sin(2 * np.pi * u / rng.uniform(3.5, 5.0))
-        img[body] = base + stripes[body, None]
+        u, v, body = _draw_body(img, c, rng, spec, xx, yy, centre, a, b)
         show = rng.random(3) >= spec.hide_prob
         if not show.any():
             show[int(rng.integers(0, 3))] = True
@@ -122,8 +98,8 @@ def render_miniature(spec: BenchmarkSpec, split: str, index: int) -> RenderedIma
         instance[obj] = len(drawn)
     img += rng.normal(0, 5, size=img.shape)
     image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    return RenderedImage(image=image, mask=mask, part_mask=part_index > 0, objects=drawn, contexts=contexts,
-                         context_mask=context_mask, clutter_masks=clutter, part_index=part_index,
+    return RenderedImage(image=image, mask=mask, part_mask=part_index > 0, objects=drawn, contexts=sc.contexts,
+                         context_mask=sc.context_mask, clutter_masks=sc.clutter, part_index=part_index,
                          instance=instance)
 
 

@@ -245,22 +245,8 @@ def render_image(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
         from wsss_lib.data.miniature import render_miniature
 
         return render_miniature(spec, split, index)
-    rng = np.random.default_rng([spec.seed, SPLIT_CODES[split], index])
-    s = spec.size
-    yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
-    clutter: list[np.ndarray] = []
-    img = _background(rng, s, yy, xx, clutter)
-    k = len(CLASS_NAMES)
-    context_mask = np.zeros((s, s), dtype=bool)
-
-    n_obj = 1 + int(rng.choice(len(spec.objects_probs), p=spec.objects_probs))
-    classes = [int(c) for c in rng.integers(0, k, size=n_obj)]
-    contexts = []
-    for ci, name in sorted(CONTEXT_OF_CLASS.items()):
-        p = spec.context_prob if ci in classes else spec.context_other_prob
-        if rng.random() < p:
-            contexts.append(name)
-            context_mask |= _draw_context(img, name, rng, s, yy, xx)
+    sc = _scene(spec, [spec.seed, SPLIT_CODES[split], index])
+    rng, s, yy, xx, img, classes = sc.rng, spec.size, sc.yy, sc.xx, sc.img, sc.classes
 
     mask = np.zeros((s, s), dtype=np.uint8)
     part_mask = np.zeros((s, s), dtype=bool)
@@ -271,20 +257,10 @@ def render_image(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
     for c in classes:
         a = rng.uniform(0.18, 0.28) * s
         b = a * rng.uniform(0.5, 0.65)
-        for _ in range(30):
-            cx, cy = rng.uniform(0.2 * s, 0.8 * s, size=2)
-            if all(np.hypot(cx - px, cy - py) > 0.7 * (a + pa) for px, py, pa in placed):
-                break
-        else:
+        centre = _place(rng, s, a, placed, (0.2, 0.8), 0.7)
+        if centre is None:
             continue  # no room: fewer objects in this image
-        placed.append((cx, cy, a))
-        th = rng.uniform(0, 2 * np.pi)
-        u = (xx - cx) * np.cos(th) + (yy - cy) * np.sin(th)
-        v = -(xx - cx) * np.sin(th) + (yy - cy) * np.cos(th)
-        body = (u / a) ** 2 + (v / b) ** 2 <= 1.0
-        base = np.array([140.0, 115.0, 90.0]) + rng.normal(0, 22, size=3) + spec.body_tint * _TINTS[c]
-        stripes = 16.0 * np.sin(2 * np.pi * u / rng.uniform(3.5, 5.0))
-        img[body] = base + stripes[body, None]
+        u, v, body = _draw_body(img, c, rng, spec, xx, yy, centre, a, b)
         r = 0.55 * b
         pu, pv = 0.9 * a, 0.0
         d2 = (u - pu) ** 2 + (v - pv) ** 2
@@ -315,9 +291,79 @@ def render_image(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
         instance[obj] = len(drawn)
     img += rng.normal(0, 5, size=img.shape)
     image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    return RenderedImage(image=image, mask=mask, part_mask=part_mask, objects=drawn, contexts=contexts,
-                         context_mask=context_mask, clutter_masks=clutter, part_index=part_index,
+    return RenderedImage(image=image, mask=mask, part_mask=part_mask, objects=drawn, contexts=sc.contexts,
+                         context_mask=sc.context_mask, clutter_masks=sc.clutter, part_index=part_index,
                          instance=instance)
+
+
+@dataclass
+class _Scene:
+    """The start every rendered image shares: its generator, pixel grid, background (with the
+    saturated clutter items), the classes of its objects and the context they bring."""
+
+    rng: np.random.Generator
+    yy: np.ndarray
+    xx: np.ndarray
+    img: np.ndarray
+    clutter: list
+    classes: list[int]
+    contexts: list[str]
+    context_mask: np.ndarray
+
+
+def _scene(spec: BenchmarkSpec, seed: list[int]) -> _Scene:
+    """Draw the background, the object classes and the context of an image seeded with ``seed``."""
+    rng = np.random.default_rng(seed)
+    s = spec.size
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
+    clutter: list[np.ndarray] = []
+    img = _background(rng, s, yy, xx, clutter)
+    context_mask = np.zeros((s, s), dtype=bool)
+    classes, contexts = _classes_and_context(rng, spec, img, context_mask, yy, xx)
+    return _Scene(rng, yy, xx, img, clutter, classes, contexts, context_mask)
+
+
+def _classes_and_context(rng: np.random.Generator, spec: BenchmarkSpec, img: np.ndarray, context_mask: np.ndarray,
+                         yy: np.ndarray, xx: np.ndarray) -> tuple[list[int], list[str]]:
+    """Draw how many objects and of which classes, then the context each class brings (drawn into
+    ``img`` and ``context_mask``); returns (classes, context names)."""
+    n_obj = 1 + int(rng.choice(len(spec.objects_probs), p=spec.objects_probs))
+    classes = [int(c) for c in rng.integers(0, len(CLASS_NAMES), size=n_obj)]
+    contexts = []
+    for ci, name in sorted(CONTEXT_OF_CLASS.items()):
+        p = spec.context_prob if ci in classes else spec.context_other_prob
+        if rng.random() < p:
+            contexts.append(name)
+            context_mask |= _draw_context(img, name, rng, spec.size, yy, xx)
+    return classes, contexts
+
+
+def _place(rng: np.random.Generator, s: int, a: float, placed: list, span: tuple[float, float],
+           spacing: float) -> tuple[float, float] | None:
+    """A centre in ``span`` (shares of the side) at least ``spacing * (a + a')`` from every placed
+    object (30 tries; ``None``: no room); the object is added to ``placed``."""
+    for _ in range(30):
+        cx, cy = rng.uniform(span[0] * s, span[1] * s, size=2)
+        if all(np.hypot(cx - px, cy - py) > spacing * (a + pa) for px, py, pa in placed):
+            placed.append((cx, cy, a))
+            return cx, cy
+    return None
+
+
+def _draw_body(img: np.ndarray, c: int, rng: np.random.Generator, spec: BenchmarkSpec, xx: np.ndarray,
+               yy: np.ndarray, centre: tuple[float, float], a: float, b: float):
+    """The body of class ``c``: an ellipse of semi-axes ``a``, ``b`` at a random angle, the shared
+    appearance (base colour, fine stripes) with the class's faint tint; returns the rotated frame
+    ``(u, v)`` and the body's mask."""
+    cx, cy = centre
+    th = rng.uniform(0, 2 * np.pi)
+    u = (xx - cx) * np.cos(th) + (yy - cy) * np.sin(th)
+    v = -(xx - cx) * np.sin(th) + (yy - cy) * np.cos(th)
+    body = (u / a) ** 2 + (v / b) ** 2 <= 1.0
+    base = np.array([140.0, 115.0, 90.0]) + rng.normal(0, 22, size=3) + spec.body_tint * _TINTS[c]
+    stripes = 16.0 * np.sin(2 * np.pi * u / rng.uniform(3.5, 5.0))
+    img[body] = base + stripes[body, None]
+    return u, v, body
 
 
 def _draw_part2(img: np.ndarray, c: int, rng: np.random.Generator, u: np.ndarray, v: np.ndarray,
