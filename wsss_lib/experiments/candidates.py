@@ -81,7 +81,11 @@ def candidate_profile(c: Candidate, quick: bool = False):
                    settings={c.variant: {"output_stride": c.output_stride, "width": c.width}})
 
 
-def step_seconds(size: int, stride: int, width: int = 32, batch: int = 16, steps: int = 4) -> float:
+#: images per measured classifier step
+STEP_BATCH = 16
+
+
+def step_seconds(size: int, stride: int, width: int = 32, batch: int = STEP_BATCH, steps: int = 4) -> float:
     """Seconds per classifier training step (forward, backward, SGD) at ``size`` px, ``stride`` and
     the tiny backbone's ``width``."""
     from wsss_lib.models.cam import build_cam_net
@@ -176,12 +180,14 @@ def property_rows(results: list[dict]) -> pd.DataFrame:
             "probe mAP pretrained / random": f"{r['probe_map']['pretrained']:.3f} / {r['probe_map']['random']:.3f}",
             "peak on region / body / off, epoch 1": f"{ep('peak_on_region', 1)} / {ep('peak_on_body', 1)} / {ep('peak_off_object', 1)}",
             "peak on region, epochs 2-3": f"{ep('peak_on_region', 2)}, {ep('peak_on_region', 3)}",
-            "CAM mass on regions (last epoch)": f"{sum(m.get(f'cam_mass_part{j}_last', 0.0) for j in (1, 2, 3)):.2f}",
+            "CAM mass on regions / rest of body (last epoch)":
+                f"{sum(m.get(f'cam_mass_part{j}_last', 0.0) for j in (1, 2, 3)):.2f} / {num('cam_mass_body_last')}",
             "pairs switching region": num("drift_pairs_switching_part"),
             "consecutive IoU (mean)": num("drift_consecutive_iou_mean"),
             "discovery gain": num("discovery_gain", ".3f"),
             "CAM mIoU, epochs 1 / 3 / last (snapshots)": " / ".join(f"{miou[i]:.3f}" for i in (0, min(2, len(miou) - 1), -1)),
             "CAM mIoU (train)": f"{m['cam_miou']:.3f}",
+            "classifier step, images/s": f"{r['step_images_per_s']:.0f}",
             "step cost (x first)": f"{r['step_ratio']:.2f}",
             "run, s": f"{r['run_seconds']:.0f}",
         })
@@ -214,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         r = measure(c, args.runs, args.seed, args.quick)
         r["step_seconds"] = secs[c.name]
         r["step_ratio"] = secs[c.name] / secs[chosen[0].name]
+        r["step_images_per_s"] = STEP_BATCH / secs[c.name]
         results.append(r)
         print(f"{c.name}: measured ({r['run_seconds']:.0f} s)", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
