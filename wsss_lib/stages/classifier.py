@@ -180,7 +180,7 @@ class ClassifierStage(TrainingStage):
         return step, {"store": store, "snapshots": snaps, "drift": drift}
 
     def progress_label(self, cfg) -> str:
-        return "classifier+OAA"
+        return "classifier+OAA" if cfg.accumulate else "classifier (plain CAM)"
 
     def attention(self, ctx: RunContext, model) -> dict[str, dict]:
         ts = ctx.ts
