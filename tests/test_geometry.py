@@ -134,5 +134,11 @@ def test_a_variant_brings_its_network_and_its_pretraining(quick_voc):
     as_default = replace(QUICK, default_variant="mini")
     assert run_classifier_stage.plan(quick=as_default, progress=False).identity == \
         run_classifier_stage.plan(data_root="embedded:mini", quick=as_default, progress=False).identity
+    # the variant's settings are the tiny network's: another backbone keeps its own stride and width
+    from wsss_lib.stages.classifier import ClassifierStage
+
+    vgg = ClassifierStage.Config.from_params(QUICK, data_defaults=QUICK.data_settings("embedded:mini", ClassifierStage.Config),
+                                             backbone="vgg16")
+    assert (vgg.output_stride, vgg.width) == (8, 32)
     with pytest.raises(ValueError, match="data_root='embedded:v7': unknown embedded benchmark 'v7'; expected one of"):
         run_classifier_stage.plan(data_root="embedded:v7", quick=True, progress=False)

@@ -60,7 +60,8 @@ class StageConfig:
     def from_params(cls, profile: Profile = FULL, seed=0, device="auto", inherited: dict | None = None,
                     data_defaults: dict | None = None, **overrides):
         """The resolved config: defaults, then the ``profile``'s settings, then the network settings
-        of the data's benchmark variant (``data_defaults``), then the settings a downstream stage
+        of the data's benchmark variant (``data_defaults``; the tiny backbone's, so dropped when the
+        config names another backbone), then the settings a downstream stage
         passes on (``inherited``; for both, only the fields this config has), then ``overrides``
         (``None`` = not given); validated, together with the run's ``seed`` and
         ``device`` (before any folder is made). Unknown names in ``overrides`` are refused, listing
@@ -70,6 +71,10 @@ class StageConfig:
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
+        base = {**profile.config_overrides(cls), **{k: v for k, v in (inherited or {}).items() if k in names},
+                **{k: v for k, v in overrides.items() if v is not None}}
+        if "backbone" in names and base.get("backbone", getattr(cls, "backbone", "tiny")) != "tiny":
+            data_defaults = {}  # a variant's network settings are the tiny backbone's: another backbone keeps its own
         values = {**profile.config_overrides(cls), **{k: v for k, v in (data_defaults or {}).items() if k in names},
                   **{k: v for k, v in (inherited or {}).items() if k in names}}
         if cls.PRESETS:

@@ -53,7 +53,7 @@ def benchmark(reports: Path, profile) -> Path:
     from wsss_lib.data.synthetic import ensure_benchmark
     from wsss_lib.reporting.benchmark_page import benchmark_report
 
-    voc = ensure_benchmark(profile.benchmark("v1"))
+    voc = ensure_benchmark(profile.benchmark(profile.default_variant))
     benchmark_report(voc, reports, profile=profile)  # its generation time: what the generator recorded
     return voc
 

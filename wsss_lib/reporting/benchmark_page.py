@@ -161,7 +161,7 @@ drawn as in version 1. Parameters decided and measured before any OAA run on it:
 
 How a plain CAM classifier's attention distributes over the two parts and the body, and whether its
 peak moves between them over the epochs, is measured by the setting grids (`make setting`, page
-`setting.md`); version 1 stays the default.
+`setting.md`).
 """
 
 
@@ -221,11 +221,15 @@ def benchmark_report(voc_root: str | os.PathLike, out_dir: str | os.PathLike,
         generation_seconds = read_json(gen_file)["seconds"]
     gen = (f"took {generation_seconds:.1f} s on this machine" if generation_seconds is not None
            else "time was not recorded (no generation_time.json next to the benchmark)")
+    version = str(spec.get("version", "1"))
+    design = Template((BENCHMARK_TEMPLATE.parent / f"benchmark_design_v{version}.md").read_text()).substitute(
+        body_tint=spec["body_tint"], context_prob=f"{spec['context_prob']:.0%}",
+        context_other_prob=f"{spec['context_other_prob']:.0%}", hide_prob=spec.get("hide_prob", ""),
+        size_median=spec.get("size_median", ""), size_sigma=spec.get("size_sigma", ""))
     text = Template(BENCHMARK_TEMPLATE.read_text()).substitute(
         generator_version=meta["generator_version"], n_train=spec["n_train"], n_val=spec["n_val"], size=spec["size"],
         seed=spec["seed"], n_classes=len(classes), classes=", ".join(classes), digest=meta["files_sha256"][:16],
-        generation=gen, body_tint=spec["body_tint"], context_prob=f"{spec['context_prob']:.0%}",
-        context_other_prob=f"{spec['context_other_prob']:.0%}", freq_md=freq_md, objs_md=objs_md, parts_md=parts_md,
+        generation=gen, design=design, freq_md=freq_md, objs_md=objs_md, parts_md=parts_md,
         cooc_md=cooc_md, ctx_md=ctx_md)
     text += saliency_section(voc_root, out_dir)
     text += pretraining_section(out_dir, profile)

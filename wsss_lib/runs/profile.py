@@ -5,8 +5,9 @@ A profile is resolved once, at every entry point (a notebook's stage call, ``Sta
 the environment variable ``WSSS_QUICK=1``, which forces quick. The :class:`Profile` object then
 carries *everything* quick changes, so nothing else decides it:
 
-- the embedded benchmark of each variant (``data_root=""`` is ``v1``; ``embedded:parts2``;
-  ``embedded:mini``, the version 2 candidate);
+- the embedded benchmark of each variant (``data_root=""`` is the profile's default variant: ``mini``,
+  version 2, in the full profile; ``v1`` in the quick one, which keeps the test suite fast;
+  ``embedded:v1``, ``embedded:parts2``, ``embedded:mini`` name one);
 - the pretraining spec of the ``tiny`` backbone's source task (its weights);
 - the stage configs' overrides (fewer epochs, smaller batches, fewer snapshots);
 - where the reports of the profile go (``reports/`` or ``reports/quick/``).
@@ -102,8 +103,9 @@ class Profile:
         return (repo or REPO) / self.reports
 
 
-#: the default: the benchmark of reports/benchmark.md, the source task's full pretraining, the
-#: stages' own defaults
+#: the default: the benchmark of reports/benchmark.md (version 2, ``mini``, chosen from the candidates'
+#: measured properties: reports/notes/benchmark.md), its network settings and source task, the stages'
+#: own defaults; version 1 and ``parts2`` one ``data_root`` away
 #: the network the version 2 candidate is meant for: output stride 4 (28 cells a side at 112 px, as
 #: VOC's 224 px at stride 8) and width 16 (the 2-core CPU budget: about the cost per image of version
 #: 1 at width 32, where width 32 at stride 4 costs about 4x), pretrained on the regions source task at
@@ -112,7 +114,7 @@ MINI_SETTINGS = {"output_stride": 4, "width": 16}
 MINI_PRETRAIN = PretrainSpec(size=112, task="regions", width=16)
 
 FULL = Profile("full", {"v1": DEFAULT_SPEC, "parts2": PARTS2_SPEC, "mini": MINI_SPEC}, DEFAULT_PRETRAIN,
-               settings={"mini": MINI_SETTINGS}, pretrains={"mini": MINI_PRETRAIN})
+               default_variant="mini", settings={"mini": MINI_SETTINGS}, pretrains={"mini": MINI_PRETRAIN})
 
 #: tiny settings: 48 + 16 images of 64 px, a 3-epoch source task, 2 epochs per stage
 QUICK = Profile(
