@@ -180,7 +180,10 @@ def candidates_section(out_dir: str | os.PathLike) -> str:
             "VOC's estimated figures, a linear probe of the frozen pretrained features (val mAP), where each "
             "epoch's attention peak sits, the CAM mass on the regions, drift, and the cost of a training step "
             "measured side by side.\n\n" + table.read_text()
-            + ("\n" + decision.read_text() if decision.exists() else ""))
+            + ("\n" + decision.read_text() if decision.exists() else "")
+            + ("\nEvery stage's own training step on version 1 and on the default, one CPU thread each (as the main "
+               "job runs its points), side by side (`python -m wsss_lib.experiments.candidates --stage-costs`):\n\n"
+               + (out_dir / "benchmark_stage_costs.md").read_text() if (out_dir / "benchmark_stage_costs.md").exists() else ""))
 
 
 def benchmark_report(voc_root: str | os.PathLike, out_dir: str | os.PathLike,
