@@ -59,3 +59,14 @@ def test_the_training_benchmark_times_each_stages_own_step(monkeypatch):
     res = bench_train("cpu", "tiny", 32, 2, steps=1, warmup=1, num_classes=3, seg_network="small", n_images=12)
     assert {r["case"] for r in res["rows"]} == set(CASE_STAGE)
     assert calls == {"classifier": 2, "oaa_plus": 2, "amr": 2, "segmentation": 2}  # cam+oaa, OAA+, AMR, seg: warm-up + 1
+
+
+def test_variant_costs_time_every_stage_on_version_1_and_the_default(tmp_path):
+    from wsss_lib.speed import bench
+
+    out = tmp_path / "costs.md"
+    assert bench.main(["variants", "--quick", "--out", str(out)]) == 0
+    md = out.read_text()
+    for case in ("cam+oaa", "oaa_plus", "amr", "segmentation"):
+        assert f"| {case}" in md
+    assert "v1 (64 px), images/s" in md  # the quick profile's default is version 1: one column, no ratio

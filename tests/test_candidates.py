@@ -38,11 +38,3 @@ def test_the_benchmark_page_shows_the_candidates_and_the_decision(tmp_path):
     (tmp_path / "notes" / "benchmark.md").write_text("Chosen: mini.\n")
     text = candidates_section(tmp_path)
     assert "| mini |" in text and text.rstrip().endswith("Chosen: mini.") and "accumulate=False" in text
-
-
-def test_stage_costs_time_every_stage_on_version_1_and_the_default(tmp_path):
-    assert candidates.main(["--stage-costs", "--quick", "--out", str(tmp_path)]) == 0
-    md = (tmp_path / "benchmark_stage_costs.md").read_text()
-    for case in ("cam+oaa", "oaa_plus", "amr", "segmentation"):
-        assert f"| {case}" in md
-    assert "v1 (64 px), images/s" in md  # the quick profile's default is version 1: one column, no ratio

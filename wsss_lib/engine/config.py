@@ -71,12 +71,12 @@ class StageConfig:
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
-        base = {**profile.config_overrides(cls), **{k: v for k, v in (inherited or {}).items() if k in names},
-                **{k: v for k, v in overrides.items() if v is not None}}
-        if "backbone" in names and base.get("backbone", getattr(cls, "backbone", "tiny")) != "tiny":
+        prof = profile.config_overrides(cls)
+        inh = {k: v for k, v in (inherited or {}).items() if k in names}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "backbone" in names and {**prof, **inh, **given}.get("backbone", getattr(cls, "backbone")) != "tiny":
             data_defaults = {}  # a variant's network settings are the tiny backbone's: another backbone keeps its own
-        values = {**profile.config_overrides(cls), **{k: v for k, v in (data_defaults or {}).items() if k in names},
-                  **{k: v for k, v in (inherited or {}).items() if k in names}}
+        values = {**prof, **{k: v for k, v in (data_defaults or {}).items() if k in names}, **inh}
         if cls.PRESETS:
             preset = overrides.get("preset") or getattr(cls, "preset")
             if preset not in cls.PRESETS:

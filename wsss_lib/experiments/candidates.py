@@ -18,7 +18,6 @@ is measured here on the same footing:
 
     python -m wsss_lib.experiments.candidates                 # every candidate, seed 0 -> reports/
     python -m wsss_lib.experiments.candidates --only mini-s4-regions --quick
-    python -m wsss_lib.experiments.candidates --stage-costs   # each stage's step: version 1 vs the default
 """
 
 from __future__ import annotations
@@ -120,43 +119,6 @@ def step_costs(sizes: dict[str, tuple[int, int, int]], rounds: int = 3) -> dict[
     return {n: min(t) for n, t in times.items()}
 
 
-def stage_costs(variants: dict[str, int], rounds: int = 2, steps: int = 6, threads: int = 1) -> pd.DataFrame:
-    """Images/s of every stage's own training step (:func:`wsss_lib.speed.training.bench_train`: the
-    classifier alone and with the OAA store, OAA+, AMR, the ``small`` segmentation network) on the
-    tiny backbone, each ``variant -> image size`` with the full profile's network settings for that
-    variant as the default, side by side (``rounds`` interleaved rounds, the fastest kept), on
-    ``threads`` CPU threads (the main job runs each point on one). The cost column is relative to
-    the first variant: what the main job's stages cost on another default."""
-    import wsss_lib.runs.profile as profiles
-    from wsss_lib.speed.training import CASES, bench_train
-
-    full, before = profiles.FULL, torch.get_num_threads()
-    torch.set_num_threads(threads)
-    best: dict[tuple[str, str], float] = {}
-    try:
-        for _ in range(rounds):
-            for variant, size in variants.items():
-                profiles.FULL = replace(full, default_variant=variant)  # what stage_case's configs resolve with
-                res = bench_train("cpu", "tiny", size, STEP_BATCH, steps=steps, warmup=2, num_classes=8,
-                                  precisions=("fp32",), seg_network="small", n_images=2000)
-                for row in res["rows"]:
-                    key = (variant, row["case"])
-                    best[key] = max(best.get(key, 0.0), row["images_per_s"])
-    finally:
-        profiles.FULL = full
-        torch.set_num_threads(before)
-    first = next(iter(variants))
-    rows = []
-    for case in CASES:
-        row = {"stage step": case}
-        for v, size in variants.items():
-            row[f"{v} ({size} px), images/s"] = f"{best[(v, case)]:.0f}"
-        for v in list(variants)[1:]:
-            row[f"{v} cost (x {first})"] = f"{best[(first, case)] / best[(v, case)]:.2f}"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def measure(c: Candidate, runs: Path, seed: int = 0, quick: bool = False, n_geometry: int = 500,
             n_probe: tuple[int, int] = (1000, 500), n_snapshots: int = 300, progress: bool = True) -> dict:
     """Every property of :mod:`this module's docstring <wsss_lib.experiments.candidates>` for ``c``."""
@@ -252,21 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=Path, default=REPO / "runs" / "candidates")
     ap.add_argument("--out", type=Path, default=None, help="folder for benchmark_candidates.{md,json} "
                                                             "(default: reports/, or reports/quick/ with --quick)")
-    ap.add_argument("--stage-costs", action="store_true",
-                    help="only measure every stage's training step on version 1 and the default (1 thread), "
-                         "side by side, into benchmark_stage_costs.md")
     args = ap.parse_args(argv)
-    if args.stage_costs:
-        from wsss_lib.runs.profile import FULL, QUICK
-
-        prof = QUICK if args.quick else FULL
-        variants = {"v1": prof.benchmark("v1").size, prof.default_variant: prof.benchmark(prof.default_variant).size}
-        table = stage_costs(variants, rounds=1 if args.quick else 2, steps=2 if args.quick else 6)
-        out_dir = args.out or (REPO / "reports" / ("quick" if args.quick else ""))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_text(out_dir / "benchmark_stage_costs.md", table.to_markdown(index=False) + "\n")
-        print(table.to_markdown(index=False))
-        return 0
     known = {c.name: c for c in CANDIDATES}
     names = args.only or list(known)
     unknown = [n for n in names if n not in known]

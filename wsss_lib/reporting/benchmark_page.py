@@ -182,7 +182,7 @@ def candidates_section(out_dir: str | os.PathLike) -> str:
             "measured side by side.\n\n" + table.read_text()
             + ("\n" + decision.read_text() if decision.exists() else "")
             + ("\nEvery stage's own training step on version 1 and on the default, one CPU thread each (as the main "
-               "job runs its points), side by side (`python -m wsss_lib.experiments.candidates --stage-costs`):\n\n"
+               "job runs its points), side by side (`python -m wsss_lib.speed.bench variants --out reports/benchmark_stage_costs.md`):\n\n"
                + (out_dir / "benchmark_stage_costs.md").read_text() if (out_dir / "benchmark_stage_costs.md").exists() else ""))
 
 

@@ -284,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--steps", type=int, default=20)
     t.add_argument("--seg-network", default="deeplab_largefov")
     t.add_argument("--out", type=Path, default=None)
+    s = sub.add_parser("variants", help="every stage's training step on the tiny backbone, version 1 of the "
+                                        "embedded benchmark against the default, one thread, side by side")
+    s.add_argument("--quick", action="store_true", help="the quick profile's variants (a smoke run)")
+    s.add_argument("--out", type=Path, default=None, help="also write the Markdown table here")
     v = sub.add_parser("voc", help="the VOC-size set: train (VGG16 at 321, ResNet-50 at 512), CAM inference, "
                                    "OAA store share; with the device and versions")
     v.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -299,6 +303,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parts = voc_benchmarks(args.device, args.steps)
         text = "\n\n".join(parts) + "\n"
+        print(text)
+        if args.out:
+            write_text(args.out, text)
+        return 0
+    if args.what == "variants":
+        from wsss_lib.runs.profile import FULL, QUICK
+        from wsss_lib.speed.training import variant_costs
+
+        prof = QUICK if args.quick else FULL
+        sizes = {"v1": prof.benchmark("v1").size, prof.default_variant: prof.benchmark(prof.default_variant).size}
+        text = variant_costs(sizes, rounds=1 if args.quick else 2, steps=2 if args.quick else 6).to_markdown(index=False) + "\n"
         print(text)
         if args.out:
             write_text(args.out, text)

@@ -16,6 +16,7 @@ Cases: the classifier with the OAA store and recorders (``cam+oaa``), the plain 
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 import tempfile
 import time
 from pathlib import Path
@@ -64,9 +65,11 @@ class _RandomPseudoLabels:
 
 
 def stage_case(case: str, backbone: str, image_size: int, batch_size: int, num_classes: int, dev: torch.device,
-               seg_network: str = "deeplab_largefov", n_images: int = 10582, tmp: str | Path | None = None):
+               seg_network: str = "deeplab_largefov", n_images: int = 10582, tmp: str | Path | None = None,
+               profile=None):
     """``(model, step, batch_of)``: the stage's network and its own training step on a synthetic run
-    context; ``batch_of(x, i)`` makes the engine's batch ``i`` around the images ``x``."""
+    context; ``batch_of(x, i)`` makes the engine's batch ``i`` around the images ``x``. The configs
+    resolve under ``profile`` (default: the full one) on its default benchmark variant."""
     from wsss_lib.engine.common import TrainingSet, dense_source
     from wsss_lib.engine.loop import Batch
     from wsss_lib.runs.attention_io import save_attention
@@ -74,11 +77,12 @@ def stage_case(case: str, backbone: str, image_size: int, batch_size: int, num_c
     from wsss_lib.stages import get_stage
     from wsss_lib.stages.base import RunContext
 
+    profile = profile or FULL
     stage = get_stage(CASE_STAGE[case])
     params = {"network": seg_network} if case == "segmentation" else {"backbone": backbone}
     if case in ("cam", "cam+oaa"):
         params["epochs"] = 2  # the recorders keep a row per epoch; the step's cost does not depend on it
-    cfg = stage.config(FULL, seed=0, device=str(dev), **params)
+    cfg = stage.config(profile, seed=0, device=str(dev), **params)
     layout = SyntheticLayout(n_images, num_classes)
     tmp = Path(tmp or tempfile.mkdtemp(prefix="wsss-bench-"))
     upstream = {}
@@ -88,7 +92,7 @@ def stage_case(case: str, backbone: str, image_size: int, batch_size: int, num_c
         maps = torch.rand(len(layout), num_classes, *size, generator=torch.Generator().manual_seed(0))
         save_attention(tmp / "attention" / f"{cfg.source}.pt", dense_source(maps, layout), cfg.source)
         upstream["oaa_run"] = tmp
-    ctx = RunContext(cfg, 0, FULL, dev, tmp, layout, tmp, upstream, progress=False)
+    ctx = RunContext(cfg, 0, profile, dev, tmp, layout, tmp, upstream, progress=False)
     ctx.ts = TrainingSet(layout, None, image_size, size, num_classes)
     if case == "segmentation":
         ctx.state["labels"] = _RandomPseudoLabels(num_classes, image_size, dev)
@@ -111,7 +115,7 @@ def stage_case(case: str, backbone: str, image_size: int, batch_size: int, num_c
 def bench_train(device: str = "cuda", backbone: str = "vgg16", image_size: int = 321, batch_size: int = 16,
                 steps: int = 20, warmup: int = 5, num_classes: int = 20, cases=CASES,
                 precisions=("fp32", "bf16"), seg_network: str = "deeplab_largefov", seg_image_size: int | None = None,
-                n_images: int = 10582) -> dict:
+                n_images: int = 10582, profile=None) -> dict:
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     rows = []
@@ -122,7 +126,7 @@ def bench_train(device: str = "cuda", backbone: str = "vgg16", image_size: int =
             torch.manual_seed(0)
             size = seg_image_size or image_size if case == "segmentation" else image_size
             model, step, batch_of = stage_case(case, backbone, size, batch_size, num_classes, dev, seg_network,
-                                               n_images=n_images)
+                                               n_images=n_images, profile=profile)
             if cuda:
                 model.to(memory_format=torch.channels_last)
                 torch.cuda.reset_peak_memory_stats(dev)
@@ -153,6 +157,44 @@ def bench_train(device: str = "cuda", backbone: str = "vgg16", image_size: int =
                 torch.cuda.empty_cache()
     return {"device": _device_name(dev), "torch": torch.__version__, "backbone": backbone, "rows": rows,
             "seg_network": seg_network}
+
+
+def variant_costs(variants: dict[str, int], rounds: int = 2, steps: int = 6, threads: int = 1,
+                  batch_size: int = 16) -> "pd.DataFrame":
+    """Images/s of every stage's own training step (:func:`wsss_lib.speed.training.bench_train`: the
+    classifier alone and with the OAA store, OAA+, AMR, the ``small`` segmentation network) on the
+    tiny backbone, each ``variant -> image size`` with the full profile's network settings for that
+    variant as the default, side by side (``rounds`` interleaved rounds, the fastest kept), on
+    ``threads`` CPU threads (the main job runs each point on one). The cost column is relative to
+    the first variant: what the main job's stages cost on another default."""
+    from wsss_lib.runs.profile import FULL
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    best: dict[tuple[str, str], float] = {}
+    try:
+        for _ in range(rounds):
+            for variant, size in variants.items():
+                res = bench_train("cpu", "tiny", size, batch_size, steps=steps, warmup=2, num_classes=8,
+                                  precisions=("fp32",), seg_network="small", n_images=2000,
+                                  profile=replace(FULL, default_variant=variant))
+                for row in res["rows"]:
+                    key = (variant, row["case"])
+                    best[key] = max(best.get(key, 0.0), row["images_per_s"])
+    finally:
+        torch.set_num_threads(before)
+    first = next(iter(variants))
+    rows = []
+    for case in CASES:
+        row = {"stage step": case}
+        for v, size in variants.items():
+            row[f"{v} ({size} px), images/s"] = f"{best[(v, case)]:.0f}"
+        for v in list(variants)[1:]:
+            row[f"{v} cost (x {first})"] = f"{best[(first, case)] / best[(v, case)]:.2f}"
+        rows.append(row)
+    import pandas as pd
+
+    return pd.DataFrame(rows)
 
 
 def format_train(res: dict) -> str:
