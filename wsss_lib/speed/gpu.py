@@ -1,6 +1,6 @@
 """The GPU check: one prepared command for a machine with CUDA (``make bench-gpu``).
 
-    python -m wsss_lib.speed.gpu [--out reports/bench_gpu.md] [--run full|quick|none] [--steps 20]
+    python -m wsss_lib.speed.gpu [--out reports/bench_gpu.md] [--run full|quick|none] [--tf32 both|default|off] [--steps 20]
 
 In one process, in this order, rewriting the report after each part (a run cut short by a time
 limit still leaves what it measured):
@@ -10,7 +10,8 @@ limit still leaves what it measured):
    stage's step under ``torch.cuda.set_sync_debug_mode("error")``;
 3. a classifier + OAA run on the embedded benchmark with ``device="cuda"`` (profile ``full`` by
    default, seed 0: its CAM / OAA-MAX / OAA-AVE mIoU are comparable with the seed-0 values of
-   ``reports/oaa.md``, which were computed on CPU), with its wall time;
+   ``reports/oaa.md``, which were computed on CPU), with its wall time; by default twice, with torch's
+   TF32 defaults and with TF32 off (``--tf32``), to tell the device's arithmetic from the code;
 4. the VOC-size benchmarks of :func:`wsss_lib.speed.bench.voc_benchmarks` (every stage's training step at
    VOC size, fp32 and bf16; batched CAM inference against the official loop; the OAA store's share).
 
@@ -89,26 +90,43 @@ def fast_path_tests(select: str | None = None, timeout_s: int = TEST_TIMEOUT_S) 
     return p.returncode == 0, summary
 
 
-def classifier_run(device: str, profile: str, runs: Path) -> list[str]:
-    """One classifier + OAA run (seed 0) on ``device``; its time and attention mIoU as Markdown lines."""
+def set_tf32(enabled: bool | None) -> tuple[bool, bool]:
+    """Allow (True) or forbid (False) TF32 in cuDNN convolutions and CUDA matrix products; ``None``
+    leaves torch's defaults. Returns the previous ``(cudnn, matmul)`` flags to restore."""
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    if enabled is not None:
+        torch.backends.cudnn.allow_tf32 = enabled
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+    return before
+
+
+def classifier_run(device: str, profile: str, runs: Path, tf32: bool | None = None) -> list[str]:
+    """One classifier + OAA run (seed 0) on ``device``; its time and attention mIoU as Markdown lines.
+    ``tf32``: None keeps torch's defaults (TF32 in cuDNN convolutions, not in matrix products),
+    False computes every convolution and product in full fp32."""
     import json
 
     from wsss_lib.stages import get_stage
 
-    t0 = time.perf_counter()
-    run = get_stage("classifier")(run_dir=str(runs), seed=0, device=device, quick=profile == "quick", progress=True)
-    seconds = time.perf_counter() - t0
+    before = set_tf32(tf32)
+    flags = f"cuDNN TF32 {torch.backends.cudnn.allow_tf32}, matmul TF32 {torch.backends.cuda.matmul.allow_tf32}"
+    try:
+        t0 = time.perf_counter()
+        run = get_stage("classifier")(run_dir=str(runs), seed=0, device=device, quick=profile == "quick",
+                                      progress=True)
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
     metrics = json.loads((Path(run) / "metrics.json").read_text())
+    params = json.loads((Path(run) / "params.json").read_text()).get("params", {})
     keys = [k for k in ("cam_miou", "oaa_max_miou", "oaa_ave_miou", "cls_mAP_val") if k in metrics]
-    lines = [f"Classifier + OAA, profile `{profile}`, seed 0, `device={device!r}`: {seconds:.0f} s "
-             "(the embedded benchmark and the pretrained backbone made first where missing).", "",
-             "| " + " | ".join(keys) + " |", "|" + "---:|" * len(keys),
-             "| " + " | ".join(f"{metrics[k]:.3f}" for k in keys) + " |"]
-    if profile == "full":
-        lines += ["", "The same run on CPU (seed 0 in `reports/oaa.md`): CAM 0.348, OAA-MAX 0.351, OAA-AVE 0.351, "
-                  "mAP 0.992. GPU kernels sum in another order, so agreement to a few thousandths is expected, "
-                  "not to the digit."]
-    return lines
+    shown = ", ".join(f"{k}={params[k]}" for k in ("data_root", "epochs", "gate", "gate_start_epoch") if k in params)
+    return [f"Classifier + OAA, profile `{profile}`, seed 0, `device={device!r}`, {flags}: {seconds:.0f} s "
+            f"(the embedded benchmark and the pretrained backbone made first where missing); {shown}.", "",
+            "| " + " | ".join(keys) + " |", "|" + "---:|" * len(keys),
+            "| " + " | ".join(f"{metrics[k]:.3f}" for k in keys) + " |", "",
+            "Compare with seed 0 of `reports/oaa.md` (computed on CPU, same configuration): GPU kernels sum "
+            "in another order, so agreement to a few thousandths is expected, not to the digit."]
 
 
 def tiny_benchmarks(device: str) -> list[str]:
@@ -128,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda", help="cuda (default); cpu only for a rehearsal")
     ap.add_argument("--run", choices=("full", "quick", "none"), default="full",
                     help="the classifier + OAA run's profile (default full; none skips it)")
+    ap.add_argument("--tf32", choices=("default", "off", "both"), default="both",
+                    help="the classifier run with torch's TF32 defaults, with TF32 off, or both (default)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per training case (default 20)")
     ap.add_argument("--scale", choices=("voc", "tiny"), default="voc", help="benchmark sizes (tiny: a rehearsal)")
     ap.add_argument("--tests-k", default=None, help="pytest -k expression for the fast-path tests (a rehearsal)")
@@ -160,13 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     flush("", "## Fast-path tests under sync debug mode", "",
           f"{'passed' if passed else 'FAILED'}: {summary}")
     if args.run != "none":
-        with tempfile.TemporaryDirectory(prefix="wsss-bench-gpu-runs-") as runs:
-            try:
-                lines = classifier_run(args.device, args.run, Path(runs))
-            except Exception as e:  # the report says what broke; the benchmarks still run
-                ok = False
-                lines = [f"FAILED: {type(e).__name__}: {e}"]
-        flush("", "## Classifier + OAA run", "", *lines)
+        settings = {"default": [None], "off": [False], "both": [None, False]}[args.tf32]
+        if dev.type != "cuda":
+            settings = [None]  # TF32 is a CUDA setting: a CPU rehearsal runs once
+        for tf32 in settings:
+            with tempfile.TemporaryDirectory(prefix="wsss-bench-gpu-runs-") as runs:
+                try:
+                    lines = classifier_run(args.device, args.run, Path(runs), tf32)
+                except Exception as e:  # the report says what broke; the benchmarks still run
+                    ok = False
+                    lines = [f"FAILED: {type(e).__name__}: {e}"]
+            title = {None: "torch's TF32 defaults", False: "TF32 off"}[tf32]
+            flush("", f"## Classifier + OAA run ({title})", "", *lines)
     flush("", "## Benchmarks" + (" at VOC size" if args.scale == "voc" else " (toy sizes: a rehearsal)"), "",
           *("\n\n".join(voc_benchmarks(args.device, args.steps) if args.scale == "voc"
                         else tiny_benchmarks(args.device)).splitlines()))
