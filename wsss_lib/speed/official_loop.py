@@ -74,6 +74,7 @@ def official_loop_cams(model, images: list[np.ndarray], classes: list[list[int]]
     from wsss_lib.models.amm import grouped_statistics
 
     model.eval()
+    device = next(model.parameters()).device
     sched = s.schedule()
     out: list[dict] = [{} for _ in images]
     for i, img in enumerate(images):
@@ -84,7 +85,7 @@ def official_loop_cams(model, images: list[np.ndarray], classes: list[list[int]]
             per_scale = {}
             for idx, iters, factor in sched:
                 t = normalize_uint8(rescale_uint8(img, s.scales[idx]))
-                pair = torch.stack([t, t.flip(-1)]).to(dtype)
+                pair = torch.stack([t, t.flip(-1)]).to(device=device, dtype=dtype)
                 with grouped_statistics(branch, 2):  # a batch of one pair: its own statistics
                     per_scale[idx] = {(i, c): _pair_loop(branch, pair, c, iters, factor, s) for c in classes[i]}
             out[i][name] = assemble_maps(i, classes[i], img.shape[:2], per_scale, sched)
