@@ -192,9 +192,12 @@ def main(argv: list[str] | None = None) -> int:
                     lines = [f"FAILED: {type(e).__name__}: {e}"]
             title = {None: "torch's TF32 defaults", False: "TF32 off"}[tf32]
             flush("", f"## Classifier + OAA run ({title})", "", *lines)
-    flush("", "## Benchmarks" + (" at VOC size" if args.scale == "voc" else " (toy sizes: a rehearsal)"), "",
-          *("\n\n".join(voc_benchmarks(args.device, args.steps) if args.scale == "voc"
-                        else tiny_benchmarks(args.device)).splitlines()))
+    flush("", "## Benchmarks" + (" at VOC size" if args.scale == "voc" else " (toy sizes: a rehearsal)"))
+    if args.scale == "voc":
+        voc = voc_benchmarks(args.device, args.steps, emit=lambda part: flush("", *part.splitlines()))
+        ok &= not any(part.startswith("FAILED") for part in voc)
+    else:
+        flush("", *"\n\n".join(tiny_benchmarks(args.device)).splitlines())
     flush("", f"Total: {time.perf_counter() - t0:.0f} s; {'every part passed' if ok else 'SOME PART FAILED (above)'}.")
     return 0 if ok else 1
 
