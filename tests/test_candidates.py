@@ -1,6 +1,7 @@
 """Candidate benchmark settings, measured with the plain CAM classifier only."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ def test_a_quick_candidate_is_measured_without_any_oaa_result(tmp_path):
     assert res["width"] == 16
     assert set(res["probe_map"]) == {"pretrained", "random"} and len(res["epoch_cam_miou"]) == 2
     assert not [k for k in res["metrics"] if k.startswith("oaa")]
+    assert not Path(res["run"]).is_absolute()  # the report does not depend on where the checkout lives
     run = tmp_path / "runs" / "mini-s4-w16-regions"
     weights = json.loads((run / "params.json").read_text())["params"]["weights"]
     assert weights[0]["spec"] == res["pretrain_digest"]  # the run used the candidate's source task

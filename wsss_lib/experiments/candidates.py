@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from wsss_lib.models.pretrain import DEFAULT_PRETRAIN, PretrainSpec
+from wsss_lib.util.paths import REPO
 from wsss_lib.util.io import write_json, write_text
 from wsss_lib.util.paths import REPO
 
@@ -159,7 +160,9 @@ def measure(c: Candidate, runs: Path, seed: int = 0, quick: bool = False, n_geom
     run = run_classifier_stage(data_root=f"embedded:{c.variant}", run_dir=str(runs / c.name), seed=seed, quick=profile,
                                output_stride=c.output_stride, width=c.width, accumulate=False,
                                n_snapshots=n_snapshots, progress=progress)
-    out["run"] = str(run)
+    run = Path(run).resolve()
+    # the run folder as the repository sees it: a report must not depend on where the checkout lives
+    out["run"] = str(run.relative_to(REPO)) if run.is_relative_to(REPO) else run.name
     metrics = json.loads((run / "metrics.json").read_text())
     # the run's own training + evaluation time (a reused run keeps the time it was made in)
     out["run_seconds"] = metrics.get("train_seconds", 0.0) + metrics.get("eval_seconds", 0.0)
