@@ -312,7 +312,7 @@ def drift_figure(df: pd.DataFrame, profile: Profile):
     """Discovery curves (solid: MAX so far; dashed: that epoch alone), mean over seeds, per setting."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.9))
     any_curve = False
     for k, (name, params) in enumerate(oaa.SETTINGS.items()):
         pts = runs_of(df, "classifier", params, profile)
@@ -321,25 +321,27 @@ def drift_figure(df: pd.DataFrame, profile: Profile):
         e = int(pts["drift_epochs"].max())
         ep = np.arange(1, e + 1)
         col = lambda base, i: pts[f"{base}_e{i:02d}"].mean() if f"{base}_e{i:02d}" in pts else np.nan  # noqa: E731
-        axes[0].plot(ep, [col("discovery", i) for i in ep], "-", color=f"C{k}", label=f"{name}: MAX so far")
-        axes[0].plot(ep, [col("single_epoch_coverage", i) for i in ep], "--", color=f"C{k}", alpha=.6,
-                     label=f"{name}: that epoch")
-        axes[1].plot(ep, [col("drift_peak_shift", i) for i in ep], "o-", color=f"C{k}", ms=3, label=name)
+        axes[0].plot(ep, [col("discovery", i) for i in ep], "-", color=f"C{k}", label=name)
+        axes[0].plot(ep, [col("single_epoch_coverage", i) for i in ep], "--", color=f"C{k}", alpha=.6)
+        axes[1].plot(ep, [col("drift_peak_shift", i) for i in ep], "o-", color=f"C{k}", ms=3)
         any_curve = True
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("share of the object with A > 0.5")
     axes[0].set_ylim(0, 1)
-    axes[0].set_title("discovery curve (mean over seeds)", fontsize=9)
+    axes[0].set_title("discovery curve (mean over seeds)\nsolid: MAX of the epochs so far; dashed: that epoch alone",
+                      fontsize=9)
     axes[1].set_xlabel("epoch")
     axes[1].set_ylabel("peak shift from previous epoch (image sides)")
     axes[1].set_title("how far the attention peak moves", fontsize=9)
     for ax in axes:
         ax.grid(alpha=.3)
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-    if any_curve:
-        axes[0].legend(fontsize=6, ncol=2)
-        axes[1].legend(fontsize=6)
-    fig.tight_layout()
+    if any_curve:  # one legend for both panels, below them: the colour is the setting
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 
