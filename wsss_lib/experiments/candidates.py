@@ -33,7 +33,6 @@ import pandas as pd
 import torch
 
 from wsss_lib.models.pretrain import DEFAULT_PRETRAIN, PretrainSpec
-from wsss_lib.util.paths import REPO
 from wsss_lib.util.io import write_json, write_text
 from wsss_lib.util.paths import REPO
 
