@@ -31,9 +31,11 @@ def test_cam_net_head_and_param_groups():
 def test_missing_imagenet_weights_raise_naming_the_file_and_where_to_put_it(monkeypatch, tmp_path):
     from wsss_lib.models.weights import Weights, WeightsUnavailable
 
+    from wsss_lib.models.weights import pretrained_backbone
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache: never a silent random start
     with pytest.raises(WeightsUnavailable, match=r"vgg16-397923af.pth is not in .*hub/checkpoints.*pretrained=False"):
-        build_backbone("vgg16", Weights("imagenet"))
+        pretrained_backbone("vgg16", Weights("imagenet"))
     with pytest.raises(WeightsUnavailable, match="resnet50"):
         Weights("imagenet").identity("resnet50")
 
@@ -41,3 +43,41 @@ def test_missing_imagenet_weights_raise_naming_the_file_and_where_to_put_it(monk
 def test_unknown_backbone_is_named():
     with pytest.raises(ValueError, match="unknown backbone 'alexnet'"):
         build_backbone("alexnet")
+
+
+def test_pretrained_backbone_loads_every_tensor_of_the_file_and_freezes_batchnorm(monkeypatch, tmp_path):
+    """A torchvision ImageNet file (here: a random ResNet-50 saved where torch hub keeps it) lands in
+    every tensor of the backbone cut from it, and its BatchNorm is frozen: the training forward is
+    the evaluation forward, and the statistics never move."""
+    import torchvision
+
+    from wsss_lib.models.backbones import FrozenBatchNorm2d, has_training_batchnorm
+    from wsss_lib.models.weights import Weights, imagenet_file, pretrained_backbone
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(3)
+    net = torchvision.models.resnet50(weights=None)
+    for m in net.modules():  # statistics unlike a fresh BatchNorm's
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    try:
+        imagenet_file("resnet50")
+    except FileNotFoundError as e:  # the path it names is where the file goes
+        path = e.args[0].split(" is not in ")[1].split(" ($TORCH_HOME")[0]
+        name = e.args[0].split(": ")[1].split(" is not in")[0]
+    import pathlib
+    pathlib.Path(path).mkdir(parents=True)
+    torch.save(net.state_dict(), pathlib.Path(path) / name)
+    bb = pretrained_backbone("resnet50", Weights("imagenet"), output_stride=16)
+    torch.testing.assert_close(bb[0][0].weight, net.conv1.weight)
+    torch.testing.assert_close(bb[3][2].bn3.running_var, net.layer4[2].bn3.running_var)
+    assert not has_training_batchnorm(bb) and any(isinstance(m, FrozenBatchNorm2d) for m in bb.modules())
+    assert has_training_batchnorm(build_backbone("resnet50", output_stride=16))  # random: BatchNorm trains
+    x = torch.randn(2, 3, 64, 64)
+    bb.train()
+    y_train = bb(x)
+    bb.eval()
+    torch.testing.assert_close(bb(x), y_train)
+    torch.testing.assert_close(bb[3][2].bn3.running_var, net.layer4[2].bn3.running_var)  # unchanged by the forward
+    assert bb[3][2].bn3.weight.requires_grad  # the affine stays trainable, as the official FixedBatchNorm

@@ -30,7 +30,7 @@ WRONG = {
     "ex5_solution": ("import torch.nn.functional as Fn\ndef hybrid_loss(F, p):\n    pos = (p > 0).float(); neg = 1 - pos\n"
                      "    lp = (-p * Fn.logsigmoid(F) * pos).sum((-2, -1)) / pos.sum((-2, -1)).clamp_min(1)\n"
                      "    ln = (-p * Fn.logsigmoid(-F) * neg).sum((-2, -1)) / neg.sum((-2, -1)).clamp_min(1)\n"
-                     "    return (lp + ln).sum(1).mean()\n"),
+                     "    return (lp + ln).mean(1).mean()\n"),
     "ex6_solution": ("def gaussian_modulation(x):\n    mu = x.mean()\n    sigma = ((x - mu) ** 2).mean().sqrt().clamp_min(1e-6)\n"
                      "    return torch.exp(-((x - mu) ** 2) / (2 * sigma ** 2))\n"),
     "ex7_solution": "def threshold_modulation(G, threshold):\n    return torch.where(G > threshold, G, torch.zeros_like(G))\n",

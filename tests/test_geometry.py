@@ -101,15 +101,15 @@ def test_the_small_segmentation_network_is_as_wide_as_its_pretrained_backbone():
     class NoLoad(Weights):  # the width is read from the spec; loading is tested elsewhere
         pass
 
-    import wsss_lib.models.backbones as bbm
+    import wsss_lib.models.weights as wm
 
     spec = PretrainSpec(width=16, n_train=8, n_heldout=4, size=32, epochs=1)
-    orig = bbm.tiny_backbone
+    orig = wm.load_weights
     try:
-        bbm.tiny_backbone = lambda width=32, weights=None, output_stride=8: orig(width, None, output_stride)
+        wm.load_weights = lambda bb, name, weights, width=32: bb
         net = build_segnet("small", 9, NoLoad("source-task", spec))
     finally:
-        bbm.tiny_backbone = orig
+        wm.load_weights = orig
     assert net.backbone[0][0].out_channels == 16
     assert build_segnet("small", 9, None).backbone[0][0].out_channels == 32  # from scratch: the default
 

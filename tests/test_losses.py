@@ -34,25 +34,31 @@ def test_eqs7_to_9_hybrid_by_hand_and_the_eq8_misprint():
     assert hybrid_loss(F1, P1).item() != pytest.approx(-0.5 * L(0.5))
 
 
-def test_hybrid_sums_classes_and_averages_images():
+def test_hybrid_averages_classes_and_images():
     F = torch.zeros(2, 2, 1, 2)  # q = 1/2 everywhere
     p = torch.tensor([[[[1.0, 0.0]], [[0.0, 0.0]]],      # image 0: class 0 half positive, class 1 all negative
                       [[[0.2, 0.4]], [[0.0, 0.0]]]])     # image 1: class 0 all positive
     ln2 = L(2)
-    img0 = (1.0 * ln2 + ln2) + (0 + ln2)          # class 0: L+ = ln2 (p=1), L- = ln2 ; class 1: L- = ln2
-    img1 = (0.5 * (0.2 + 0.4) * ln2 + 0) + ln2    # class 0: L+ = mean(p) ln2, N- empty -> 0
+    img0 = ((1.0 * ln2 + ln2) + (0 + ln2)) / 2          # class 0: L+ = ln2 (p=1), L- = ln2 ; class 1: L- = ln2
+    img1 = ((0.5 * (0.2 + 0.4) * ln2 + 0) + ln2) / 2    # class 0: L+ = mean(p) ln2, N- empty -> 0
     assert hybrid_loss(F, p).item() == pytest.approx((img0 + img1) / 2)
+    # eq. 9's sum over the K = 2 classes, divided by K: the same minimiser, the classifier's scale
+    assert mce_loss(F, p).item() == pytest.approx(ln2)  # q = 1/2: every pixel's cross entropy is ln 2
 
 
-def test_official_hybrid_is_batch_global_with_its_threshold():
+def test_official_hybrid_is_per_image_over_classes_with_its_threshold():
     F = torch.zeros(1, 2, 1, 2)
     p = torch.tensor([[[[0.8, 0.0005]], [[0.0, 0.4]]]])  # 0.0005 <= 0.001 counts as negative
     ln2 = L(2)
     pos = (0.8 * ln2 + 0.4 * ln2) / 2
     neg = (ln2 + ln2) / 2
     assert hybrid_loss_official(F, p).item() == pytest.approx(pos + neg)
-    # per-class form: class 0 has no p == 0 pixel (N- empty), class 1 has one
-    assert hybrid_loss(F, p).item() == pytest.approx(0.5 * (0.8 + 0.0005) * ln2 + (0.4 * ln2 + ln2))
+    # per-class form: class 0 has no p == 0 pixel (N- empty), class 1 has one; classes averaged
+    assert hybrid_loss(F, p).item() == pytest.approx((0.5 * (0.8 + 0.0005) * ln2 + (0.4 * ln2 + ln2)) / 2)
+    # a second image with one positive pixel: normalized on its own, then the images averaged
+    F2, p2 = torch.zeros(2, 2, 1, 2), torch.cat([p, torch.tensor([[[[0.5, 0.0]], [[0.0, 0.0]]]])])
+    img1 = 0.5 * ln2 + ln2  # its positive: 0.5 ln2 over 1 pixel; its three negatives: ln2 each, over 3
+    assert hybrid_loss_official(F2, p2).item() == pytest.approx((pos + neg + img1) / 2)
 
 
 def test_bce_and_amr_eq5():

@@ -28,14 +28,24 @@ def _official_exloss(logits, target):
     return total
 
 
+def _official_per_image(logits, target):
+    """The official loss at batch 1 (the Caffe layer sees one image, ``bottom[0].data[0]``), the
+    images' losses averaged (Caffe divides the ``iter_size`` accumulated gradients by ``iter_size``)."""
+    return torch.stack([_official_exloss(logits[i:i + 1], target[i:i + 1]) for i in range(len(logits))]).mean()
+
+
 @pytest.mark.parametrize("scale", [1.0, 8.0, 25.0])
 def test_official_hybrid_loss_matches_exloss_at_large_logits(scale):
     g = torch.Generator().manual_seed(int(scale))
-    logits = torch.randn(2, 5, 9, 9, generator=g) * scale
-    target = torch.rand(2, 5, 9, 9, generator=g)
+    logits = torch.randn(3, 5, 9, 9, generator=g) * scale
+    target = torch.rand(3, 5, 9, 9, generator=g)
     target[target < 0.5] = 0.0                  # a pseudo-label map: many zeros
+    target[1] *= (torch.rand(5, 9, 9, generator=g) < 0.05)  # an image with few positives: normalization matters
     target[0, 0, 0, :3] = torch.tensor([0.001, 0.0009, 0.0011])  # the threshold's edge
-    torch.testing.assert_close(hybrid_loss_official(logits, target), _official_exloss(logits, target),
+    torch.testing.assert_close(hybrid_loss_official(logits, target), _official_per_image(logits, target),
+                               rtol=1e-5, atol=1e-6)
+    # one image: exactly the official ExLoss on that batch
+    torch.testing.assert_close(hybrid_loss_official(logits[1:2], target[1:2]), _official_exloss(logits[1:2], target[1:2]),
                                rtol=1e-5, atol=1e-6)
 
 

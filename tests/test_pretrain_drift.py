@@ -50,11 +50,11 @@ def test_pretraining_cache_is_reused_and_checked(tmp_path, monkeypatch):
 
 def test_pretrained_features_beat_random_on_heldout_source_images(tmp_path, monkeypatch):
     monkeypatch.setenv("WSSS_CACHE", str(tmp_path))
-    from wsss_lib.models.weights import weights_for
+    from wsss_lib.models.weights import pretrained_backbone, weights_for
     from wsss_lib.runs.profile import QUICK
 
     spec = QUICK.pretrain
-    bb = build_backbone("tiny", weights_for("tiny", True, spec))  # the same path every stage takes
+    bb = pretrained_backbone("tiny", weights_for("tiny", True, spec))  # the same path every stage takes
     assert (tmp_path / "pretrained" / f"tiny-{spec.digest()}" / "weights.pt").exists()
     images, labels = pretrain.source_split(spec, "heldout")
     torch.manual_seed(0)

@@ -34,7 +34,7 @@ DEMO_ANSWERS = {
                          "    pos = (p > 0).float()\n    neg = 1 - pos\n"
                          "    l_pos = (-p * Fn.logsigmoid(F) * pos).sum((-2, -1)) / pos.sum((-2, -1)).clamp_min(1)\n"
                          "    l_neg = (-p * Fn.logsigmoid(-F) * neg).sum((-2, -1)) / neg.sum((-2, -1)).clamp_min(1)\n"
-                         "    return (l_pos + l_neg).sum(1).mean()\n"),
+                         "    return (l_pos + l_neg).mean(1).mean()\n"),
     },
 }
 

@@ -15,6 +15,7 @@ from wsss_lib.data.voc import VOCLayout, VOCSegDataset
 from wsss_lib.formulas.evaluation import CAMEvaluator
 from wsss_lib.util.io import write_json
 from wsss_lib.engine.loop import make_views
+from wsss_lib.models.cam import CAMNet, build_cam_net
 
 
 @dataclass
@@ -36,6 +37,14 @@ def training_set(root: Path, crop_size: int, output_stride: int, store_size: int
     crop = crop_size or int(max(h0, w0))
     feat = -(-crop // output_stride)
     return TrainingSet(layout, dataset, crop, (store_size or feat,) * 2, layout.num_classes - 1)
+
+
+def build_attention_net(cfg, num_classes: int, weights: dict) -> CAMNet:
+    """The CAM network a config of :class:`~wsss_lib.engine.config.AttentionTrainConfig` describes
+    (backbone, its weights from ``weights`` by backbone name, output stride, width, head), as the
+    classifier and OAA+ train it."""
+    return build_cam_net(cfg.backbone, num_classes, weights.get(cfg.backbone), output_stride=cfg.output_stride,
+                         width=cfg.width, head_convs=cfg.head_convs, head_init=cfg.head_init)
 
 
 def present_slots(labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

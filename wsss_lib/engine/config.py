@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from wsss_lib.data.transforms import AUGMENTATIONS
 from wsss_lib.models.backbones import BACKBONES
+from wsss_lib.models.cam import HEAD_INITS
 from wsss_lib.runs.profile import FULL, Profile
 from wsss_lib.engine.loop import SCHEDULES, LoopConfig
 
@@ -100,6 +101,8 @@ class TrainConfig(StageConfig):
     batch_size: int = 16
     lr: float = 0.01
     momentum: float = 0.9
+    #: Nesterov momentum (the official OAA / OAA+ optimizers; their presets set it)
+    nesterov: bool = False
     weight_decay: float = 2e-4
     schedule: str = "poly"
     augment: str = "flip"
@@ -125,6 +128,8 @@ class TrainConfig(StageConfig):
             v = getattr(self, name)
             self.check(name, isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
                        and (v > 0 or name != "lr"), "a number > 0" if name == "lr" else "a number >= 0")
+        self.check("nesterov", isinstance(self.nesterov, bool) and (not self.nesterov or self.momentum > 0),
+                   "True or False (True needs momentum > 0)")
         self.check("schedule", self.schedule in SCHEDULES, f"one of {sorted(SCHEDULES)}")
         self.check("augment", self.augment in AUGMENTATIONS, f"one of {AUGMENTATIONS}")
         try:
@@ -150,12 +155,18 @@ class AttentionTrainConfig(TrainConfig):
     output_stride: int = 8
     #: the tiny backbone's width (channels of its first stage; pretrained weights must have it)
     width: int = 32
+    #: 3x3 convs between the backbone and the class-aware conv (OAA's network: 3; the official AMR network: 0)
+    head_convs: int = 3
+    #: how the new layers start (:data:`wsss_lib.models.cam.HEAD_INITS`; official OAA: "normal", N(0, 0.01))
+    head_init: str = "kaiming"
 
     def validate(self):
         self.check("backbone", self.backbone in BACKBONES, f"one of {', '.join(BACKBONES)}")
         self.check("width", isinstance(self.width, int) and not isinstance(self.width, bool)
                    and 4 <= self.width and (self.backbone == "tiny" or self.width == 32),
                    "an integer >= 4 (and 32 unless backbone is 'tiny': only the tiny backbone has a width)")
+        self.check_int("head_convs")
+        self.check("head_init", self.head_init in HEAD_INITS, f"one of {', '.join(HEAD_INITS)}")
         allowed = OUTPUT_STRIDES.get(self.backbone, (8, 16))
         self.check("output_stride", self.output_stride in allowed,
                    f"{' or '.join(map(str, allowed))} for backbone {self.backbone!r}")

@@ -6,9 +6,9 @@ never formed: ``log q = logsigmoid(F)`` and ``log(1 - q) = logsigmoid(-F)`` are 
 
 OAA (Jiang et al. 2019)
     - :func:`multilabel_bce`: eq. 1's classification loss (also AMR eq. 5 for one branch).
-    - :func:`mce_loss`: eq. 6, multi-label cross entropy with soft labels (per class, summed).
+    - :func:`mce_loss`: eq. 6, multi-label cross entropy with soft labels (per class, averaged).
     - :func:`hybrid_loss`: eqs. 7-9 in the paper's per-class form, with the eq. 8 misprint handled.
-    - :func:`hybrid_loss_official`: the official code's batch-global form.
+    - :func:`hybrid_loss_official`: the official code's form, one normalization per image.
 AMR (Qin et al. 2022) and the reproduction report (seed 004)
     - :func:`amr_classification_loss`: eq. 5, the mean of the two branches' BCE.
     - :func:`cps_loss`: eq. 6, L1 between the two branches' CAMs.
@@ -37,33 +37,44 @@ def _per_class_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def mce_loss(F: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """OAA eq. 6 (multi-label cross entropy with soft labels), for each class c:
-    ``-(1/|N|) sum_j [p_j log q_j + (1 - p_j) log(1 - q_j)]`` over all pixels N; summed over
-    classes (as eq. 9 sums the hybrid loss) and averaged over the images of the batch."""
+    ``-(1/|N|) sum_j [p_j log q_j + (1 - p_j) log(1 - q_j)]`` over all pixels N; averaged over the
+    classes and the images of the batch.
+
+    The paper sums the classes (eq. 9 sums the hybrid loss); the mean divides that by the number of
+    classes K, a constant: the step size stays that of the classifier's BCE (a mean over classes)
+    and of the official per-image normalization whatever K is (8 here, 20 on VOC), see
+    :data:`wsss_lib.stages.oaa_plus.OAA_PLUS_LR`."""
     ll = p * Fn.logsigmoid(F) + (1 - p) * Fn.logsigmoid(-F)
-    return -ll.mean(dim=(-2, -1)).sum(dim=1).mean()
+    return -ll.mean(dim=(-2, -1)).mean(dim=1).mean()
 
 
 def hybrid_loss(F: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """OAA eqs. 7-9, the paper's per-class form.
+    """OAA eqs. 7-9, the paper's per-class form (its literal reading: each class normalized on its own).
 
     For each image and class c: ``N+`` = pixels with ``p > 0``, ``N-`` = pixels with ``p == 0``;
     eq. 7 ``L+ = -(1/|N+|) sum_{N+} p log q``; eq. 8 ``L- = -(1/|N-|) sum_{N-} log(1 - q)``.
     Eq. 8 as printed multiplies by ``p``, which is 0 on ``N-`` by definition, so the term would
     vanish; the intended (and the official code's) term has no ``p`` factor. Eq. 9 sums
-    ``L+ + L-`` over classes; the result is averaged over the images. An empty set contributes 0.
+    ``L+ + L-`` over classes; here the classes are averaged (eq. 9 divided by K, a constant, as
+    :func:`mce_loss`), then the images. An empty set contributes 0.
     """
     pos = (p > 0).to(F.dtype)
     neg = 1 - pos
     l_pos = _per_class_mean(-p * Fn.logsigmoid(F), pos)
     l_neg = _per_class_mean(-Fn.logsigmoid(-F), neg)
-    return (l_pos + l_neg).sum(dim=1).mean()
+    return (l_pos + l_neg).mean(dim=1).mean()
 
 
 def hybrid_loss_official(F: torch.Tensor, p: torch.Tensor, pos_threshold: float = 0.001,
                          eps: float = 1e-8) -> torch.Tensor:
-    """The official OAA+ code's hybrid loss (``ExLoss``): one normalization over all classes, pixels
-    and images of the batch, and ``p > 0.001`` (not ``p > 0``) counts as positive:
+    """The official OAA+ code's hybrid loss (``ExLoss``) for each image, averaged over the images:
+    one normalization over all classes and pixels of the image (not per class, as eqs. 7-9 read), and
+    ``p > 0.001`` (not ``p > 0``) counts as positive:
     ``-(1/|P|) sum_P p log q  -  (1/|N|) sum_N log(1 - q + 1e-8)``.
+
+    Per image is how the code behind the paper's figures normalizes: the Caffe layer
+    (``sigmoid_split_pn.py``) sees one image at a time (batch 1, gradients averaged over
+    ``iter_size``); OAA-PyTorch's ``ExLoss`` normalizes once over its batch of 5.
 
     As the official code, ``q = sigmoid(F)`` is formed in the input's precision and the negative term
     takes ``log(1 - q + eps)``: once ``q`` rounds to 1 (float32: ``F`` above about 16.6) a pixel's
@@ -72,9 +83,10 @@ def hybrid_loss_official(F: torch.Tensor, p: torch.Tensor, pos_threshold: float 
     Masks are multiplied, not indexed: no host synchronisation on a GPU."""
     pos = (p > pos_threshold).to(F.dtype)
     neg = 1 - pos
-    l_pos = (-p * Fn.logsigmoid(F) * pos).sum() / pos.sum().clamp_min(1)
-    l_neg = (-torch.log(1 - torch.sigmoid(F) + eps) * neg).sum() / neg.sum().clamp_min(1)
-    return l_pos + l_neg
+    dims = tuple(range(1, F.dim()))  # each image's classes and pixels
+    l_pos = (-p * Fn.logsigmoid(F) * pos).sum(dims) / pos.sum(dims).clamp_min(1)
+    l_neg = (-torch.log(1 - torch.sigmoid(F) + eps) * neg).sum(dims) / neg.sum(dims).clamp_min(1)
+    return (l_pos + l_neg).mean()
 
 
 OAA_PLUS_LOSSES = {"mce": mce_loss, "hl": hybrid_loss, "hl_official": hybrid_loss_official}

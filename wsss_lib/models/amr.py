@@ -12,10 +12,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from torchvision.models.resnet import Bottleneck
+
 from wsss_lib.models.amm import AMM
 from wsss_lib.models.cam import CAMNet, build_cam_net
 
 PLACEMENTS = ("stage", "bottleneck")
+#: how AMR's parameters are grouped for the optimizer (:meth:`AMRNet.param_groups`)
+LR_GROUPS = ("cam", "official")
 
 
 def weighted_cam(M_s: torch.Tensor, M_c: torch.Tensor, xi: float) -> torch.Tensor:
@@ -34,8 +38,6 @@ def insert_amm(net: CAMNet, placement: str = "stage", **amm_kwargs) -> CAMNet:
             bb[i] = nn.Sequential(bb[i], AMM(ch, **amm_kwargs))
         return net
     if placement == "bottleneck":
-        from torchvision.models.resnet import Bottleneck
-
         blocks = [m for m in bb.modules() if isinstance(m, Bottleneck)]
         if not blocks:
             raise ValueError("placement='bottleneck' needs a ResNet backbone (resnet50/resnet101); "
@@ -85,23 +87,46 @@ class AMRNet(nn.Module):
             f = stage(f)
         return F_s, comp.classifier(comp.head(f))
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
-        groups = self.compensation.param_groups(lr, weight_decay)
+    def param_groups(self, lr: float, weight_decay: float, lr_groups: str = "cam") -> list[dict]:
+        """The optimizer's parameter groups (see :data:`LR_GROUPS`): ``"cam"``, each branch as the CAM
+        classifier (:meth:`~wsss_lib.models.cam.CAMNet.param_groups`: backbone 1x, new layers 10x / 20x);
+        ``"official"``, the official ``step/train_amr.py``: the spotlight backbone 1x, the compensation
+        branch's feature extractor (backbone with its AMMs, and our head convs where there are any)
+        10x, the class-aware convs 0.1x, all with weight decay. Parameters no gradient reaches (a
+        frozen spotlight, a detached stem) are left out."""
+        if lr_groups not in LR_GROUPS:
+            raise ValueError(f"lr_groups={lr_groups!r} is invalid: expected one of {', '.join(LR_GROUPS)}")
+        if lr_groups == "cam":
+            groups = self.compensation.param_groups(lr, weight_decay)
+            if not self.freeze_spotlight:
+                groups += self.spotlight.param_groups(lr, weight_decay)
+        else:
+            comp = self.compensation
+            groups = [{"params": [*comp.backbone.parameters(), *comp.head.parameters()], "lr": 10 * lr,
+                       "weight_decay": weight_decay, "name": "compensation_features"},
+                      {"params": list(comp.classifier.parameters()), "lr": 0.1 * lr, "weight_decay": weight_decay,
+                       "name": "classifiers"}]
+            if not self.freeze_spotlight:
+                spot = self.spotlight
+                groups.insert(0, {"params": [*spot.backbone.parameters(), *spot.head.parameters()], "lr": lr,
+                                  "weight_decay": weight_decay, "name": "spotlight_features"})
+                groups[-1]["params"] += list(spot.classifier.parameters())
         if self.detach_stem:  # no gradient reaches the first stage: leave it out of the optimizer
             stem = {id(p) for p in self.compensation.backbone[0].parameters()}
             for g in groups:
                 g["params"] = [p for p in g["params"] if id(p) not in stem]
-        if not self.freeze_spotlight:
-            groups += self.spotlight.param_groups(lr, weight_decay)
-        return groups
+        for g in groups:  # parameters frozen elsewhere (requires_grad False) are no one's
+            g["params"] = [p for p in g["params"] if p.requires_grad]
+        return [g for g in groups if g["params"]]
 
 
 def build_amr(backbone: str, num_classes: int, weights=None, output_stride: int = 8,
               placement: str = "stage", freeze_spotlight: bool = False, detach_stem: bool = False,
-              width: int = 32, **amm_kwargs) -> AMRNet:
+              width: int = 32, head_convs: int = 3, head_init: str = "kaiming", **amm_kwargs) -> AMRNet:
     """Both branches on ``backbone`` from ``weights`` (:class:`wsss_lib.models.weights.Weights` or
-    ``None``); the compensation branch gets the AMM at ``placement``."""
-    spot = build_cam_net(backbone, num_classes, weights, output_stride=output_stride, width=width)
-    comp = insert_amm(build_cam_net(backbone, num_classes, weights, output_stride=output_stride, width=width),
-                      placement, **amm_kwargs)
+    ``None``), each as the CAM classifier (``head_convs``, ``head_init``); the compensation branch
+    gets the AMM at ``placement``."""
+    net = dict(output_stride=output_stride, width=width, head_convs=head_convs, head_init=head_init)
+    spot = build_cam_net(backbone, num_classes, weights, **net)
+    comp = insert_amm(build_cam_net(backbone, num_classes, weights, **net), placement, **amm_kwargs)
     return AMRNet(spot, comp, freeze_spotlight, detach_stem)

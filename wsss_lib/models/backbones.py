@@ -2,32 +2,77 @@
 small CPU network for the embedded benchmark.
 
 Each builder returns a :class:`Backbone`: an ``nn.Sequential`` of *stages* (the AMR compensation
-branch inserts its modulation module after each stage) with ``out_channels`` and
-``output_stride``. Every builder takes ``weights`` (:class:`wsss_lib.models.weights.Weights`, or
-``None`` for random initialization): ImageNet weights from the torch hub cache (a missing file
-raises, naming it; nothing is downloaded at run time), or, for ``tiny``, the weights learnt on the
-embedded source task (:mod:`wsss_lib.models.pretrain`: the cache first, made when missing).
+branch inserts its modulation module after each stage) with ``out_channels``, ``output_stride``
+and ``weight_keys`` (where each tensor of the torchvision network it was cut from went). Builders
+only build, with random initialization; :func:`wsss_lib.models.weights.pretrained_backbone` is the
+one function that loads pretrained weights into a backbone (and freezes its BatchNorm,
+:func:`freeze_batchnorm`), and every model factory calls it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import torch.nn.functional as Fn
+import torchvision.models as tvm
 from torch import nn
-
-if TYPE_CHECKING:
-    from wsss_lib.models.weights import Weights
 
 BACKBONES = ("tiny", "vgg16", "resnet50", "resnet101")
 
 
 class Backbone(nn.Sequential):
     def __init__(self, stages: list[nn.Module], out_channels: int, output_stride: int,
-                 stage_channels: list[int]) -> None:
+                 stage_channels: list[int], source: nn.Module | None = None) -> None:
         super().__init__(*stages)
         self.out_channels = out_channels
         self.output_stride = output_stride
         self.stage_channels = stage_channels
+        #: state-dict key of the network the stages were cut from -> this backbone's key (identity
+        #: for a backbone that is its own source, as ``tiny``): how pretrained weights are loaded
+        self.weight_keys = _weight_keys(source, self) if source is not None else {k: k for k in self.state_dict()}
+
+
+def _weight_keys(source: nn.Module, backbone: nn.Module) -> dict[str, str]:
+    """Map the keys of ``source``'s state dict to ``backbone``'s by tensor identity (the backbone
+    reuses the source's modules); tensors the backbone dropped (a classifier) are left out."""
+    where = {id(t): k for k, t in backbone.state_dict(keep_vars=True).items()}
+    return {k: where[id(t)] for k, t in source.state_dict(keep_vars=True).items() if id(t) in where}
+
+
+class FrozenBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm whose statistics never change and are always used (the official AMR / IRN
+    ``FixedBatchNorm``): the network computes the same function in training and in evaluation mode.
+    The affine weight and bias stay trainable, as in the official code."""
+
+    #: read by the data-parallel wrapper, which leaves these out of synchronized batch norm
+    frozen_statistics = True
+
+    def forward(self, x):
+        return Fn.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, training=False,
+                             eps=self.eps)
+
+
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every ``BatchNorm2d`` of ``module`` by a :class:`FrozenBatchNorm2d` holding the same
+    statistics and affine parameters (in place; returns ``module``). A pretrained backbone is
+    fine-tuned so, as the official AMR and IRN code: one network mode for the OAA store, the drift
+    record and the CAM (:func:`wsss_lib.models.weights.pretrained_backbone`)."""
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if type(child) is nn.BatchNorm2d:
+                frozen = FrozenBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                           child.track_running_stats)
+                frozen.load_state_dict(child.state_dict())
+                if child.affine:
+                    frozen.weight.requires_grad_(child.weight.requires_grad)
+                    frozen.bias.requires_grad_(child.bias.requires_grad)
+                setattr(parent, name, frozen)
+    return module
+
+
+def has_training_batchnorm(module: nn.Module) -> bool:
+    """Whether ``module`` holds BatchNorm that normalizes with batch statistics in training mode
+    (then its training forward and its evaluation forward differ)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not getattr(m, "frozen_statistics", False)
+               for m in module.modules())
 
 
 def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
@@ -35,14 +80,14 @@ def _cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> list[nn.Mod
             nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-def tiny_backbone(width: int = 32, weights: "Weights | None" = None, output_stride: int = 8) -> Backbone:
+def tiny_backbone(width: int = 32, output_stride: int = 8) -> Backbone:
     """Four stages, output stride 8: (2w, s2) (4w, s2) (8w, s2) (8w, dilation 2).
 
     ``output_stride=4`` keeps the third stage at its input's resolution and dilates instead (stage 3
     dilation 2, stage 4 dilation 4), as DeepLab does for ResNet: the same parameters (so the same
     pretrained weights load), twice the cells per side. About 0.3 M parameters at ``width=32``.
-    ``weights``: ``Weights("source-task", spec)``, the weights learnt on the embedded source task of
-    ``spec`` (:func:`wsss_lib.models.pretrain.load_tiny_pretrained`).
+    Its pretrained weights are those learnt on the embedded source task
+    (:mod:`wsss_lib.models.pretrain`).
     """
     if output_stride not in (4, 8):
         raise ValueError(f"output_stride must be 4 or 8 for the tiny backbone, got {output_stride}")
@@ -52,35 +97,14 @@ def tiny_backbone(width: int = 32, weights: "Weights | None" = None, output_stri
               nn.Sequential(*_cbr(w, 2 * w, 2), *_cbr(2 * w, 2 * w)),
               nn.Sequential(*_cbr(2 * w, 4 * w, s3, dilation=d3), *_cbr(4 * w, 4 * w, dilation=d3)),
               nn.Sequential(*_cbr(4 * w, 4 * w, dilation=d4), *_cbr(4 * w, 4 * w, dilation=d4))]
-    bb = Backbone(stages, 4 * w, output_stride, [w, 2 * w, 4 * w, 4 * w])
-    if weights is not None:
-        if weights.source != "source-task":
-            raise ValueError(f"the tiny backbone has no {weights.source!r} weights; expected source-task weights")
-        from wsss_lib.models.pretrain import load_tiny_pretrained
-
-        bb.load_state_dict(load_tiny_pretrained(weights.pretrain, width))
-    return bb
+    return Backbone(stages, 4 * w, output_stride, [w, 2 * w, 4 * w, 4 * w])
 
 
-def _torchvision_net(name: str, weights: "Weights | None", **kwargs):
-    """torchvision's ``name`` network, with its ImageNet weights when ``weights`` asks for them
-    (from the torch hub cache; a missing file raises, naming it: see :mod:`wsss_lib.models.weights`)."""
-    import torchvision.models as tvm
-
-    net = getattr(tvm, name)(weights=None, **kwargs)
-    if weights is not None:
-        from wsss_lib.models.weights import load_imagenet
-
-        if weights.source != "imagenet":
-            raise ValueError(f"{name} starts from ImageNet weights or none, not {weights.source!r}")
-        net.load_state_dict(load_imagenet(name))
-    return net
-
-
-def vgg16_backbone(weights: "Weights | None" = None) -> Backbone:
+def vgg16_backbone() -> Backbone:
     """VGG16 conv layers at output stride 8: pool4 keeps resolution, pool5 is dropped and conv5 is
     dilated by 2 (as DeepLab-LargeFOV and the OAA code)."""
-    feats = list(_torchvision_net("vgg16", weights).features.children())
+    net = tvm.vgg16(weights=None)
+    feats = list(net.features.children())
     pools = [i for i, m in enumerate(feats) if isinstance(m, nn.MaxPool2d)]  # 5 pools
     feats[pools[3]] = nn.MaxPool2d(3, stride=1, padding=1)
     for m in feats[pools[3] + 1:pools[4]]:
@@ -88,11 +112,10 @@ def vgg16_backbone(weights: "Weights | None" = None) -> Backbone:
             m.dilation, m.padding = (2, 2), (2, 2)
     cuts = [0, pools[1] + 1, pools[2] + 1, pools[3] + 1, pools[4]]
     stages = [nn.Sequential(*feats[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
-    return Backbone(stages, 512, 8, [128, 256, 512, 512])
+    return Backbone(stages, 512, 8, [128, 256, 512, 512], source=net)
 
 
-def resnet_backbone(depth: int = 50, output_stride: int = 16, weights: "Weights | None" = None,
-                    dilate: bool = True) -> Backbone:
+def resnet_backbone(depth: int = 50, output_stride: int = 16, dilate: bool = True) -> Backbone:
     """ResNet-50/101 with dilation instead of stride in the last stage(s).
 
     ``dilate=False`` (output stride 16 only) just drops the last stage's stride and keeps dilation 1,
@@ -104,24 +127,24 @@ def resnet_backbone(depth: int = 50, output_stride: int = 16, weights: "Weights 
     if not dilate and output_stride != 16:
         raise ValueError("dilate=False keeps dilation 1 and needs output_stride=16")
     dil = [False, output_stride == 8, True] if dilate else [False, False, False]
-    net = _torchvision_net(f"resnet{depth}", weights, replace_stride_with_dilation=dil)
+    net = getattr(tvm, f"resnet{depth}")(weights=None, replace_stride_with_dilation=dil)
     if not dilate:  # strides (2, 2, 2, 1): the first block of layer4 keeps resolution
         net.layer4[0].conv2.stride = (1, 1)
         net.layer4[0].downsample[0].stride = (1, 1)
     stages = [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1),
               net.layer2, net.layer3, net.layer4]
-    return Backbone(stages, 2048, output_stride, [256, 512, 1024, 2048])
+    return Backbone(stages, 2048, output_stride, [256, 512, 1024, 2048], source=net)
 
 
-def build_backbone(name: str, weights: "Weights | None" = None, output_stride: int = 8, width: int = 32) -> Backbone:
-    """Build a backbone by name (one of :data:`BACKBONES`) from ``weights`` (``None``: random
-    initialization; see :func:`wsss_lib.models.weights.weights_for`)."""
+def build_backbone(name: str, *, output_stride: int = 8, width: int = 32) -> Backbone:
+    """Build a backbone by name (one of :data:`BACKBONES`), randomly initialized (pretrained weights:
+    :func:`wsss_lib.models.weights.pretrained_backbone`)."""
     if name == "tiny":
-        return tiny_backbone(width, weights, output_stride)
+        return tiny_backbone(width, output_stride)
     if name == "vgg16":
-        return vgg16_backbone(weights)
+        return vgg16_backbone()
     if name in ("resnet50", "resnet101"):
-        return resnet_backbone(int(name[6:]), output_stride, weights)
+        return resnet_backbone(int(name[6:]), output_stride)
     raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}")
 
 
@@ -148,4 +171,5 @@ def count_parameters(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-__all__ = ["BACKBONES", "Backbone", "build_backbone", "count_parameters", "receptive_field"]
+__all__ = ["BACKBONES", "Backbone", "FrozenBatchNorm2d", "build_backbone", "count_parameters", "freeze_batchnorm",
+           "has_training_batchnorm", "receptive_field"]

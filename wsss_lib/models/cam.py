@@ -9,21 +9,22 @@ The same network without GAP and classification loss is OAA+'s integral attentio
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import nn
 
-from wsss_lib.models.backbones import Backbone, build_backbone
+from wsss_lib.models.backbones import Backbone
+from wsss_lib.models.weights import Weights, pretrained_backbone
 
-if TYPE_CHECKING:
-    from wsss_lib.models.weights import Weights
+#: how the new layers (head convs and the class-aware conv) start: ``kaiming`` (He-normal head, the
+#: class conv N(0, 0.01)) or ``normal`` (every new conv N(0, 0.01), biases 0: the official OAA and
+#: OAA+ ``vgg1.py`` / Caffe ``gaussian std 0.01`` fillers)
+HEAD_INITS = ("kaiming", "normal")
 
 
 class CAMNet(nn.Module):
     """``forward(x) -> F`` of shape ``B x C x h x w`` (class-aware maps, before any ReLU)."""
 
     def __init__(self, backbone: Backbone, num_classes: int, head_channels: int = 512,
-                 num_head_convs: int = 3, classifier_bias: bool = True) -> None:
+                 num_head_convs: int = 3, classifier_bias: bool = True, head_init: str = "kaiming") -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -36,9 +37,14 @@ class CAMNet(nn.Module):
         self.head = nn.Sequential(*layers)
         self.classifier = nn.Conv2d(cin, num_classes, 1, bias=classifier_bias)
         self.num_classes = num_classes
+        if head_init not in HEAD_INITS:
+            raise ValueError(f"head_init={head_init!r} is invalid: expected one of {', '.join(HEAD_INITS)}")
         for m in self.head.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if head_init == "kaiming":
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                else:
+                    nn.init.normal_(m.weight, std=0.01)
                 nn.init.zeros_(m.bias)
         nn.init.normal_(self.classifier.weight, std=0.01)
         if classifier_bias:
@@ -69,11 +75,15 @@ class CAMNet(nn.Module):
         return groups
 
 
-def build_cam_net(backbone: str, num_classes: int, weights: "Weights | None" = None, output_stride: int = 8,
-                  head_channels: int | None = None, width: int = 32) -> CAMNet:
-    """The classifier on ``backbone`` starting from ``weights`` (``None``: random initialization);
-    ``width``: the tiny backbone's (its head has ``4 * width`` channels, 128 at the default)."""
-    bb = build_backbone(backbone, weights, output_stride=output_stride, width=width)
+def build_cam_net(backbone: str, num_classes: int, weights: Weights | None = None, output_stride: int = 8,
+                  head_channels: int | None = None, width: int = 32, head_convs: int = 3,
+                  head_init: str = "kaiming", classifier_bias: bool = True) -> CAMNet:
+    """The classifier on ``backbone`` starting from ``weights`` (``None``: random initialization,
+    BatchNorm trained; else BatchNorm frozen: :func:`~wsss_lib.models.weights.pretrained_backbone`);
+    ``width``: the tiny backbone's (its head has ``4 * width`` channels, 64 at width 16);
+    ``head_convs``: the 3x3 convs between the backbone and the class-aware conv (OAA: 3; the
+    official AMR network: 0)."""
+    bb = pretrained_backbone(backbone, weights, output_stride=output_stride, width=width)
     if head_channels is None:
         head_channels = 512 if backbone != "tiny" else 4 * width
-    return CAMNet(bb, num_classes, head_channels)
+    return CAMNet(bb, num_classes, head_channels, head_convs, classifier_bias, head_init)

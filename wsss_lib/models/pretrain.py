@@ -36,6 +36,7 @@ from torch import nn
 from wsss_lib.data.synthetic import _background, _hsv_to_rgb, default_cache_dir
 from wsss_lib.data.transforms import normalize_images
 from wsss_lib.util.io import read_json, write_json
+from wsss_lib.models.backbones import tiny_backbone
 
 SHAPES = ("triangle", "square", "cross", "star", "crescent", "ell")
 TEXTURES = ("solid", "stripes", "checker", "dots")
@@ -222,8 +223,6 @@ class SourceClassifier(nn.Module):
 
     def __init__(self, width: int = 32, num_classes: int = len(SOURCE_CLASSES)) -> None:
         super().__init__()
-        from wsss_lib.models.backbones import tiny_backbone
-
         self.backbone = tiny_backbone(width)
         self.fc = nn.Linear(self.backbone.out_channels, num_classes)
 

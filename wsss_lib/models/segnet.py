@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from wsss_lib.models.backbones import _cbr, build_backbone
+from wsss_lib.models.backbones import _cbr, freeze_batchnorm
+from wsss_lib.models.weights import load_imagenet, pretrained_backbone
 
 SEG_NETWORKS = ("small", "deeplab_largefov", "deeplabv3_resnet101")
 
@@ -44,7 +45,7 @@ class SegNet(nn.Module):
 
 
 def small_segnet(num_classes: int, width: int = 32, weights=None) -> SegNet:
-    bb = build_backbone("tiny", weights, width=width)
+    bb = pretrained_backbone("tiny", weights, width=width)
     c = bb.out_channels
     head = nn.Sequential(*_cbr(c, c, dilation=4), nn.Dropout2d(0.1), nn.Conv2d(c, num_classes, 1))
     return SegNet(bb, head)
@@ -60,7 +61,7 @@ def _largefov_pools(module: nn.Module) -> None:
 
 
 def deeplab_largefov(num_classes: int, weights=None) -> SegNet:
-    bb = build_backbone("vgg16", weights)
+    bb = pretrained_backbone("vgg16", weights)
     _largefov_pools(bb)
     head = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.AvgPool2d(3, 1, 1),
                          nn.Conv2d(512, 1024, 3, padding=12, dilation=12), nn.ReLU(inplace=True), nn.Dropout(0.5),
@@ -91,11 +92,10 @@ def deeplabv3_resnet101(num_classes: int, weights=None) -> nn.Module:
 
     net = tv_deeplab(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
     if weights is not None:  # ImageNet weights of the backbone (torchvision's ``weights_backbone``)
-        from wsss_lib.models.weights import load_imagenet
-
         missing, _ = net.backbone.load_state_dict(load_imagenet("resnet101"), strict=False)
         if missing:
             raise RuntimeError(f"ImageNet ResNet-101 weights do not fit the DeepLabv3 backbone: missing {missing[:5]}")
+        freeze_batchnorm(net.backbone)
     return _TorchvisionSeg(net)
 
 

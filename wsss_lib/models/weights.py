@@ -20,8 +20,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from wsss_lib.util.io import file_digest_cached
-from wsss_lib.models.pretrain import PretrainSpec
+from wsss_lib.util.io import file_digest_cached, read_json, torch_load
+from wsss_lib.models.backbones import Backbone, build_backbone, freeze_batchnorm
+from wsss_lib.models.pretrain import PretrainSpec, ensure_tiny_pretrained, load_tiny_pretrained
 
 #: torchvision's model names of our backbones and segmentation backbones
 TORCHVISION = ("vgg16", "resnet50", "resnet101")
@@ -40,9 +41,6 @@ class Weights:
         """Check the weights of ``backbone`` are here (making the source-task weights if missing)
         and return what identifies them: the file's name and SHA-256."""
         if self.source == "source-task":
-            from wsss_lib.models.pretrain import ensure_tiny_pretrained
-            from wsss_lib.util.io import read_json
-
             if backbone != "tiny":
                 raise ValueError(f"source-task weights exist for the tiny backbone only, not {backbone!r}")
             folder = ensure_tiny_pretrained(self.pretrain)
@@ -85,9 +83,35 @@ def imagenet_file(name: str) -> Path:
 
 def load_imagenet(name: str) -> dict:
     """The state dict of torchvision's ImageNet weights for ``name`` (from the cache; never downloaded)."""
-    from wsss_lib.util.io import torch_load
-
     return torch_load(imagenet_file(name), weights_only=True)
+
+
+def load_weights(bb: Backbone, name: str, weights: Weights, width: int = 32) -> Backbone:
+    """Load ``weights`` into the backbone ``bb`` of kind ``name`` (strict: every tensor of the
+    backbone comes from the file) and freeze its BatchNorm (:func:`~wsss_lib.models.backbones.freeze_batchnorm`:
+    a pretrained backbone is fine-tuned with its statistics fixed, as the official AMR / IRN code, so
+    its training and evaluation forwards are one function). Returns ``bb``."""
+    if weights.source == "source-task":
+        if name != "tiny":
+            raise ValueError(f"source-task weights exist for the tiny backbone only, not {name!r}")
+        state = load_tiny_pretrained(weights.pretrain, width)
+    elif weights.source == "imagenet":
+        if name not in TORCHVISION:
+            raise ValueError(f"the {name} backbone has no ImageNet weights; expected one of {', '.join(TORCHVISION)}")
+        state = load_imagenet(name)
+    else:
+        raise ValueError(f"unknown weights source {weights.source!r}: expected 'imagenet' or 'source-task'")
+    mapped = {bb.weight_keys[k]: v for k, v in state.items() if k in bb.weight_keys}
+    bb.load_state_dict(mapped, strict=True)
+    return freeze_batchnorm(bb)
+
+
+def pretrained_backbone(name: str, weights: Weights | None, output_stride: int = 8, width: int = 32) -> Backbone:
+    """The one way a model factory gets its backbone: built (:func:`~wsss_lib.models.backbones.build_backbone`),
+    then, unless ``weights`` is ``None`` (random initialization, BatchNorm trained), loaded from
+    ``weights`` with its BatchNorm frozen (:func:`load_weights`)."""
+    bb = build_backbone(name, output_stride=output_stride, width=width)
+    return bb if weights is None else load_weights(bb, name, weights, width)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 
-__all__ = ["TORCHVISION", "Weights", "WeightsUnavailable", "imagenet_file", "load_imagenet", "weights_for"]
+__all__ = ["TORCHVISION", "Weights", "WeightsUnavailable", "imagenet_file", "load_imagenet", "load_weights",
+           "pretrained_backbone", "weights_for"]
 
 if __name__ == "__main__":
     sys.exit(main())

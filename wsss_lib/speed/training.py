@@ -90,7 +90,8 @@ def stage_case(case: str, backbone: str, image_size: int, batch_size: int, num_c
     size = (-(-image_size // stride),) * 2
     if case == "oaa_plus":  # the accumulated maps it learns from, as an upstream run's attention file
         maps = torch.rand(len(layout), num_classes, *size, generator=torch.Generator().manual_seed(0))
-        save_attention(tmp / "attention" / f"{cfg.source}.pt", dense_source(maps, layout), cfg.source)
+        for source in {cfg.source, "cam"}:  # cam: the fallback target of empty maps (empty_target)
+            save_attention(tmp / "attention" / f"{source}.pt", dense_source(maps, layout), source)
         upstream["oaa_run"] = tmp
     ctx = RunContext(cfg, 0, profile, dev, tmp, layout, tmp, upstream, progress=False)
     ctx.ts = TrainingSet(layout, None, image_size, size, num_classes)

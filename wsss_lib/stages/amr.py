@@ -45,7 +45,7 @@ from wsss_lib.formulas.attention import attention_maps, class_scores
 from wsss_lib.util.io import file_digest, read_json, torch_load
 from wsss_lib.formulas.losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
 from wsss_lib.models.amm import AMM_FORMS, SPATIAL_POOLS
-from wsss_lib.models.amr import PLACEMENTS, build_amr, weighted_cam
+from wsss_lib.models.amr import LR_GROUPS, PLACEMENTS, build_amr, weighted_cam
 from wsss_lib.engine.adversarial_cam import OFFICIAL_SCALES, ClimbSettings, official_cams, strided_size
 from wsss_lib.engine.common import dense_source, infer_attention, present_slots
 from wsss_lib.engine.config import AttentionTrainConfig
@@ -74,8 +74,13 @@ INIT_FROM = {
 #: the values a preset sets (explicit parameters win); "placement" is resolved per backbone
 PRESETS: dict[str, dict] = {
     "paper": {},
+    # step/train_amr.py + run_sample.py: its loss weights and parameter groups (the compensation
+    # branch's feature extractor at 10x, the class-aware convs at 0.1x), weight decay 1e-4, and its
+    # PolyOptimizer's momentum: it passes the weight decay into torch's SGD at the place of momentum,
+    # so the official SGD runs with momentum 1e-4
     "official": {"amm_form": "official", "cps_maps": "raw", "w_cls_s": 0.5, "w_cls_c": 0.5, "w_cps": 0.05,
-                 "freeze_spotlight": True, "detach_stem": True, "placement": "bottleneck"},
+                 "freeze_spotlight": True, "detach_stem": True, "placement": "bottleneck", "lr_groups": "official",
+                 "weight_decay": 1e-4, "momentum": 1e-4},
 }
 
 
@@ -105,6 +110,7 @@ class AMRConfig(AttentionTrainConfig):
     detach_stem: bool = False  # official: True (no gradient into the compensation branch's first stage)
     init_from: str = "auto"  # see INIT_FROM: "auto" | "" | a classifier run | an official .pth
     freeze_spotlight: bool = True
+    lr_groups: str = "cam"  # LR_GROUPS: "cam" (each branch as the classifier) | "official" (train_amr.py)
     xi: tuple[float, ...] = REPORT_XI
     xi_main: float = 0.5  # the report's choice; the table reports this one and the sweep
     inference: str = "plain"  # "plain" ReLU CAM at one scale | "official" make_cam (adversarial climbing)
@@ -125,6 +131,7 @@ class AMRConfig(AttentionTrainConfig):
         self.check("gaussian_stats", self.gaussian_stats in (None, "sample", "batch"), "None, 'sample' or 'batch'")
         self.check("spatial_pool", self.spatial_pool in (None, *SPATIAL_POOLS), f"None or one of {SPATIAL_POOLS}")
         self.check("cps_maps", self.cps_maps in CPS_MAPS, f"one of {CPS_MAPS}")
+        self.check("lr_groups", self.lr_groups in LR_GROUPS, f"one of {', '.join(LR_GROUPS)}")
         self.check("xi", isinstance(self.xi, (list, tuple)) and bool(self.xi)
                    and all(isinstance(x, (int, float)) and round(float(x), 1) in XI_SWEEP for x in self.xi),
                    f"a non-empty list of values of the scored sweep {XI_SWEEP}")
@@ -169,7 +176,7 @@ class AMRStage(TrainingStage):
     Config = AMRConfig
     upstream = {"init_run": "classifier", "trained_run": "amr"}
     #: the classifier made as the spotlight branch starts from the same weights
-    inherits = ("backbone", "pretrained", "output_stride", "width")
+    inherits = ("backbone", "pretrained", "output_stride", "width", "head_convs")
     sources = ("amr_spotlight", "amr_compensation", *(f"amr_xi{x:g}" for x in XI_SWEEP))
     main_metrics = ("amr_miou_at_xi_main", "amr_compensation_miou", "amr_spotlight_miou")
     quick_note = "2 epochs: both branches are barely trained"
@@ -177,6 +184,13 @@ class AMRStage(TrainingStage):
     # xi and xi_main only choose what is shown: every run scores the whole sweep XI_SWEEP, so one
     # AMR run serves every xi
     display_only = ("xi", "xi_main")
+    health_sources = ("amr_spotlight", "amr_compensation")
+
+    def health_nets(self, model) -> dict:
+        return {"compensation": model.compensation, "spotlight": model.spotlight}
+
+    def param_groups(self, ctx: RunContext, model) -> list[dict]:
+        return model.param_groups(ctx.cfg.lr, ctx.cfg.weight_decay, ctx.cfg.lr_groups)
 
     def upstream_requests(self, cfg: AMRConfig, given: dict) -> dict:
         if scores_only(cfg):  # read the network the same training made: nothing trained here
@@ -225,7 +239,7 @@ class AMRStage(TrainingStage):
         cfg = ctx.cfg
         use_threshold, _ = VARIANTS[cfg.variant]
         model = build_amr(cfg.backbone, ctx.ts.num_classes, ctx.weights.get(cfg.backbone), output_stride=cfg.output_stride,
-                          width=cfg.width, placement=cfg.placement, freeze_spotlight=cfg.freeze_spotlight, detach_stem=cfg.detach_stem,
+                          width=cfg.width, head_convs=cfg.head_convs, head_init=cfg.head_init, placement=cfg.placement, freeze_spotlight=cfg.freeze_spotlight, detach_stem=cfg.detach_stem,
                           reduction=cfg.reduction, form=cfg.amm_form, spatial_pool=cfg.spatial_pool,
                           stats=cfg.gaussian_stats, normalize=cfg.gaussian_normalize,
                           threshold=cfg.threshold if use_threshold else None)

@@ -53,6 +53,7 @@ from wsss_lib.runs.folders import find_run, is_finished, params_hash, prepare_ru
 from wsss_lib.engine.common import TrainingSet, flat_metrics, save_and_score, training_set
 from wsss_lib.engine.config import AttentionTrainConfig, StageConfig, TrainConfig
 from wsss_lib.engine.data_setup import resolve_data_root
+from wsss_lib.engine.health import health_metrics, probe_views
 from wsss_lib.util.distributed import is_main, main_first
 from wsss_lib.engine.loop import Batch, LoopConfig, fit, resolve_device, seed_everything
 
@@ -379,6 +380,18 @@ class TrainingStage(Stage):
     def extra_metrics(self, ctx: RunContext, model, evals: dict) -> dict:
         return {}
 
+    #: the attention sources whose empty maps the run's health figures count (empty: every source)
+    health_sources: ClassVar[tuple[str, ...]] = ()
+
+    def health_nets(self, model) -> dict[str, torch.nn.Module]:
+        """The networks whose never-active head units the run's health figures count (name -> net;
+        ``""``: the model itself): :mod:`wsss_lib.engine.health`."""
+        return {"": model}
+
+    def param_groups(self, ctx: RunContext, model) -> list[dict]:
+        """The optimizer's parameter groups (default: the model's own, at the config's lr and decay)."""
+        return model.param_groups(ctx.cfg.lr, ctx.cfg.weight_decay)
+
     def evaluation_extra(self, ctx: RunContext) -> dict:
         return {}
 
@@ -425,7 +438,7 @@ class TrainingStage(Stage):
         cfg = ctx.cfg
         ctx.ts = self.training_set(ctx)
         model = self.build_model(ctx).to(ctx.device)
-        opt = torch.optim.SGD(model.param_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
+        opt = torch.optim.SGD(self.param_groups(ctx, model), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
         step, state = self.training_step(ctx, model)
         loop = self.loop(ctx)
         res = fit(model, opt, cfg.schedule, ctx.ts.dataset, loop, ctx.out, step, state,
@@ -441,7 +454,10 @@ class TrainingStage(Stage):
         sources = self.attention(ctx, model)
         evals = save_and_score(ctx.out, ctx.root, sources,
                                {"history": train_info.get("history", []), **self.evaluation_extra(ctx)}, ctx.layout)
-        metrics = {**flat_metrics(evals), **self.extra_metrics(ctx, model, evals),
+        probe = probe_views(ctx.ts.dataset, ctx.ts.crop, ctx.device)
+        health = health_metrics(self.health_nets(model), probe,
+                                {k: sources[k] for k in (self.health_sources or tuple(sources)) if k in sources})
+        metrics = {**flat_metrics(evals), **self.extra_metrics(ctx, model, evals), **health,
                    **{k: v for k, v in train_info.items() if k != "history"}}
         metrics["eval_seconds"] = time.perf_counter() - t0
         write_metrics(ctx.out, metrics)

@@ -24,8 +24,8 @@ from wsss_lib.formulas.diagnostics import drift_of_recording
 from wsss_lib.formulas.drift import DriftRecorder, summary_metrics
 from wsss_lib.formulas.evaluation import mean_average_precision
 from wsss_lib.util.io import file_digest, torch_save, write_json
-from wsss_lib.models.cam import build_cam_net
-from wsss_lib.engine.common import dense_source, infer_attention, training_set
+from wsss_lib.models.backbones import has_training_batchnorm
+from wsss_lib.engine.common import build_attention_net, dense_source, infer_attention, training_set
 from wsss_lib.engine.config import AttentionTrainConfig
 from wsss_lib.engine.loop import Batch
 from wsss_lib.stages.base import RunContext, TrainingStage
@@ -38,7 +38,10 @@ PRESETS: dict[str, dict] = {
     # OAA-PyTorch's training details: its gate on float32 probabilities, accumulation from the second
     # epoch with its last-epoch fallback, whole images without flips or crops (its loader resizes the
     # short side and keeps the aspect ratio: the same on square images; on VOC our views stay squares)
-    "official": {"gate": "topk_prob", "gate_start_epoch": 1, "last_epoch_fallback": True, "augment": "none"},
+    # and its optimizer (scripts/train.py + train.sh): lr 1e-3 on a loss averaged over 5 accumulated
+    # batches, Nesterov momentum 0.9, weight decay 5e-4, new layers drawn from N(0, 0.01)
+    "official": {"gate": "topk_prob", "gate_start_epoch": 1, "last_epoch_fallback": True, "augment": "none",
+                 "lr": 1e-3, "nesterov": True, "weight_decay": 5e-4, "head_init": "normal"},
 }
 
 
@@ -151,9 +154,7 @@ class ClassifierStage(TrainingStage):
         return {} if cfg.init_from else super().weights(cfg, profile)  # an official checkpoint brings its own
 
     def build_model(self, ctx: RunContext):
-        cfg = ctx.cfg
-        return build_cam_net(cfg.backbone, ctx.ts.num_classes, ctx.weights.get(cfg.backbone),
-                             output_stride=cfg.output_stride, width=cfg.width)
+        return build_attention_net(ctx.cfg, ctx.ts.num_classes, ctx.weights)
 
     def training_step(self, ctx: RunContext, model):
         cfg, size = ctx.cfg, ctx.ts.size
@@ -163,16 +164,26 @@ class ClassifierStage(TrainingStage):
         idx = np.linspace(0, len(ctx.layout) - 1, min(cfg.n_snapshots, len(ctx.layout))).round().astype(int).tolist()
         snaps = SnapshotRecorder(idx, ctx.ts.num_classes, size, cfg.epochs, len(ctx.layout), ctx.device)
         drift = DriftRecorder(store.slot_of, cfg.epochs, size)
-        ctx.state.update(store=store, snapshots=snaps, drift=drift)
+        # one network mode for the store, the drift record and the CAM row: a pretrained backbone's
+        # BatchNorm is frozen (training forward = evaluation forward); where BatchNorm trains (from
+        # scratch), the store is fed by an extra evaluation-mode forward, the mode the CAM is read in
+        eval_feed = has_training_batchnorm(model)
+        ctx.state.update(store=store, snapshots=snaps, drift=drift, store_forward="eval" if eval_feed else "train")
 
         def step(b: Batch) -> torch.Tensor:
             F = b.model(b.views)
             logits = class_scores(F.float())
             loss = Fn.binary_cross_entropy_with_logits(logits, b.labels)
             with torch.no_grad():
-                A_img, valid = views_to_image_frame(attention_maps(F.detach().float()), b.geo, size)
+                F_store, logits_store = F.detach(), logits.detach()
+                if eval_feed:
+                    model.eval()
+                    F_store = model(b.views)
+                    logits_store = class_scores(F_store.float())
+                    model.train()
+                A_img, valid = views_to_image_frame(attention_maps(F_store.float()), b.geo, size)
                 if cfg.accumulate:
-                    store.update(b.indices, A_img, valid, logits.detach(), b.labels, b.epoch, last_epoch=b.last_epoch)
+                    store.update(b.indices, A_img, valid, logits_store, b.labels, b.epoch, last_epoch=b.last_epoch)
                 snaps.record(b.epoch, b.indices, A_img)
                 drift.record(b.epoch, b.indices, A_img, valid)
             return loss
@@ -208,7 +219,8 @@ class ClassifierStage(TrainingStage):
                                         ctx.device)
         summary = drift_of_recording(ctx.state["drift"], store, ctx.layout, progress=ctx.progress)
         write_json(ctx.out / "drift.json", summary)
-        out = {**summary_metrics(summary), "cls_mAP_val": mean_average_precision(val_logits.numpy(), val_layout.labels)}
+        out = {**summary_metrics(summary), "cls_mAP_val": mean_average_precision(val_logits.numpy(), val_layout.labels),
+               "store_forward_eval": float(ctx.state.get("store_forward") == "eval")}
         if ctx.cfg.accumulate:
             out.update(oaa_accepted_fraction=float((store.counts > 0).float().mean()),
                        oaa_mean_accepted_updates=float(store.counts.float().mean()),

@@ -183,9 +183,15 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
         return y
 
 
+def _trains_statistics(module: nn.Module) -> bool:
+    """A batch norm that normalizes with batch statistics in training mode (not one whose statistics
+    are frozen: ``frozen_statistics``, :class:`wsss_lib.models.backbones.FrozenBatchNorm2d`)."""
+    return isinstance(module, nn.modules.batchnorm._BatchNorm) and not getattr(module, "frozen_statistics", False)
+
+
 def _convert_cpu_bn(module: nn.Module) -> nn.Module:
     out = module
-    if isinstance(module, nn.BatchNorm2d) and not isinstance(module, AllReduceBatchNorm2d):
+    if isinstance(module, nn.BatchNorm2d) and _trains_statistics(module) and not isinstance(module, AllReduceBatchNorm2d):
         out = AllReduceBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
                                    module.track_running_stats)
         if module.affine:  # the same Parameter objects: the optimizer's groups stay valid
@@ -203,7 +209,11 @@ def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     """Batch norm over all ranks: torch's ``SyncBatchNorm`` on CUDA, :class:`AllReduceBatchNorm2d`
     on CPU; parameters and buffers are kept (state dict keys unchanged)."""
     if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if _trains_statistics(model):
+            return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        for name, child in model.named_children():  # frozen batch norms stay frozen
+            model.add_module(name, sync_batchnorm(child, device))
+        return model
     return _convert_cpu_bn(model)
 
 
@@ -215,7 +225,7 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if any(_trains_statistics(m) for m in model.modules()):
         converted = sync_batchnorm(model, device)
         if converted is not model:
             raise RuntimeError("the model's root module is a batch norm; wrap it in a module first")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from wsss_lib.stages.amr import AMRConfig
 from wsss_lib.reporting.tables.core import Column, Row, Table
-from wsss_lib.reporting.tables.oaa import REPORT_TABLE1
+from wsss_lib.reporting.tables.oaa import HEALTH_NOTE, REPORT_TABLE1
 
 #: the report's Table 2 (VOC test mIoU, %) along xi
 REPORT_TABLE2 = {0.1: 49.2, 0.3: 53.4, 0.5: 56.8, 0.7: 54.5, 0.9: 50.7}
@@ -41,6 +41,12 @@ AMR_TABLE = Table("amr_table", table1_rows(AMR_VARIANTS), paper=REPORT_COL,
                   note=AMR_NOTE)
 AMR_ABLATION = Table("amr_ablation", table1_rows(ABLATION_VARIANTS), paper=REPORT_COL,
                      title="AMR ablation: each modification of the report alone", note=AMR_NOTE)
+AMR_HEALTH = Table("amr_health", tuple(Row(label, "amr", p) for label, p in AMR_VARIANTS.items()), (
+    Column("never-active head units (compensation)", {}, "dead_head_units_compensation"),
+    Column("empty maps (spotlight)", {}, "empty_maps_amr_spotlight"),
+    Column("empty maps (compensation)", {}, "empty_maps_amr_compensation"), Column("final loss", {}, "final_loss")),
+    index="variant", paper="", title="Health of the AMR runs: dead units, empty maps, final loss",
+    note=HEALTH_NOTE + " The spotlight branch is frozen: its units are the classifier run's.")
 AMR_XI_TABLE = Table("amr_xi_table", tuple(Row(f"{x:g}", "amr", {}, f"amr_xi{x:g}_miou", paper=p)
                                            for x, p in REPORT_TABLE2.items()),
                      tuple(Column(f"{label} mean", params, agg="mean") for label, params in AMR_VARIANTS.items()),
@@ -76,6 +82,6 @@ AMR_INFERENCE_TABLE = Table("amr_inference", tuple(
          "over scales 1.0, 0.5, 1.5 and their mirrors with adv_iter 8 (the official defaults, 27 over seven scales, "
          "cost about 12 s per image on 2 CPU cores). Grid amr_inference.yaml, not in make run.")
 
-TABLES = (AMR_TABLE, AMR_XI_TABLE, AMR_ABLATION, AMR_ABLATION_DETAIL, AMR_INFERENCE_TABLE)
+TABLES = (AMR_TABLE, AMR_HEALTH, AMR_XI_TABLE, AMR_ABLATION, AMR_ABLATION_DETAIL, AMR_INFERENCE_TABLE)
 
-__all__ = ["ABLATION_VARIANTS", "AMR_INFERENCE_TABLE", "AMR_VARIANTS", "INFERENCES", "REPORT_TABLE2", "TABLES", "XI", "table1_rows"]
+__all__ = ["ABLATION_VARIANTS", "AMR_HEALTH", "AMR_INFERENCE_TABLE", "AMR_VARIANTS", "INFERENCES", "REPORT_TABLE2", "TABLES", "XI", "table1_rows"]

@@ -37,8 +37,8 @@ def cam_rows(params: dict | None = None) -> tuple[Row, ...]:
 
 
 def plus_rows(params: dict | None = None) -> tuple[Row, ...]:
-    return tuple(Row(label, "oaa_plus", {**(params or {}), "loss": loss}, "oaa_plus_miou", paper=OAA_TABLE2[label])
-                 for label, loss in OAA_PLUS_LOSSES.items())
+    return tuple(Row(label, "oaa_plus", {**(params or {}), "loss": loss}, "oaa_plus_miou", {"source": "oaa_plus"},
+                     OAA_TABLE2[label]) for label, loss in OAA_PLUS_LOSSES.items())
 
 
 #: the segmentation rows: label -> (attention source, the upstream stage's parameters)
@@ -74,6 +74,16 @@ OAA_DETAIL = Table("oaa_detail", cam_rows(), (
 OAA_PLUS_TABLE = Table("oaa_plus_table", cam_rows() + plus_rows(),
                        title="OAA Table 2: CAM, OAA-AVE, OAA-MAX and OAA+ trained with MCE or the hybrid loss (HL)",
                        note=CAM_NOTE)
+
+#: the health figures every run records (wsss_lib.engine.health), as columns
+HEALTH_NOTE = ("never-active head units: the share of the first head layer's units positive nowhere on a fixed "
+               "probe batch (the first 32 training images); empty maps: the share of present (image, class) maps "
+               "that are zero everywhere; final loss: the last epoch's mean training loss; mean ± std over seeds. "
+               "A collapse shows here before it shows in the mIoU.")
+OAA_PLUS_HEALTH = Table("oaa_plus_health", cam_rows() + plus_rows(), (
+    Column("never-active head units", {}, "dead_head_units"), Column("empty maps", {}, "empty_maps_{source}"),
+    Column("final loss", {}, "final_loss")), index="method", paper="",
+    title="Health of the runs behind the OAA+ table: dead units, empty maps, final loss", note=HEALTH_NOTE)
 
 #: the classifier's gate / schedule variants (grid oaa_gate.yaml), next to the default run
 GATE_VARIANTS = ({}, {"preset": "official"}, {"gate_start_epoch": 5})
@@ -152,11 +162,11 @@ DRIFT_TABLE = Table("drift_setting", tuple(Row(name, "classifier", p) for name, 
                     note="covers: the share of the object inside the attention region (A > 0.5); peak shift in "
                          "image sides; part switches: how often the part holding most attention changes.")
 
-TABLES = (OAA_TABLE, OAA_DETAIL, OAA_PLUS_TABLE, OAA_VARIANTS, SEGMENTATION_TABLE, SEGMENTATION_DETAIL,
+TABLES = (OAA_TABLE, OAA_DETAIL, OAA_PLUS_TABLE, OAA_PLUS_HEALTH, OAA_VARIANTS, SEGMENTATION_TABLE, SEGMENTATION_DETAIL,
           FRACTION_TABLE)
 #: the setting page's tables (rendered when a setting other than the default was run: make setting)
 SETTING_TABLES = (SETTING_TABLE, SETTING_SEG_TABLE, DRIFT_TABLE)
 
-__all__ = ["OAA_SOURCES", "OAA_TABLE2", "OAA_TABLE3", "SEG_MODES", "SEG_ROWS", "SETTINGS", "SETTING_TABLES", "TABLES",
+__all__ = ["HEALTH_NOTE", "OAA_SOURCES", "OAA_TABLE2", "OAA_TABLE3", "SEG_MODES", "SEG_ROWS", "SETTINGS", "SETTING_TABLES", "TABLES",
            "cam_rows",
            "plus_rows", "pseudo", "seg_rows"]

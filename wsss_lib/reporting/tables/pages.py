@@ -112,11 +112,13 @@ def write_reports(df: pd.DataFrame, reports: str | Path, profile: Profile = FULL
           weights=_weights(cls["pretrained"]), **{k: cls[k] for k in ("backbone", "epochs", "batch_size", "lr",
           "schedule", "augment", "gate", "gate_start_epoch", "last_epoch_fallback")}, **md)
     plus = _config("oaa_plus", profile)
-    _page(reports, "oaa_plus.md", profile=profile.name, plus_source=plus["source"], plus_epochs=plus["epochs"], **md)
+    _page(reports, "oaa_plus.md", profile=profile.name, plus_source=plus["source"], plus_epochs=plus["epochs"],
+          plus_lr=f"{plus['lr']:g}", **md)
     a = _config("amr", profile)
     off = _config("amr", profile, preset="official")
     _page(reports, "amr.md", profile=profile.name, xi=f"{a['xi_main']:g}", weights=_weights(a["pretrained"]),
           off_w_cls_s=off["w_cls_s"], off_w_cls_c=off["w_cls_c"], off_w_cps=off["w_cps"],
+          off_weight_decay=f"{off['weight_decay']:g}", off_momentum=f"{off['momentum']:g}",
           **{k: a[k] for k in ("backbone", "epochs", "w_cls_s", "w_cls_c", "w_cps", "threshold", "area_weight")}, **md)
     if not tables["amr_xi_table"].empty:
         from wsss_lib.figures.plots import save_figure
