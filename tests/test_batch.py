@@ -108,7 +108,7 @@ def test_killed_batch_resumes_without_redoing_finished_points(runs, tmp_path):
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)  # the batch and its kernels, mid-point
     proc.wait()
-    assert point_status(pts[1].folder) == "running"  # recognizably unfinished: no metrics.json
+    assert point_status(pts[1].folder) == "interrupted"  # its batch is dead: recognizably unfinished, to resume
     assert not (pts[1].folder / "metrics.json").exists()
     assert subprocess.run(_batch_cmd(gf), env=os.environ.copy(), capture_output=True).returncode == 0
     assert [point_status(p.folder) for p in pts] == ["finished"] * 3

@@ -200,8 +200,10 @@ def test_the_store_and_the_cam_read_one_network(quick_voc):
 
     maps, _ = infer_attention(TrainMode(model), ts.dataset, ts.size, ts.crop, torch.device("cpu"))
     cam = load_attention(run / "attention" / "cam.pt")
+    assert (cam["maps"].flatten(1).amax(1) > 0).float().mean() > 0.2  # the quick classifier's maps are not empty
+    # the published maps are stored in float16: equal to within one float16 step
     torch.testing.assert_close(maps[cam["slot_image"], cam["slot_class"]].float(), cam["maps"].float(),
-                               atol=1e-5, rtol=1e-4)
+                               atol=2e-4, rtol=2.0 ** -10)
 
 
 def test_from_scratch_the_store_is_fed_in_evaluation_mode(quick_voc):

@@ -187,7 +187,7 @@ def test_pseudo_label_stage_errors_name_what_is_wrong(tmp_path, quick_root):
     with pytest.raises(ValueError, match=r"badsal/t000000.png is 12x10 but its image is 64x64"):
         stage(quick=True, run_dir=str(tmp_path / "b"), saliency_root=str(bad), source="cam", progress=False)
     evo = get_stage("evolution")(quick=True, progress=False)  # a finished run of another stage
-    with pytest.raises(ValueError, match="is a 'evolution' run, not a run of stage 'classifier'"):
+    with pytest.raises(ValueError, match="is a run of stage 'evolution', not of stage 'classifier'"):
         stage(quick=True, run_dir=str(tmp_path / "c"), attention_run=str(evo), source="cam", progress=False)
     with pytest.raises(FileNotFoundError, match="attention_run='/no/run'"):
         stage(quick=True, run_dir=str(tmp_path / "d"), attention_run="/no/run", source="cam", progress=False)

@@ -46,7 +46,7 @@ def test_notebook_call_reads_each_parameter_once_and_validates(monkeypatch, caps
     # quick: the parameter, or WSSS_QUICK=1 forcing it (said in the output)
     monkeypatch.setenv("WSSS_QUICK", "1")
     call = notebook_call("classifier", {"seed": 0, "quick": False})
-    assert call.quick and call.config.epochs == 2
+    assert call.quick and call.config.epochs == 6  # the quick classifier's (the other stages': 2)
     assert "forced by WSSS_QUICK" in capsys.readouterr().out
     with pytest.raises(ValueError, match="parameter quick='yes'"):
         resolve_profile("yes")
@@ -65,7 +65,7 @@ def test_upstream_resolver_says_what_is_missing(tmp_path, quick_voc):
     run = get_stage("classifier")(**Q)
     assert plan_upstream("oaa_run", Upstream("classifier", str(run))) == run
     assert plan_upstream("oaa_run", Upstream("classifier", run.name)) == run  # by identity
-    with pytest.raises(ValueError, match="is a 'oaa' run, not a run of stage 'amr'"):
+    with pytest.raises(ValueError, match="is a run of stage 'classifier', not of stage 'amr'"):
         plan_upstream("init_from", Upstream("amr", str(run)))
     half = tmp_path / "oaa-half"
     half.mkdir()

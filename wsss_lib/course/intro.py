@@ -49,12 +49,33 @@ def samples_figure(layout, indices: Sequence[int]) -> plt.Figure:
 
 
 def load_classifier(run: str | Path, num_classes: int) -> CAMNet:
-    """The trained network of a finished classifier run (its ``checkpoint.pt``), in eval mode."""
+    """The trained network of a finished classifier run (its ``checkpoint.pt``), in eval mode, built
+    as the run's resolved config describes it (backbone, output stride, width, head)."""
     run = Path(run)
     params = read_json(run / "params.json")["params"]
-    model = build_cam_net(params["backbone"], num_classes, None, output_stride=params["output_stride"])
+    model = build_cam_net(params["backbone"], num_classes, None, output_stride=params["output_stride"],
+                          width=params.get("width", 32), head_convs=params.get("head_convs", 3))
     model.load_state_dict(torch_load(run / "checkpoint.pt")["model"])
     return model.eval()
+
+
+def benchmark_description(voc_root: str | Path) -> str:
+    """What the embedded benchmark at ``voc_root`` looks like, in Markdown, from its own spec (the
+    version it was generated as): the objects, their discriminative regions, the context classes;
+    a VOC folder gets one sentence."""
+    from wsss_lib.formulas.diagnostics import embedded_spec
+
+    spec = embedded_spec(voc_root)
+    if spec is None:
+        return "This is a VOC-layout folder of real images: its objects are what they are."
+    parts = spec.parts_per_object if spec.version == "1" else 3
+    regions = ("one small **part** at one end" if parts == 1 else f"**{parts} discriminative regions**")
+    each = "" if parts == 1 else (", each enough on its own to tell the class" if spec.version != "1" else "")
+    return (f"Benchmark version {spec.version}: {spec.n_train} training images of {spec.size} px. Every object is a "
+            f"**body** drawn from one distribution for all classes, with {regions} whose colour and pattern name the "
+            f"class{each}: the regions are what a classifier needs, the body is what a CAM is expected to miss. Two "
+            "classes come with **context**: water under `barge`, rails under `tram`. Context is background in the "
+            "masks, but it co-occurs with its class, so a classifier may use it as evidence.")
 
 
 def image_batch(image: np.ndarray) -> torch.Tensor:
@@ -106,16 +127,19 @@ def cam_figure(image: np.ndarray, cam: np.ndarray, mask: np.ndarray, class_names
     return fig
 
 
-def threshold_explorer(layout, source: dict, indices: Sequence[int], thresholds: Sequence[float]):
+def threshold_explorer(layout, source: dict, indices: Sequence[int], thresholds: Sequence[float],
+                       start: int | None = None):
     """An ipywidgets explorer: a slider for the background threshold and a menu of images; shows the
-    image's CAM, its pseudo label at that threshold, the ground truth, and the set's mIoU curve."""
+    image's CAM, its pseudo label at that threshold, the ground truth, and the set's mIoU curve.
+    ``start``: the image the menu opens on (default: the first of ``indices``)."""
     import ipywidgets as widgets
     from IPython.display import display
 
     curve = threshold_sweep(layout, source, indices, thresholds)
     slider = widgets.FloatSlider(value=0.5, min=float(min(thresholds)), max=float(max(thresholds)), step=0.05,
                                  description="threshold", continuous_update=False, readout_format=".2f")
-    menu = widgets.Dropdown(options=[(layout.ids[i], i) for i in indices], value=indices[0], description="image")
+    menu = widgets.Dropdown(options=[(layout.ids[i], i) for i in indices],
+                            value=start if start in indices else indices[0], description="image")
     out = widgets.Output()
 
     def draw(*_):
@@ -157,5 +181,5 @@ def threshold_explorer(layout, source: dict, indices: Sequence[int], thresholds:
     return widgets.VBox([widgets.HBox([slider, menu]), out]), curve
 
 
-__all__ = ["cam_figure", "image_attention", "image_batch", "load_classifier", "samples_figure",
-           "threshold_explorer", "threshold_sweep"]
+__all__ = ["benchmark_description", "cam_figure", "image_attention", "image_batch", "load_classifier",
+           "samples_figure", "threshold_explorer", "threshold_sweep"]

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from wsss_lib.util.making import about_to_make
 from wsss_lib.util.io import read_json, write_json
 
 SALIENCY_VERSION = "1"
@@ -136,6 +137,7 @@ def ensure_saliency(voc_root: str | os.PathLike, spec: SaliencySpec = DEFAULT_SA
         return final
     raw = read_json(info_file)["spec"]
     bench = BenchmarkSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    about_to_make(f"render the embedded benchmark's saliency maps ({bench.n_train + bench.n_val} images) into {final}")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from wsss_lib.util.making import about_to_make
 from wsss_lib.util.io import write_json, write_text
 
 GENERATOR_VERSION = "1"
@@ -487,6 +488,8 @@ def ensure_benchmark(spec: BenchmarkSpec = DEFAULT_SPEC, cache_dir: str | os.Pat
     voc = final / "VOCdevkit" / "VOC2012"
     if (voc / "benchmark.json").exists():
         return voc
+    about_to_make(f"generate the embedded benchmark {spec.digest()} ({spec.n_train} train + {spec.n_val} val images "
+                  f"of {spec.size} px, version {spec.version}) into {final}")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:

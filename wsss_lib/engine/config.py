@@ -14,6 +14,12 @@ from wsss_lib.runs.profile import FULL, Profile
 from wsss_lib.engine.loop import SCHEDULES, LoopConfig
 
 
+def interval(lo: float, hi: float, closed_lo: bool = True, closed_hi: bool = True) -> str:
+    """An interval as every message writes it: ``[0, 1]``, ``(0, 1]``, ``[0, inf)``."""
+    hi_s = "inf" if hi == float("inf") else f"{hi:g}"
+    return f"{'[' if closed_lo else '('}{lo:g}, {hi_s}{']' if closed_hi and hi != float('inf') else ')'}"
+
+
 @dataclass
 class StageConfig:
     """The base of every stage's config: a dataclass of the stage's own parameters (its defaults)
@@ -28,7 +34,15 @@ class StageConfig:
 
     @staticmethod
     def invalid(name: str, value, expected: str) -> ValueError:
-        return ValueError(f"parameter {name}={value!r} is invalid: expected {expected}")
+        hint = ""
+        if isinstance(value, str):
+            try:
+                float(value)
+                hint = (f" (it is the text {value!r}, not a number: YAML reads a number such as 1e-3 without a "
+                        "decimal point as text; write 1.0e-3)")
+            except ValueError:
+                pass
+        return ValueError(f"parameter {name}={value!r} is invalid: expected {expected}{hint}")
 
     def check(self, name: str, ok: bool, expected: str) -> None:
         if not ok:
@@ -38,10 +52,12 @@ class StageConfig:
         v = getattr(self, name)
         self.check(name, isinstance(v, int) and not isinstance(v, bool) and v >= minimum, f"an integer >= {minimum}")
 
-    def check_number(self, name: str, lo: float, hi: float, closed_hi: bool = True) -> None:
+    def check_number(self, name: str, lo: float, hi: float, closed_hi: bool = True, closed_lo: bool = True) -> None:
+        """``name`` is a number in the interval (one wording for every range: ``[0, 1]``, ``(0, 1]``)."""
         v = getattr(self, name)
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v and (v <= hi if closed_hi else v < hi)
-        self.check(name, ok, f"a number in [{lo}, {hi}{']' if closed_hi else ')'}")
+        ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and (lo <= v if closed_lo else lo < v)
+              and (v <= hi if closed_hi else v < hi))
+        self.check(name, ok, f"a number in {interval(lo, hi, closed_lo, closed_hi)}")
 
     def validate(self):
         if self.PRESETS:
@@ -142,6 +158,20 @@ class TrainConfig(StageConfig):
         return self
 
 
+#: the smallest feature map a network may train on, in cells a side: a CAM of fewer cells has no
+#: object to show (``crop_size`` below ``MIN_FEATURE_CELLS * output_stride`` is refused)
+MIN_FEATURE_CELLS = 4
+
+
+def check_crop(cfg: "StageConfig", output_stride: int, what: str) -> None:
+    """``crop_size`` is 0 (the images' own size) or at least :data:`MIN_FEATURE_CELLS` cells of
+    ``output_stride`` a side (the error names the smallest size)."""
+    c = cfg.crop_size
+    cfg.check("crop_size", c == 0 or c >= MIN_FEATURE_CELLS * output_stride,
+              f"0 (the images' own size) or at least {MIN_FEATURE_CELLS * output_stride} pixels ({what} has output "
+              f"stride {output_stride}: a map needs {MIN_FEATURE_CELLS} x {MIN_FEATURE_CELLS} cells)")
+
+
 #: the output strides each backbone can make (the tiny one dilates its last stages for 4; VGG-16 is
 #: the OAA code's stride-8 network; ResNets dilate for 8 or keep 16)
 OUTPUT_STRIDES = {"tiny": (4, 8), "vgg16": (8,), "resnet50": (8, 16), "resnet101": (8, 16)}
@@ -170,7 +200,9 @@ class AttentionTrainConfig(TrainConfig):
         allowed = OUTPUT_STRIDES.get(self.backbone, (8, 16))
         self.check("output_stride", self.output_stride in allowed,
                    f"{' or '.join(map(str, allowed))} for backbone {self.backbone!r}")
-        return super().validate()
+        super().validate()
+        check_crop(self, self.output_stride, f"backbone {self.backbone!r}")
+        return self
 
 
 def check_run_args(seed, device) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from wsss_lib.data.transforms import normalize_images, render_views, sample_geometry
+from wsss_lib.util.environment import env_flag
 from wsss_lib.util.io import torch_load, torch_save
 
 
@@ -188,6 +190,11 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: str,
         result.history = sd.get("history", [])
         result.seconds = sd.get("seconds", 0.0)
         result.resumed_from = gstep
+        if progress and D.world()[0] == 0:
+            where = (f"epoch {epoch + 1}, step {skip + 1} of {steps_per_epoch}" if epoch < cfg.epochs
+                     else "its end (every epoch done)")
+            print(f"[{desc}] resuming from {where} ({ckpt}, written after step {gstep} of {total})",
+                  file=sys.stderr, flush=True)
 
     cuda = device.type == "cuda"
     if cuda:
@@ -195,7 +202,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: str,
     net = D.wrap_model(model, device)
     dtype = amp_dtype(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    sync_check = cfg.sync_check or os.environ.get("WSSS_SYNC_CHECK", "0") == "1"
+    sync_check = cfg.sync_check or env_flag("WSSS_SYNC_CHECK")
     log_every = max(1, cfg.log_every)
     # workers change no result (every view's geometry comes from (seed, epoch, index)); on CUDA,
     # num_workers=0 means: loader workers on this rank's share of the cores

@@ -61,7 +61,8 @@ from pathlib import Path
 import pandas as pd
 
 from wsss_lib.util.paths import REPO
-from wsss_lib.util.io import read_json, write_json, write_text
+from wsss_lib.util.io import DiskFullError, read_json, write_json, write_text
+from wsss_lib.util.making import WouldMake, dry_run
 from wsss_lib.runs.folders import RunsFolderError, runs_root
 
 
@@ -195,12 +196,47 @@ def notebook_defaults(notebook: str) -> dict:
     return dict(_notebook_defaults(str(path), path.stat().st_mtime_ns))
 
 
+def notebook_accepts(notebook: str) -> set[str]:
+    """Every parameter a notebook takes, the same set its first cell after the parameters accepts
+    (:func:`wsss_lib.stages.base.notebook_call`): a stage notebook's stages' parameters (every config
+    field, upstream run and run argument, listed in its parameters cell or not) and the cell's own
+    names; any other notebook, the names its parameters cell assigns."""
+    from wsss_lib.stages import stage_of_notebook
+    from wsss_lib.stages.base import notebook_parameters
+
+    cell = set(notebook_defaults(notebook))
+    return cell | set(notebook_parameters(notebook)) if stage_of_notebook(Path(notebook).name) else cell
+
+
+#: parameters that name a file or folder: a relative one is resolved against the caller's working
+#: folder before it reaches a kernel (whose working folder is notebooks/)
+PATH_PARAMS = ("data_root", "run_dir", "saliency_root")
+#: parameters that name a run (a folder or an identity) or a checkpoint file: resolved when a
+#: file or folder of that name exists under the caller's working folder
+RUN_PARAMS = ("init_from", "oaa_run", "pseudo_run", "attention_run", "trained_run")
+
+
+def resolve_paths(params: dict, cwd: Path | None = None) -> dict:
+    """``params`` with every relative path made absolute against ``cwd`` (default: the working
+    folder), as the caller meant it: :data:`PATH_PARAMS` always (but ``""`` and ``embedded:...``),
+    :data:`RUN_PARAMS` when such a file or folder exists there (else it is a run identity)."""
+    cwd = Path(cwd or Path.cwd())
+    out = dict(params)
+    for k, v in params.items():
+        if not isinstance(v, str) or not v or v.startswith("embedded:") or Path(v).is_absolute():
+            continue
+        if k in PATH_PARAMS or (k in RUN_PARAMS and (cwd / v).exists()):
+            out[k] = str((cwd / Path(v).expanduser()).resolve())
+    return out
+
+
 def notebook_digest(notebook: str) -> str:
-    """The digest of a notebook's code cells (a point re-runs when they change; outputs do not count)."""
-    import hashlib
+    """The digest of a notebook's code cells (a point re-runs when they change; outputs, markdown,
+    comments and docstrings do not count: :func:`~wsss_lib.runs.identity.code_text`)."""
+    from wsss_lib.runs.identity import code_text
 
     cells = json.loads(notebook_path(notebook).read_text()).get("cells", [])
-    src = "\n#cell\n".join("".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code")
+    src = "\n#cell\n".join(code_text("".join(c.get("source", ""))) for c in cells if c.get("cell_type") == "code")
     return hashlib.sha256(src.encode()).hexdigest()[:12]
 
 
@@ -211,6 +247,7 @@ class PointPlan:
     identity: dict
     run: str = ""  # the identity of the run the point's notebook makes or reads ("" for a notebook without a stage)
     code: str = ""  # the digest of the code of that run and of the notebook
+    would_make: str = ""  # in a dry run: what would be made before the point can be identified
 
 
 def plan_point(notebook: str, params: dict, progress: bool = False) -> PointPlan:
@@ -230,9 +267,10 @@ def plan_point(notebook: str, params: dict, progress: bool = False) -> PointPlan
 
     name = Path(notebook).name
     defaults = notebook_defaults(notebook)
-    unknown = sorted(set(params) - set(defaults))
+    known = notebook_accepts(notebook)
+    unknown = sorted(set(params) - known)
     if unknown:
-        raise GridError(f"unknown parameter(s) {unknown} for notebook {name}; known: {sorted(defaults)}")
+        raise GridError(f"unknown parameter(s) {unknown} for notebook {name}; known: {sorted(known)}")
     namespace = {**defaults, **params}
     stage = stage_of_notebook(name)
     if stage is None:
@@ -240,7 +278,12 @@ def plan_point(notebook: str, params: dict, progress: bool = False) -> PointPlan
     namespace.pop("point_dir", None)
     try:
         call = notebook_call(stage.name, namespace, announce=False)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        raise GridError(f"notebook {name}, point {params}: {e}") from None
+    try:
         run = call.plan(progress=progress)
+    except WouldMake as w:  # a dry run: the point cannot be identified before that is made
+        return PointPlan({"notebook": name, "params": namespace}, "", "", w.what)
     except (ValueError, FileNotFoundError, KeyError) as e:
         raise GridError(f"notebook {name}, point {params}: {e}") from None
     shown = {k: v for k, v in asdict(call.config).items()  # what the point shows (upstream parameters are in the run)
@@ -256,17 +299,35 @@ def point_id(identity: dict) -> str:
 
 def point_status(folder: Path, code: str = "") -> str:
     """``finished`` | ``stale`` (finished by other code than ``code``) | ``failed`` | ``running``
-    (or killed mid-way) | ``new``."""
+    | ``interrupted`` (running when its batch died: it resumes when run again) | ``new``."""
     pj = folder / "point.json"
     if not pj.exists():
         return "new"
     info = read_json(pj)
     status = info.get("status", "new")
     if status == "finished" and not (folder / "metrics.json").exists():
-        return "running"
+        return "interrupted"
     if status == "finished" and code and info.get("code") != code:
         return "stale"
+    if status == "running" and not _alive(info):
+        return "interrupted"
     return status
+
+
+def _alive(info: dict) -> bool:
+    """Whether the process that set a point running is still alive (on another host: assumed so)."""
+    import socket
+
+    pid, host = info.get("pid"), info.get("host")
+    if not pid or (host and host != socket.gethostname()):
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _set_point(folder: Path, **fields) -> None:
@@ -282,8 +343,10 @@ def run_point(notebook: str, params: dict, folder: str, skip_failed: bool = Fals
     ``code``: the point's code digest (a finished point of other code is run again); ``run``: the
     identity of the run it reads. Returns ``{"status": "finished" | "cached" | "failed", "seconds":
     ..., "error": ...}``. A finished point is read without a lock (a read-only runs folder serves it)."""
+    import socket
+
     import papermill as pm
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
     folder_p = Path(folder)
     status = point_status(folder_p, code)
@@ -294,7 +357,14 @@ def run_point(notebook: str, params: dict, folder: str, skip_failed: bool = Fals
     try:
         folder_p.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(folder_p / ".lock"))
-        lock.acquire()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            info = read_json(folder_p / "point.json") if (folder_p / "point.json").exists() else {}
+            print(f"[batch] point {folder_p.name} ({Path(notebook).name}) is being run by another batch (pid "
+                  f"{info.get('pid', '?')} on {info.get('host', '?')}, started {_when(info.get('started'))}); "
+                  "waiting for it to finish", file=sys.stderr, flush=True)
+            lock.acquire()
     except OSError as e:
         raise RunsFolderError(f"cannot write the point folder {folder_p} ({e.strerror or e}): the runs folder "
                               f"{runs_root()} must be writable to run points") from None
@@ -303,12 +373,13 @@ def run_point(notebook: str, params: dict, folder: str, skip_failed: bool = Fals
         if status == "finished" or (status == "failed" and skip_failed):
             return {"status": "cached" if status == "finished" else "failed", "seconds": 0.0,
                     "error": "" if status == "finished" else "failed before (not retried: --skip-failed)"}
-        resumed = status == "running"
+        resumed = status in ("running", "interrupted")
         for stale in ("metrics.json", "error.txt", "run.json"):
             (folder_p / stale).unlink(missing_ok=True)
         t0 = time.time()
         _set_point(folder_p, notebook=Path(notebook).name, params=params, status="running", started=t0,
-                   resumed=resumed, pid=os.getpid(), code=code, run=run, rerun_stale=status == "stale")
+                   resumed=resumed, pid=os.getpid(), host=socket.gethostname(), code=code, run=run,
+                   rerun_stale=status == "stale")
         final = folder_p / src.name
         partial = folder_p / f".{src.stem}.partial.ipynb"
         error = ""
@@ -331,6 +402,10 @@ def run_point(notebook: str, params: dict, folder: str, skip_failed: bool = Fals
         lock.release()
 
 
+def _when(t) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t))) if t else "?"
+
+
 @dataclass
 class Point:
     grid: str
@@ -339,6 +414,14 @@ class Point:
     folder: Path
     code: str = ""
     run: str = ""
+    would_make: str = ""  # a dry run's: what would be made before the point is identified
+
+    @property
+    def profile(self) -> str:
+        """The profile the point runs under (``WSSS_QUICK`` included)."""
+        from wsss_lib.runs.profile import resolve_profile
+
+        return resolve_profile(self.params.get("quick", False)).name
 
 
 def plan(grids: list[Grid], quick: bool | None = None, root: Path | None = None, progress: bool = False) -> list[Point]:
@@ -350,6 +433,7 @@ def plan(grids: list[Grid], quick: bool | None = None, root: Path | None = None,
         for p in g.points():
             if quick is not None:
                 p = {**p, "quick": quick}
+            p = resolve_paths(p)
             try:
                 pp = plan_point(g.notebook, p, progress)
             except GridError as e:
@@ -358,7 +442,7 @@ def plan(grids: list[Grid], quick: bool | None = None, root: Path | None = None,
             folder = (root or runs_root()) / "batch" / f"{Path(g.notebook).stem}-{point_id(pp.identity)}"
             if folder not in seen:
                 seen.add(folder)
-                out.append(Point(g.name, g.notebook, p, folder, pp.code, pp.run))
+                out.append(Point(g.name, g.notebook, p, folder, pp.code, pp.run, pp.would_make))
     if errors:
         raise GridError("; ".join(dict.fromkeys(errors)) if len(errors) < 4 else
                         f"{len(errors)} bad points, e.g.: " + "; ".join(list(dict.fromkeys(errors))[:3]))
@@ -455,6 +539,9 @@ def _die_with_parent(parent: int) -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    # Ctrl-C in the terminal reaches the batch process alone, which says what was interrupted; its
+    # end takes the workers (and their kernels) with it, their points left to resume
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.getppid() != parent:  # the parent is already gone
         os._exit(1)
 
@@ -532,8 +619,9 @@ def run_batch(grids: list[Grid], jobs: int = 1, quick: bool | None = None, root:
             results[i] = run_point(pt.notebook, pt.params, str(pt.folder), skip_failed, pt.code, pt.run)
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                                 initializer=_die_with_parent, initargs=(os.getpid(),)) as ex:
+        ex = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                                 initializer=_die_with_parent, initargs=(os.getpid(),))
+        try:
             futs = {ex.submit(run_point, pt.notebook, pt.params, str(pt.folder), skip_failed, pt.code, pt.run): i
                     for i, pt in enumerate(points)}
             for fut in as_completed(futs):
@@ -543,6 +631,13 @@ def run_batch(grids: list[Grid], jobs: int = 1, quick: bool | None = None, root:
                 except Exception as e:  # noqa: BLE001 - a worker that died
                     results[i] = {"status": "failed", "seconds": 0.0, "error": f"{type(e).__name__}: {e}"}
                 bar.update()
+        except BaseException:  # Ctrl-C (or any error): stop the workers now, their points resume later
+            for proc in list(getattr(ex, "_processes", {}).values()):
+                proc.kill()
+            ex.shutdown(wait=False, cancel_futures=True)
+            bar.close()
+            raise
+        ex.shutdown()
     bar.close()
     rows = []
     for i, pt in enumerate(points):
@@ -604,6 +699,20 @@ def stale_policy_env(keep: bool):
             os.environ[STALE_ENV] = saved
 
 
+def print_dry_run(grids: list[Grid], pts: list[Point]) -> None:
+    """What a batch would do: every point with its profile and status, and what would be made first."""
+    varying = {k for g in grids for k in g.axes}
+    df = pd.DataFrame([{"grid": p.grid, "notebook": Path(p.notebook).name, "point": _label(p, varying),
+                        "profile": p.profile, "status": "new" if p.would_make else point_status(p.folder, p.code),
+                        "folder": str(p.folder) if not p.would_make else "(known once the data exists)"} for p in pts])
+    print(df.to_string(index=False))
+    todo = list(dict.fromkeys(p.would_make for p in pts if p.would_make))
+    if todo:
+        print("\nfirst, it would make (nothing is made by --dry-run):")
+        for what in todo:
+            print(f"  - {what}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m wsss_lib.experiments.batch", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -630,27 +739,38 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
 
 
+SUMMARY_SUFFIXES = (".md", ".csv")
+
+
 def _run(args) -> int:
     try:
+        if args.summary and args.summary.suffix not in SUMMARY_SUFFIXES:
+            raise GridError(f"--summary {args.summary}: expected a file ending in {' or '.join(SUMMARY_SUFFIXES)}")
         grids = _grids_from_args(args)
-        pts = plan(grids, args.quick)  # every point checked and identified before anything runs
-    except GridError as e:
+        if args.dry_run:
+            with dry_run():  # plans every point, generates and pretrains nothing
+                pts = plan(grids, args.quick)
+        else:
+            pts = plan(grids, args.quick)  # every point checked and identified before anything runs
+    except (GridError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        varying = {k for g in grids for k in g.axes}
-        df = pd.DataFrame([{"grid": p.grid, "notebook": Path(p.notebook).name, "point": _label(p, varying),
-                            "status": point_status(p.folder, p.code), "folder": str(p.folder)} for p in pts])
-        print(df.to_string(index=False))
+        print_dry_run(grids, pts)
         return 0
     t0 = time.time()
     try:
         df = run_batch(grids, args.jobs, args.quick, skip_failed=args.skip_failed, executor=args.executor,
                        cluster=ClusterOptions(args.partition, args.gpus_per_job, args.cpus_per_job, args.time_min),
                        points=pts)
-    except RunsFolderError as e:
+    except (RunsFolderError, DiskFullError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        done = sum(point_status(p.folder, p.code) == "finished" for p in pts)
+        print(f"\ninterrupted: the batch of {len(pts)} point(s), {done} finished; run the same command again to "
+              "resume (finished points are kept, interrupted runs resume from their last checkpoint)", file=sys.stderr)
+        return 130
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         print(df.drop(columns=["folder"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     n_failed = int((df["status"] == "failed").sum())

@@ -18,11 +18,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch.distributed as dist
+
+from wsss_lib.experiments.batch import parse_value
+from wsss_lib.runs.profile import resolve_profile
+from wsss_lib.stages import ORDER, get_stage
+from wsss_lib.stages.base import execute_plan
+from wsss_lib.util import distributed as D
+from wsss_lib.util.io import DiskFullError
+
+#: the arguments of a stage call that are neither config fields nor run arguments
+CALL_ARGS = ("progress", "stop_after_steps")
+
 
 def parse_assignments(items: list[str]) -> dict:
     """``["seed=1", "loss=hl"]`` -> ``{"seed": 1, "loss": "hl"}`` (values read as YAML)."""
-    from wsss_lib.experiments.batch import parse_value
-
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -33,38 +43,49 @@ def parse_assignments(items: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch.distributed as dist
-
-    from wsss_lib.stages import ORDER, get_stage
-    from wsss_lib.util import distributed as D
-    from wsss_lib.runs.profile import resolve_profile
-
+    """Exit status 0 (done), 2 (a bad name, value or input, or a full disk: one line says which, before any
+    work where it can be known before), 130 (interrupted: one line says how to resume)."""
     ap = argparse.ArgumentParser(prog="python -m wsss_lib.experiments.launch", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=ORDER, help="the stage to run")
     ap.add_argument("params", nargs="*", metavar="name=value", help="parameters of the stage call")
     args = ap.parse_args(argv)
-    try:
-        params = parse_assignments(args.params)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        params["quick"] = resolve_profile(params.get("quick", False))
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     stage = get_stage(args.stage)
-    unknown = sorted(set(params) - set(stage.known_parameters()) - {"progress", "stop_after_steps"})
-    if unknown:  # before any process group or work
-        print(f"error: unknown parameter(s) {unknown} for stage {stage.name}; known: {sorted(stage.known_parameters())}",
-              file=sys.stderr)
+    try:  # names and values, before any process group or work
+        params = parse_assignments(args.params)
+        params["quick"] = resolve_profile(params.get("quick", False))
+        unknown = sorted(set(params) - set(stage.known_parameters()) - set(CALL_ARGS))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown} for stage {stage.name}; "
+                             f"known: {sorted(stage.known_parameters())}")
+        config_params = {k: v for k, v in params.items() if k in stage.Config.field_names()}
+        stage.config(params["quick"], seed=params.get("seed", 0), device=params.get("device", "auto"),
+                     data_root=str(params.get("data_root", "")), **config_params)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
+    progress = params.pop("progress", True)
+    stop_after_steps = params.pop("stop_after_steps", None)
     joined = D.init_from_env(str(params.get("device", "auto")))
+    rank = 0
     try:
-        run = stage(**params)
+        try:
+            plan = stage.plan(progress=progress, **params)  # inputs, upstream runs, weights: checked before work
+        except (ValueError, FileNotFoundError) as e:
+            if D.world()[0] == 0:
+                print(f"error: {e}", file=sys.stderr)
+            return 2
+        run = execute_plan(plan, progress, stop_after_steps)
         rank = D.world()[0]
         D.barrier()  # every rank leaves together (rank 0 scored and wrote meanwhile)
+    except DiskFullError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if D.world()[0] == 0:
+            print(f"\ninterrupted: stage {stage.name}; run the same command again to resume its run from the last "
+                  "checkpoint", file=sys.stderr)
+        return 130
     finally:
         if joined:
             dist.destroy_process_group()

@@ -21,8 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+from wsss_lib.data.synthetic import ensure_benchmark
 from wsss_lib.util.paths import REPO
-from wsss_lib.util.io import write_json, write_text
+from wsss_lib.util.io import DiskFullError, write_json, write_text
 
 #: the main job's grids, in order (upstream stages first; see notebooks/grids/)
 MAIN_GRIDS = ("oaa_fusion.yaml", "evolution.yaml", "oaa_gate.yaml", "oaa_plus_loss.yaml", "amr.yaml",
@@ -50,7 +51,6 @@ def repo_root() -> Path:
 
 def benchmark(reports: Path, profile) -> Path:
     """Generate (or find) the profile's embedded benchmark and write its report."""
-    from wsss_lib.data.synthetic import ensure_benchmark
     from wsss_lib.reporting.benchmark_page import benchmark_report
 
     voc = ensure_benchmark(profile.benchmark(profile.default_variant))
@@ -170,26 +170,35 @@ def run_main_job(args, argv) -> int:
     from wsss_lib.runs.profile import resolve_profile
     from wsss_lib.runs.folders import RunsFolderError
 
-    profile = resolve_profile(args.quick, announce=True)
+    try:
+        profile = resolve_profile(args.quick, announce=True)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for flag, extra in ((args.segmentation, SEGMENTATION_GRIDS), (args.setting, SETTING_GRIDS)):
         if flag:
             args.grids = list(args.grids) + [g for g in extra if g not in args.grids]
     reports = args.reports or profile.reports_dir(repo_root())
-    reports.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    timings = {}
-    benchmark(reports, profile)
-    timings["benchmark"] = time.perf_counter() - t0
     grids_dir = repo_root() / "notebooks" / "grids"
     quick = True if profile.quick else None
-    t1 = time.perf_counter()
-    try:
+    t0 = time.perf_counter()
+    timings = {}
+    try:  # names, files and values checked before any work or any write to reports/
         grids = [g for name in args.grids for g in load_grids(grids_dir / name if not Path(name).exists() else name)]
+        ensure_benchmark(profile.benchmark(profile.default_variant))  # the data the points are identified by
         points = plan(grids, quick)  # every point checked and identified before anything runs
+        reports.mkdir(parents=True, exist_ok=True)
+        benchmark(reports, profile)
+        timings["benchmark"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
         summary = run_batch(grids, args.jobs, quick, points=points)
-    except (GridError, RunsFolderError) as e:
+    except (GridError, RunsFolderError, DiskFullError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the main job; run the same command again to resume (finished points are kept, "
+              "interrupted runs resume from their last checkpoint)", file=sys.stderr)
+        return 130
     timings["grids (batch runner)"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     pages = [run_results_notebook(reports, profile.quick), *showcase(points, reports)]

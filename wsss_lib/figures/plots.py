@@ -12,6 +12,7 @@ import numpy as np
 from wsss_lib.formulas.accumulation import FUSION_SOURCES
 from wsss_lib.data.synthetic import voc_colormap
 from wsss_lib.util.io import atomic_path
+from wsss_lib.figures.picks import PICK_RULE, detected_snapshot_rows
 
 _CMAP = voc_colormap()
 
@@ -99,7 +100,7 @@ def _up(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def attention_evolution_figure(snapshots: dict, layout, epochs: Sequence[int] | None = None,
-                               rows: Sequence[int] | None = None) -> "plt.Figure":
+                               rows: Sequence[int] | None = None, rule: str = "") -> "plt.Figure":
     """OAA Figure 1 analogue: image, attention at several epochs, OAA-MAX, OAA-AVE, final CAM, GT.
 
     ``snapshots``: the dict saved as ``snapshots.pt`` by the classifier stage."""
@@ -111,6 +112,7 @@ def attention_evolution_figure(snapshots: dict, layout, epochs: Sequence[int] | 
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.7 * len(cols) + 0.8, 1.8 * len(rows) + 0.8), squeeze=False)
     names = layout.class_names[1:]
     seen = {0}
+    ignored = False
     for r, j in enumerate(rows):
         i = snapshots["indices"][j]
         img = layout.load_image(i)
@@ -123,6 +125,7 @@ def attention_evolution_figure(snapshots: dict, layout, epochs: Sequence[int] | 
         panels += [colorize_mask(mask) if mask is not None else np.zeros_like(img)]
         if mask is not None:
             seen |= {int(v) for v in np.unique(mask) if v != 255}
+            ignored |= bool((mask == 255).any())
         for a, (ax, p) in enumerate(zip(axes[r], panels)):
             ax.imshow(p)
             ax.set_xticks([])
@@ -130,10 +133,13 @@ def attention_evolution_figure(snapshots: dict, layout, epochs: Sequence[int] | 
             if r == 0:
                 ax.set_title(cols[a], fontsize=8)
         axes[r, 0].set_ylabel(f"{layout.ids[i]}\n{names[c]}", fontsize=7)
-    fig.tight_layout(rect=(0, 0.1, 0.93, 1))
+    bottom = 0.1 + (0.05 if rule else 0.0)
+    fig.tight_layout(rect=(0, bottom, 0.93, 1))
     attention_colorbar(fig, "attention, class named at left")
-    add_class_legend(fig, layout.class_names, seen, ignore=True, title="ground-truth colours",
+    add_class_legend(fig, layout.class_names, seen, ignore=ignored, title="ground-truth colours",
                      ignore_label="ignore (boundary)")
+    if rule:
+        fig.text(0.5, 0.005, rule, ha="center", va="bottom", fontsize=6.5, wrap=True)
     return fig
 
 
@@ -224,17 +230,21 @@ def display_name(source: str) -> str:
     return SOURCE_NAMES.get(source, source)
 
 
-def sources_figure(layout, sources: dict[str, dict], indices: Sequence[int]) -> "plt.Figure":
+def sources_figure(layout, sources: dict[str, dict], indices: Sequence, rule: str = "") -> "plt.Figure":
     """Rows of images: the image, each attention source's map of one present class (named at the
-    row's left), and the ground truth; a colour bar for the attention and a legend for the classes."""
+    row's left), and the ground truth; a colour bar for the attention and a legend for the classes.
+    ``indices``: image indices (each row shows its first present class) or ``(image, class)`` pairs
+    (:func:`wsss_lib.figures.picks.detected_picks`); ``rule``: how they were chosen, printed under."""
     names = list(sources)
     ncol = len(names) + 2
     fig, axes = plt.subplots(len(indices), ncol, figsize=(1.8 * ncol + 0.9, 1.8 * len(indices) + 0.9), squeeze=False)
     class_names = layout.class_names
     seen_classes = {0}
-    for r, i in enumerate(indices):
+    ignored = False
+    for r, pick in enumerate(indices):
+        i, c = (int(pick[0]), int(pick[1])) if isinstance(pick, (tuple, list)) else (int(pick), None)
         img = layout.load_image(i)
-        c = _first_class(layout.labels[i])
+        c = _first_class(layout.labels[i]) if c is None else c
         panels, titles = [img], ["image"]
         for name in names:
             src = sources[name]
@@ -244,6 +254,7 @@ def sources_figure(layout, sources: dict[str, dict], indices: Sequence[int]) -> 
             titles.append(display_name(name))
         mask = layout.load_mask(i)
         seen_classes |= {int(v) for v in np.unique(mask) if v != 255}
+        ignored |= bool((mask == 255).any())
         panels.append(colorize_mask(mask))
         titles.append("ground truth")
         for ax, p, t in zip(axes[r], panels, titles):
@@ -253,10 +264,13 @@ def sources_figure(layout, sources: dict[str, dict], indices: Sequence[int]) -> 
             if r == 0:
                 ax.set_title(t, fontsize=8)
         axes[r, 0].set_ylabel(f"{layout.ids[i]}\nclass: {class_names[c + 1]}", fontsize=7)
-    fig.tight_layout(rect=(0, 0.08, 0.93, 1))
+    bottom = 0.08 + (0.05 if rule else 0.0)
+    fig.tight_layout(rect=(0, bottom, 0.93, 1))
     attention_colorbar(fig, "attention (eq. 2), class named at left")
-    add_class_legend(fig, class_names, seen_classes, ignore=True, title="ground-truth colours",
+    add_class_legend(fig, class_names, seen_classes, ignore=ignored, title="ground-truth colours",
                      ignore_label="ignore (boundary)")
+    if rule:
+        fig.text(0.5, 0.005, rule, ha="center", va="bottom", fontsize=6.5, wrap=True)
     return fig
 
 
@@ -379,7 +393,9 @@ def attention_explorer(snapshots: dict, layout):
 
     maps = snapshots["maps"].float().numpy()
     names = layout.class_names[1:]
-    img_dd = W.Dropdown(options=[(layout.ids[i], j) for j, i in enumerate(snapshots["indices"])], description="image")
+    first = detected_snapshot_rows(snapshots, layout, 1)  # opens on an image whose class is found (PICK_RULE)
+    img_dd = W.Dropdown(options=[(layout.ids[i], j) for j, i in enumerate(snapshots["indices"])],
+                        value=first[0] if first else 0, description="image")
     cls_dd = W.Dropdown(description="class")
     ep = W.IntSlider(min=1, max=maps.shape[0], value=maps.shape[0], description="epoch")
     kind = W.ToggleButtons(options=["epoch map", "OAA-MAX", "OAA-AVE", "final CAM"], value="epoch map")

@@ -36,6 +36,7 @@ from torch import nn
 from wsss_lib.data.synthetic import _background, _hsv_to_rgb, default_cache_dir
 from wsss_lib.data.transforms import normalize_images
 from wsss_lib.util.io import read_json, write_json
+from wsss_lib.util.making import about_to_make
 from wsss_lib.models.backbones import tiny_backbone
 
 SHAPES = ("triangle", "square", "cross", "star", "crescent", "ell")
@@ -356,6 +357,8 @@ def ensure_tiny_pretrained(spec: PretrainSpec = DEFAULT_PRETRAIN, cache_dir: str
     final = pretrained_dir(spec, cache_dir)
     if (final / "pretrain.json").exists():
         return final
+    about_to_make(f"pretrain the tiny backbone on the {spec.task} source task ({spec.n_train} images, {spec.epochs} "
+                  f"epochs, width {spec.width}) into {final}")
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final.parent / f".{final.name}.lock")):
         if (final / "pretrain.json").exists():  # made by another process while we waited

@@ -129,13 +129,31 @@ def module_closure(module: str) -> tuple[Path, ...]:
     return tuple(sorted(set(seen.values())))
 
 
+def code_text(source: str) -> str:
+    """What of a Python source is code: its syntax tree without docstrings, dumped (comments, blank
+    lines, formatting and docstrings are not in it, so editing them changes no digest). A source
+    that does not parse is taken as it is."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
+
+
 @functools.lru_cache(maxsize=None)
 def code_digest(module: str) -> str:
-    """SHA-256 (12 hex digits) of the closure of ``module`` (:func:`module_closure`)."""
+    """SHA-256 (12 hex digits) of the code (:func:`code_text`: no comments, no docstrings) of the
+    closure of ``module`` (:func:`module_closure`)."""
     h = hashlib.sha256()
     for f in module_closure(module):
         h.update(str(f.relative_to(PACKAGE)).encode())
-        h.update(f.read_bytes())
+        h.update(code_text(f.read_text(encoding="utf-8")).encode())
     return h.hexdigest()[:12]
 
 
@@ -144,5 +162,5 @@ def combine(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
 
-__all__ = ["code_digest", "combine", "data_files", "data_identity", "files_digest", "folder_identity",
+__all__ = ["code_digest", "code_text", "combine", "data_files", "data_identity", "files_digest", "folder_identity",
            "module_closure"]

@@ -75,6 +75,7 @@ class Upstream:
     params: dict = field(default_factory=dict)
     param: str = ""  # the parameter the user gave it as, for messages (default: the run argument)
     hint: str = ""  # what else the parameter may be, for messages
+    requires: tuple[str, ...] = ()  # files the downstream stage reads from it besides the stage's outputs
 
 
 @dataclass
@@ -277,12 +278,23 @@ def plan_upstream(arg: str, req: Upstream, *, data_root: str = "", seed: int = 0
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{arg}={req.value!r}: {e}; expected a finished {up.name} run "
                                 f"(notebook {up.notebook}){req.hint}") from None
-    info = read_json(run / "params.json")
-    if not str(info.get("stage", "")).startswith(up.prefix):
-        raise ValueError(f"{arg}={req.value!r} is a {info.get('stage')!r} run, not a run of stage {up.name!r} "
-                         f"(expected a folder runs/{up.prefix}-...; notebook {up.notebook})")
+    made_by = run_stage(run)
+    if made_by != up.name:
+        raise ValueError(f"{arg}={req.value!r} is a run of stage {made_by!r}, not of stage {up.name!r} (expected "
+                         f"a finished {up.name} run, notebook {up.notebook}{req.hint})")
     check_outputs(up, run, f"{arg}={req.value!r}")
+    missing = [f for f in req.requires if not (run / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{arg}={req.value!r}: {run} has no {', '.join(missing)} (expected a {up.name} run "
+                                f"that trained a network{req.hint})")
     return run
+
+
+def run_stage(run: Path) -> str:
+    """The stage that made a run, as its identity records it (``params.json``: ``params.stage``),
+    never guessed from the folder's name."""
+    info = read_json(Path(run) / "params.json")
+    return str(info.get("params", {}).get("stage") or info.get("stage_name") or "?")
 
 
 def expected_code(run: Path) -> str:
@@ -293,7 +305,7 @@ def expected_code(run: Path) -> str:
     from wsss_lib.runs.folders import upstream_run
 
     info = read_json(Path(run) / "params.json")
-    stage = get_stage(info.get("stage_name") or info.get("params", {}).get("stage", ""))
+    stage = get_stage(run_stage(run))
     ups = [a for a in info.get("paths", {}) if a != "data_root"]
     return combine(stage.code(), *sorted(expected_code(upstream_run(run, a)) for a in ups))
 
@@ -592,4 +604,4 @@ def _stage_params(stage: Stage, namespace: dict) -> dict:
 
 __all__ = ["NOTEBOOK_ARGS", "RUN_ARGS", "RunContext", "RunPlan", "Stage", "StageCall", "TrainingStage", "Upstream",
            "check_outputs", "check_parameters", "execute_plan", "expected_code", "notebook_call", "notebook_parameters",
-           "notebook_stages", "plan_upstream", "unknown_parameters"]
+           "notebook_stages", "plan_upstream", "run_stage", "unknown_parameters"]

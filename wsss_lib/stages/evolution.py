@@ -36,20 +36,24 @@ class EvolutionStage(Stage):
     Config = EvolutionConfig
     upstream = {"oaa_run": "classifier"}
     main_metrics = ("drift_iou_mean",)
-    quick_note = "the classifier run has 2 epochs: one drift value at most, possibly none"
+    quick_note = "the quick classifier run has 6 short epochs: the drift of a tiny run"
     notebook = "02_attention_evolution.ipynb"
     outputs = ("metrics.json", "attention_evolution.png", "discovery.png", "drift.json")
 
     def execute(self, ctx: RunContext) -> None:
         from wsss_lib.formulas.drift import summary_metrics
         from wsss_lib.util.io import read_json
+        from wsss_lib.figures.picks import detected_snapshot_rows
         from wsss_lib.figures.plots import attention_evolution_figure, discovery_figure, save_figure
         from wsss_lib.formulas.drift import consecutive_region_iou
 
         cfg, run = ctx.cfg, ctx.upstream["oaa_run"]
         snaps = torch_load(run / "snapshots.pt")
-        rows = range(min(cfg.n_images, len(snaps["indices"])))
-        save_figure(attention_evolution_figure(snaps, ctx.layout, rows=rows), ctx.out / "attention_evolution.png")
+        rows = detected_snapshot_rows(snaps, ctx.layout, min(cfg.n_images, len(snaps["indices"])))
+        rule = ("Rows: the first snapshot images (in id order) whose final CAM of their first present class is not "
+                "empty and peaks on its object.")
+        save_figure(attention_evolution_figure(snaps, ctx.layout, rows=rows, rule=rule),
+                    ctx.out / "attention_evolution.png")
         # the classifier run's drift over every training pair
         summary = read_json(run / "drift.json") if (run / "drift.json").exists() else None
         save_figure(discovery_figure(snaps, ctx.layout, summary=summary, threshold=cfg.threshold),

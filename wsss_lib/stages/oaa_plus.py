@@ -122,7 +122,7 @@ class OAAPlusStage(TrainingStage):
     inherits = ("backbone", "pretrained", "output_stride", "width")
     sources = ("oaa_plus",)
     main_metrics = ("oaa_plus_miou",)
-    quick_note = "2 epochs on near-empty soft labels: OAA+ maps may be empty"
+    quick_note = "2 epochs on a tiny classifier's soft labels: OAA+ maps may be empty"
     notebook = "03_train_oaa_plus.ipynb"
 
     def run_name(self, cfg: OAAPlusConfig) -> str:

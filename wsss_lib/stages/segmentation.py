@@ -31,7 +31,7 @@ from wsss_lib.models.segnet import SEG_BACKBONES, SEG_NETWORKS, build_segnet
 from wsss_lib.models.weights import weights_for
 from wsss_lib.formulas.label_rules import IGNORE, read_label_png, write_label_png
 from wsss_lib.runs.folders import write_metrics
-from wsss_lib.engine.config import TrainConfig
+from wsss_lib.engine.config import TrainConfig, check_crop
 from wsss_lib.engine.common import TrainingSet
 from wsss_lib.engine.loop import Batch, LoopConfig
 from wsss_lib.stages.base import RunContext, TrainingStage
@@ -116,6 +116,10 @@ def predict_probs(model, image: torch.Tensor, scales=(1.0,), flip: bool = False)
     return acc / (len(scales) * (2 if flip else 1))
 
 
+#: the output stride of every segmentation network (small, DeepLab-LargeFOV, DeepLabv3: 8)
+SEG_STRIDE = 8
+
+
 @dataclass
 class SegmentationConfig(TrainConfig):
     """Segmentation training on pseudo labels (defaults: the embedded benchmark on CPU)."""
@@ -136,8 +140,8 @@ class SegmentationConfig(TrainConfig):
     def validate(self) -> "SegmentationConfig":
         super().validate()
         self.check("network", self.network in SEG_NETWORKS, f"one of {', '.join(SEG_NETWORKS)}")
-        self.check_number("fraction", 0.0, 1.0)
-        self.check("fraction", self.fraction > 0, "a number in (0, 1]")
+        self.check_number("fraction", 0.0, 1.0, closed_lo=False)
+        check_crop(self, SEG_STRIDE, f"network {self.network!r}")
         self.check("fraction_seed", isinstance(self.fraction_seed, int) and self.fraction_seed >= -1,
                    "an integer >= 0, or -1 (the run's seed)")
         try:

@@ -8,28 +8,73 @@ temporary file, so a reports or runs folder shared on a server stays readable to
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 
+class DiskFullError(OSError):
+    """No space left where a file was being written (names the file; the earlier file is untouched)."""
+
+
+#: below this many free bytes, a failed write is taken for a full disk whatever the writer said
+#: (torch's zip writer reports one as "[enforce fail at inline_container.cc] . unexpected pos")
+FULL_DISK_BYTES = 16 * 2**20
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def disk_full_error(path: Path, cause: BaseException) -> DiskFullError | None:
+    """The :class:`DiskFullError` a failed write of ``path`` means, or ``None`` if the disk has room."""
+    free = _free_bytes(path.parent)
+    if not (isinstance(cause, OSError) and cause.errno == errno.ENOSPC) and (free is None or free >= FULL_DISK_BYTES):
+        return None
+    free_s = f"{free / 2**20:.1f} MiB free" if free is not None else "free space unknown"
+    return DiskFullError(errno.ENOSPC, f"no space left on the device holding {path.parent} while writing {path.name} "
+                         f"({free_s}): nothing was replaced (the earlier file, if any, is intact); free some space, or "
+                         "point WSSS_RUNS / WSSS_CACHE at another disk, and run the same command again: a run resumes "
+                         "from its last checkpoint", str(path))
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds. A
+    write that fails on a full disk raises :class:`DiskFullError` naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp",
-                               dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp",
+                                   dir=path.parent)
+    except OSError as e:
+        full = disk_full_error(path, e)
+        if full is not None:
+            raise full from None
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        if tmp_path.exists():
-            os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+            if tmp_path.exists():
+                os.chmod(tmp_path, 0o666 & ~_umask())
+            os.replace(tmp_path, path)
+        except (OSError, RuntimeError) as e:
+            if tmp_path.exists():
+                tmp_path.unlink()  # the partial file first: it holds the space being measured
+            full = disk_full_error(path, e)
+            if full is not None:
+                raise full from None
+            raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

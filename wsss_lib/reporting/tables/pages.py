@@ -21,6 +21,7 @@ from wsss_lib.runs.profile import FULL, Profile
 from wsss_lib.runs.folders import find_run, run_data_root
 from wsss_lib.reporting.tables import amr, oaa
 from wsss_lib.reporting.tables.core import Rendered, Table, differences, render, runs_of, write
+from wsss_lib.figures.picks import PICK_RULE, detected_picks
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: every table of the pages, by name
@@ -210,8 +211,6 @@ def per_class_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 # -- figures -------------------------------------------------------------------------------------------
-def _picks(layout, n: int = 6) -> list[int]:
-    return list(range(0, len(layout), max(1, len(layout) // n)))[:n]
 
 
 def _classifier_figures(df: pd.DataFrame, cls_runs: pd.DataFrame, reports: Path, profile: Profile) -> None:
@@ -233,7 +232,8 @@ def _classifier_figures(df: pd.DataFrame, cls_runs: pd.DataFrame, reports: Path,
     save_figure(threshold_curves_figure(shown, f"seed {seed0}: CAM mIoU vs background threshold"),
                 reports / "oaa_threshold_curves.png")
     srcs = {name: load_attention(run0 / "attention" / f"{name}.pt") for name in oaa.OAA_SOURCES.values()}
-    save_figure(sources_figure(layout, srcs, _picks(layout)), reports / "oaa_sources.png")
+    picks = detected_picks(layout, srcs["cam"], 6)
+    save_figure(sources_figure(layout, srcs, picks, rule=PICK_RULE), reports / "oaa_sources.png")
     evo = runs_of(df, "evolution", {}, profile)
     evo = evo[evo["run"].map(lambda r: upstream_run(find_run(r), "oaa_run") == run0)] if not evo.empty else evo
     if not evo.empty:
@@ -250,7 +250,7 @@ def _classifier_figures(df: pd.DataFrame, cls_runs: pd.DataFrame, reports: Path,
         maps = {"cam": srcs["cam"], "oaa_max": srcs["oaa_max"],
                 **{label: load_attention(find_run(r.iloc[0]["run"]) / "attention" / "oaa_plus.pt")
                    for label, r in plus.items()}}
-        save_figure(sources_figure(layout, maps, _picks(layout)), reports / "oaa_plus_sources.png")
+        save_figure(sources_figure(layout, maps, picks, rule=PICK_RULE), reports / "oaa_plus_sources.png")
 
 
 def xi_curve_figure(xi_table: pd.DataFrame):
@@ -276,34 +276,53 @@ def xi_curve_figure(xi_table: pd.DataFrame):
     return fig
 
 
-def _mean_err(cell: str) -> tuple[float, float]:
-    """``"0.123 ± 0.004 (n=2)"`` -> (0.123, 0.004); ``"-"`` -> (nan, 0)."""
-    if not isinstance(cell, str) or "±" not in cell:
-        return np.nan, 0.0
-    m, s = cell.split("±")
-    return float(m), float(s.split()[0])
+def parse_cell(cell) -> tuple[float, float, int]:
+    """A table cell as :func:`~wsss_lib.reporting.tables.core.render` writes it, back to numbers:
+    ``"0.123 ± 0.004"`` -> (0.123, 0.004, 3), ``"0.123 ± 0.004 (n=2)"`` -> (0.123, 0.004, 2),
+    ``"0.573 (n=1)"`` -> (0.573, 0.0, 1), ``"0.573"`` or a number -> (0.573, 0.0, 1),
+    ``"-"`` -> (nan, 0.0, 0)."""
+    if isinstance(cell, (int, float)) and not isinstance(cell, bool):
+        return (float(cell), 0.0, 1) if np.isfinite(cell) else (np.nan, 0.0, 0)
+    if not isinstance(cell, str) or not cell.strip() or cell.strip() == "-":
+        return np.nan, 0.0, 0
+    text, n = cell.strip(), None
+    if "(n=" in text:
+        text, _, rest = text.partition("(n=")
+        n = int(rest.rstrip(")").strip())
+    try:
+        if "±" in text:
+            m, e = text.split("±")
+            return float(m), float(e), n if n is not None else 3
+        return float(text), 0.0, n if n is not None else 1
+    except ValueError:
+        return np.nan, 0.0, 0
 
 
 def segmentation_figure(table: pd.DataFrame):
-    """Bars: val segmentation mIoU per source, both pseudo-label modes (mean over seeds, std as error bars)."""
+    """Bars: val segmentation mIoU per source, both pseudo-label modes (mean over seeds, std as error
+    bars; a source with one seed has no error bar, and the title says so)."""
     import matplotlib.pyplot as plt
 
     modes = [c for c in table.columns if c.startswith("seg mIoU (val), ")]
     labels = list(table.index)
     fig, ax = plt.subplots(figsize=(7.5, 3.3))
     width = 0.8 / max(1, len(modes))
-    lows = []
+    lows, counts = [], []
     for k, col in enumerate(modes):
-        me = [_mean_err(v) for v in table[col]]
-        if all(np.isnan(m) for m, _ in me):
+        cells = [parse_cell(v) for v in table[col]]
+        if all(np.isnan(m) for m, _, _ in cells):
             continue
-        ax.bar(np.arange(len(labels)) + (k - (len(modes) - 1) / 2) * width, [m for m, _ in me], width,
-               yerr=[e for _, e in me], capsize=3, label=f"{col.split(', ')[-1]} pseudo labels")
-        lows += [m for m, _ in me if np.isfinite(m)]
+        ax.bar(np.arange(len(labels)) + (k - (len(modes) - 1) / 2) * width, [m for m, _, _ in cells], width,
+               yerr=[e for _, e, _ in cells], capsize=3, label=f"{col.split(', ')[-1]} pseudo labels")
+        lows += [m for m, _, _ in cells if np.isfinite(m)]
+        counts += [n for m, _, n in cells if np.isfinite(m)]
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("segmentation mIoU (val)")
-    ax.set_title("segmentation network trained on each source's pseudo labels (mean ± std over seeds)", fontsize=9)
-    ax.legend(fontsize=8)
+    seeds = (f"{min(counts)} seed" + ("s" if min(counts) > 1 else "") + (": no error bars" if max(counts) == 1 else "")
+             if counts and max(counts) < 2 else "mean ± std over seeds")
+    ax.set_title(f"segmentation network trained on each source's pseudo labels ({seeds})", fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     ax.set_ylim(max(0, min(lows or [0.1]) - 0.1), None)
     fig.tight_layout()
