@@ -96,9 +96,14 @@ def bench_oaa(device: str = "cpu", steps: int = 30, rounds: int = 5, batch_size:
         F = model(x)
         logits = class_scores(F)
         loss = Fn.binary_cross_entropy_with_logits(logits, y)
-        if variant == "oaa":
+        if variant in ("oaa", "oaa_eval"):
             with torch.no_grad():
-                A = attention_maps(F.detach())
+                F_store = F.detach()
+                if variant == "oaa_eval":  # BatchNorm trains (from scratch): the store read in the CAM's mode
+                    model.eval()
+                    F_store = model(x)
+                    model.train()
+                A = attention_maps(F_store)
                 A_img, valid = views_to_image_frame(A, geo, size)
                 store.update(idx.to(dev), A_img, valid, logits.detach(), y, epoch=1)
         elif variant == "png":
@@ -112,7 +117,7 @@ def bench_oaa(device: str = "cpu", steps: int = 30, rounds: int = 5, batch_size:
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    variants = ("plain", "oaa", "png")
+    variants = ("plain", "oaa", "oaa_eval", "png")
     for v in variants:  # warm-up (and the PNG store's first writes)
         for i in range(3):
             step(i, v)
@@ -133,7 +138,8 @@ def bench_oaa(device: str = "cpu", steps: int = 30, rounds: int = 5, batch_size:
             "threads": torch.get_num_threads(), "batch_size": batch_size, "image_size": image_size,
             "backbone": backbone, "steps_per_variant": len(times["plain"]),
             "median_ms": {v: 1000 * t for v, t in med.items()},
-            "oaa_over_plain": med["oaa"] / med["plain"], "png_over_plain": med["png"] / med["plain"]}
+            "oaa_over_plain": med["oaa"] / med["plain"], "png_over_plain": med["png"] / med["plain"],
+            "oaa_eval_over_plain": med["oaa_eval"] / med["plain"]}
 
 
 def format_oaa(res: dict) -> str:
@@ -144,8 +150,11 @@ def format_oaa(res: dict) -> str:
              f"| (a) plain CAM training | {m['plain']:.1f} | 1.000 |",
              f"| (b) + OAA store (tensors on device) | {m['oaa']:.1f} | {res['oaa_over_plain']:.3f} |",
              f"| (c) + PNG per (image, class) in the step (official scheme) | {m['png']:.1f} | {res['png_over_plain']:.3f} |",
+             f"| (d) + OAA store fed by an evaluation-mode forward (BatchNorm trained from scratch) | "
+             f"{m['oaa_eval']:.1f} | {res['oaa_eval_over_plain']:.3f} |",
              "", f"Goal: (b) within 5% of (a): **{'met' if res['oaa_over_plain'] <= 1.05 else 'NOT met'}** "
-             f"({100 * (res['oaa_over_plain'] - 1):+.1f}%)."]
+             f"({100 * (res['oaa_over_plain'] - 1):+.1f}%). (d) is what one network mode costs where BatchNorm must "
+             "train: a pretrained backbone's BatchNorm is frozen, and its store is (b)."]
     return "\n".join(lines)
 
 
