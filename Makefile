@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.wsss-installed
 # Extra arguments for the main job, e.g. `make run ARGS="-j 1"` or `make run ARGS="--quick"`.
 ARGS ?=
 
-.PHONY: run test env clean-runs segmentation setting candidates bench-gpu course grade-demo
+.PHONY: run test test-fast env clean-runs segmentation setting candidates bench-gpu course grade-demo
 
 env: $(STAMP)
 
@@ -47,9 +47,14 @@ candidates: $(STAMP)
 test: $(STAMP)
 	WSSS_QUICK=1 $(BIN)/python -m pytest -n 2 --dist loadfile --durations=15 --nbval-lax tests notebooks course/source
 
+# The fast tier: formulas, units, tables, layers and docs (tests/conftest.py FAST_MODULES), nothing
+# trained, no notebook executed: under a minute, for the edit-test loop.
+test-fast: $(STAMP)
+	WSSS_QUICK=1 $(BIN)/python -m pytest -n 2 -q -m fast tests
+
 # The GPU check, one prepared command for a machine with CUDA: the fast-path tests under sync debug
 # mode, a classifier + OAA run on the GPU and the VOC-size benchmarks, written to reports/bench_gpu.md
-# (sized to finish within 8 minutes on one H100; not yet run on one). It needs only torch, torchvision,
+# (sized to finish within 8 minutes on one H100; run twice on an H200: reports/bench_gpu.md). It needs only torch, torchvision,
 # numpy, pandas, matplotlib, pytest, pyyaml, scipy, tqdm and filelock, and runs with this folder's
 # .venv where there is one, else with `python3` (a bare GPU node). Without CUDA it says so, exits 0.
 BENCH_GPU_OUT ?= reports/bench_gpu.md

@@ -22,6 +22,19 @@ os.environ.setdefault("WSSS_QUICK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+#: the fast tier (``make test-fast``): formulas, units, tables, layers and docs, nothing trained and no
+#: notebook executed; under a minute on 2 cores
+FAST_MODULES = ("test_losses", "test_formulas_oaa", "test_metrics", "test_evaluation", "test_transforms", "test_layers",
+                "test_repeat", "test_amr", "test_synthetic", "test_miniature", "test_backbones", "test_tables",
+                "test_zones", "test_docs")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.stem in FAST_MODULES:
+            item.add_marker(pytest.mark.fast)
+
+
 @pytest.fixture(scope="session")
 def quick_voc() -> Path:
     """The quick embedded benchmark (48 train + 16 val images of 64 px), generated once."""
@@ -34,7 +47,8 @@ def quick_voc() -> Path:
 @pytest.fixture
 def small_voc(tmp_path) -> Path:
     """A fresh, writable 12 + 4 image benchmark for tests that damage files."""
-    from wsss_lib.data.synthetic import BenchmarkSpec, generate_benchmark
+    from wsss_lib.data.spec import BenchmarkSpec
+    from wsss_lib.data.synthetic import generate_benchmark
 
     return generate_benchmark(tmp_path / "bench", BenchmarkSpec(n_train=12, n_val=4, size=48, seed=3),
                               progress=False)

@@ -136,7 +136,7 @@ def test_xi_grid_shares_one_amr_run_and_one_classifier_run(runs, quick_voc):
     argv = ["--notebook", "04_train_amr.ipynb", "-p", "xi_main", "0.3", "0.5", "0.7", "-p", "quick", "true",
             "-p", "variant", "AMR"]
     assert main(argv) == 0
-    assert len(list(runs.glob("amr-*"))) == 1 and len(list(runs.glob("oaa-*"))) == 1
+    assert len(list(runs.glob("amr-*"))) == 1 and len(list(runs.glob("classifier-*"))) == 1
     points = sorted((runs / "batch").iterdir())
     assert len(points) == 3
     ms = [json.loads((p / "metrics.json").read_text()) for p in points]
@@ -317,3 +317,9 @@ def test_a_read_only_runs_folder_gives_one_named_error(runs, tmp_path):
 
 def _batch_cmd_p(notebook: str, x: str) -> list[str]:
     return [sys.executable, "-m", "wsss_lib.experiments.batch", "--notebook", notebook, "-p", "x", x]
+
+
+def test_a_batch_prints_no_kernel_transport_warning(runs, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "wsss_lib.experiments.batch", "--notebook", TOY, "-p", "x", "1", "2"],
+                         capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert res.returncode == 0 and "without encryption" not in res.stderr + res.stdout

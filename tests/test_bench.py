@@ -7,7 +7,7 @@ import torch
 
 def test_bench_oaa_reports_three_variants_and_ratios():
     res = bench_oaa(steps=3, rounds=1, batch_size=4, image_size=32, n_images=12)
-    assert set(res["median_ms"]) == {"plain", "oaa", "png"}
+    assert set(res["median_ms"]) == {"plain", "oaa", "oaa_eval", "png"}
     assert res["oaa_over_plain"] > 0 and res["png_over_plain"] > 0
     assert "(b) + OAA store" in format_oaa(res)
 

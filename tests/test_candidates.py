@@ -25,7 +25,7 @@ def test_a_quick_candidate_is_measured_without_any_oaa_result(tmp_path):
     assert not Path(res["run"]).is_absolute()  # the report does not depend on where the checkout lives
     run = tmp_path / "runs" / "mini-s4-w16-regions"
     weights = json.loads((run / "params.json").read_text())["params"]["weights"]
-    assert weights[0]["spec"] == res["pretrain_digest"]  # the run used the candidate's source task
+    assert weights[0]["spec"] == res["pretrain_digest"]  # the run used the candidate's pretraining task
     assert sorted(p.name for p in (run / "attention").iterdir()) == ["cam.pt"]  # no OAA map was made
     md = (tmp_path / "out" / "benchmark_candidates.md").read_text()
     assert "VOC 2012" in md and "mini-s4-w16-regions" in md

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from wsss_lib.formulas.accumulation import OAAStore
-from wsss_lib.stages import get_stage
+from wsss_lib.stages import get_stage, training_stages
 from wsss_lib.engine.loop import TrainingInterrupted, amp_dtype
 from wsss_lib.util.sync_guard import HostSyncError, HostSyncGuard, no_host_sync
 
@@ -58,7 +58,7 @@ def sync_check(monkeypatch):
     monkeypatch.setenv("WSSS_SYNC_CHECK", "1")
 
 
-@pytest.mark.parametrize("stage", ["classifier", "oaa_plus", "amr", "segmentation"])
+@pytest.mark.parametrize("stage", [st.name for st in training_stages()])  # every registered training stage
 def test_training_step_of_every_stage_has_no_host_sync(stage, tmp_path, sync_check, quick_voc):
     # 3 guarded steps of the stage itself (its upstream runs, made now, are guarded all the way)
     with pytest.raises(TrainingInterrupted, match="stopped after 3 steps"):

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from wsss_lib.data.geometry import geometry_summary, instance_table, weighted_median
-from wsss_lib.data.synthetic import BenchmarkSpec, render_image
+from wsss_lib.data.spec import BenchmarkSpec
+from wsss_lib.data.synthetic import render_image
 from wsss_lib.models.backbones import receptive_field, tiny_backbone
 from wsss_lib.models.cam import build_cam_net
 
@@ -107,7 +108,7 @@ def test_the_small_segmentation_network_is_as_wide_as_its_pretrained_backbone():
     orig = wm.load_weights
     try:
         wm.load_weights = lambda bb, name, weights, width=32: bb
-        net = build_segnet("small", 9, NoLoad("source-task", spec))
+        net = build_segnet("small", 9, NoLoad("pretraining-task", spec))
     finally:
         wm.load_weights = orig
     assert net.backbone[0][0].out_channels == 16
@@ -123,7 +124,7 @@ def test_a_variant_brings_its_network_and_its_pretraining(quick_voc):
 
     mini = run_classifier_stage.plan(data_root="embedded:mini", quick=True, progress=False)
     assert (mini.cfg.output_stride, mini.cfg.width) == (4, 16)
-    assert mini.params["weights"][0]["spec"] == QUICK.pretrains["mini"].digest()  # the regions source task
+    assert mini.params["weights"][0]["spec"] == QUICK.pretrains["mini"].digest()  # the regions pretraining task
     v1 = run_classifier_stage.plan(quick=True, progress=False)
     assert (v1.cfg.output_stride, v1.cfg.width) == (8, 32) and v1.params["weights"][0]["spec"] == QUICK.pretrain.digest()
     # an explicit value wins; the upstream classifier of an AMR run on mini gets mini's network too
@@ -137,7 +138,7 @@ def test_a_variant_brings_its_network_and_its_pretraining(quick_voc):
     # the variant's settings are the tiny network's: another backbone keeps its own stride and width
     from wsss_lib.stages.classifier import ClassifierStage
 
-    vgg = ClassifierStage.Config.from_params(QUICK, data_defaults=QUICK.data_settings("embedded:mini", ClassifierStage.Config),
+    vgg = ClassifierStage.Config.from_params(QUICK, data_defaults=QUICK.data_network("embedded:mini", ClassifierStage.Config),
                                              backbone="vgg16")
     assert (vgg.output_stride, vgg.width) == (8, 32)
     with pytest.raises(ValueError, match="data_root='embedded:v7': unknown embedded benchmark 'v7'; expected one of"):

@@ -101,3 +101,85 @@ def test_the_check_sees_an_upward_import_even_inside_a_function(tmp_path):
                                        "(runs, a layer above)"]
     (pkg / "loose.py").write_text("")
     assert any(v.startswith("wsss_lib.loose: in no layer package") for v in violations(layers, pkg))
+
+
+# -- circles inside a layer, and imports inside functions ---------------------------------------------------
+def import_graph(package_dir: Path = PACKAGE) -> dict[str, set[str]]:
+    """Every module of the package and the package modules it imports (anywhere in the file)."""
+    names = {_name(f, package_dir) for f in package_dir.rglob("*.py")}
+    return {_name(f, package_dir): {t for t in imports_of(f, package_dir) if t in names}
+            for f in package_dir.rglob("*.py")}
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each a circle of imports."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+#: the marker a function-level import carries, with its reason (heavy or optional package, or an entry
+#: point that must start on a bare GPU node without the package's heavy imports)
+LAZY_MARK = "# lazy:"
+
+
+def unmarked_function_imports(package_dir: Path = PACKAGE) -> list[str]:
+    """Imports inside functions without a ``# lazy: <reason>`` comment on their line."""
+    out = []
+    for f in sorted(package_dir.rglob("*.py")):
+        lines = f.read_text(encoding="utf-8").split("\n")
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    text = " ".join(lines[node.lineno - 1:node.end_lineno])
+                    mark = text.partition(LAZY_MARK)[2].strip()
+                    if not mark:
+                        out.append(f"{f.relative_to(package_dir.parent)}:{node.lineno}: {text.strip()}")
+    return out
+
+
+def test_no_import_circle_inside_the_package():
+    assert circles(import_graph()) == []
+
+
+def test_every_import_inside_a_function_says_why():
+    assert unmarked_function_imports() == []
+
+
+def test_the_checks_see_a_circle_and_an_unmarked_function_import(tmp_path):
+    pkg = tmp_path / "wsss_lib"
+    (pkg / "data").mkdir(parents=True)
+    for f in ("__init__.py", "data/__init__.py"):
+        (pkg / f).write_text("")
+    (pkg / "data" / "a.py").write_text("from wsss_lib.data.b import g\n")
+    (pkg / "data" / "b.py").write_text("def g():\n    from wsss_lib.data.a import f\n    return f\n")
+    (pkg / "data" / "c.py").write_text("def h():\n    import yaml  # lazy: optional\n    return yaml\n")
+    assert circles(import_graph(pkg)) == [["data.a", "data.b"]]
+    assert unmarked_function_imports(pkg) == ["wsss_lib/data/b.py:2: from wsss_lib.data.a import f"]

@@ -67,7 +67,7 @@ def test_quick_main_job_renders_every_report(tmp_path, quick_voc, monkeypatch):
     # the last grid writes defaults out (fraction, conflict): the same point as segmentation's 100%
     assert "## Batch summary" in timings and len(re.findall(r"\|\s*finished\s*\|", timings)) == 7
     # one classifier run (the default setting) serves every point
-    assert len(list((tmp_path / "runs").glob("oaa-*"))) == 1
+    assert len(list((tmp_path / "runs").glob("classifier-*"))) == 1
     assert "profile `quick`" in (reports / "oaa_table.md").read_text()
     # a second invocation reuses every point (no training) and renders the same tables
     before = (reports / "amr_table.md").read_text()

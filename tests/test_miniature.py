@@ -1,4 +1,4 @@
-"""Benchmark version 2 (the VOC-faithful miniature) and the regions source task."""
+"""Benchmark version 2 (the VOC-faithful miniature) and the regions pretraining task."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,9 @@ import torch
 
 from wsss_lib.data.geometry import geometry_summary, instance_table
 from wsss_lib.data.miniature import BAND_HUE_INDEX, BAND_PATTERNS, SIZE_RANGE, object_sizes
-from wsss_lib.data.synthetic import (DEFAULT_SPEC, PART2_HUE_INDEX, PART2_PATTERNS, PART_HUES, PART_PATTERNS,
-                                     BenchmarkSpec, render_image)
+from wsss_lib.data.spec import DEFAULT_SPEC, PART_HUES, PART_PATTERNS, BenchmarkSpec
+from wsss_lib.data.drawing import PART2_HUE_INDEX, PART2_PATTERNS
+from wsss_lib.data.synthetic import render_image
 from wsss_lib.models import pretrain
 
 V2 = BenchmarkSpec(n_train=40, n_val=8, size=64, version="2")
@@ -65,8 +66,8 @@ def test_regions_source_task_keeps_the_first_digest_and_renders_its_classes():
     spec = pretrain.PretrainSpec(size=48, n_train=8, n_heldout=4, task="regions")
     assert spec.digest() != pretrain.PretrainSpec(size=48, n_train=8, n_heldout=4).digest()
     assert len(spec.classes) == 24 and spec.classes == pretrain.REGION_CLASSES
-    a, ka = pretrain.render_source_image(spec, "train", 2)
-    b, kb = pretrain.render_source_image(spec, "train", 2)
+    a, ka = pretrain.render_pretrain_image(spec, "train", 2)
+    b, kb = pretrain.render_pretrain_image(spec, "train", 2)
     assert np.array_equal(a, b) and ka == kb and 0 <= ka < 24
     with pytest.raises(ValueError, match="task must be one of shapes, regions, got 'colours'"):
         pretrain.PretrainSpec(task="colours")

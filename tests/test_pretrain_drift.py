@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from wsss_lib.models import pretrain
-from wsss_lib.data.synthetic import (DEFAULT_SPEC, PART2_HUE_INDEX, PART2_PATTERNS, PART_HUES, PART_PATTERNS,
-                                     PARTS2_SPEC, BenchmarkSpec, generate_benchmark, render_image)
+from wsss_lib.data.spec import DEFAULT_SPEC, PART_HUES, PART_PATTERNS, PARTS2_SPEC, BenchmarkSpec
+from wsss_lib.data.drawing import PART2_HUE_INDEX, PART2_PATTERNS
+from wsss_lib.data.synthetic import generate_benchmark, render_image
 from wsss_lib.formulas.drift import (DriftRecorder, coverage, drift_summary, object_fractions, peaks, region_iou,
                             summary_metrics)
 from wsss_lib.models.backbones import build_backbone, tiny_backbone
@@ -55,10 +56,10 @@ def test_pretrained_features_beat_random_on_heldout_source_images(tmp_path, monk
 
     from dataclasses import replace
 
-    spec = replace(QUICK.pretrain, n_train=480, epochs=3)  # a small source task of its own, made in the empty cache
+    spec = replace(QUICK.pretrain, n_train=480, epochs=3)  # a small pretraining task of its own, made in the empty cache
     bb = pretrained_backbone("tiny", weights_for("tiny", True, spec))  # the same path every stage takes
     assert (tmp_path / "pretrained" / f"tiny-{spec.digest()}" / "weights.pt").exists()
-    images, labels = pretrain.source_split(spec, "heldout")
+    images, labels = pretrain.pretrain_split(spec, "heldout")
     torch.manual_seed(0)
     acc_pre = pretrain.probe_accuracy(bb, images, labels)
     acc_rand = pretrain.probe_accuracy(tiny_backbone(), images, labels)
@@ -66,10 +67,10 @@ def test_pretrained_features_beat_random_on_heldout_source_images(tmp_path, monk
 
 
 def test_source_task_is_disjoint_and_deterministic():
-    assert len(pretrain.SOURCE_CLASSES) == 24 and not any("ellipse" in c or "disc" in c for c in pretrain.SOURCE_CLASSES)
-    a, ka = pretrain.render_source_image(TINY, "train", 3)
-    b, kb = pretrain.render_source_image(TINY, "train", 3)
-    c, _ = pretrain.render_source_image(TINY, "heldout", 3)
+    assert len(pretrain.SHAPE_CLASSES) == 24 and not any("ellipse" in c or "disc" in c for c in pretrain.SHAPE_CLASSES)
+    a, ka = pretrain.render_pretrain_image(TINY, "train", 3)
+    b, kb = pretrain.render_pretrain_image(TINY, "train", 3)
+    c, _ = pretrain.render_pretrain_image(TINY, "heldout", 3)
     assert np.array_equal(a, b) and ka == kb and not np.array_equal(a, c)
 
 
@@ -196,7 +197,7 @@ def test_classifier_run_writes_drift(tmp_path, monkeypatch):
     from wsss_lib.runs.profile import QUICK
 
     assert params["pretrained"] is True and params["profile"] == "quick"
-    assert params["weights"] == [{"backbone": "tiny", "source": "source-task", "spec": QUICK.pretrain.digest(),
+    assert params["weights"] == [{"backbone": "tiny", "origin": "pretraining-task", "spec": QUICK.pretrain.digest(),
                                   "sha256": json.loads((pretrain.pretrained_dir(QUICK.pretrain) / "pretrain.json")
                                                        .read_text())["weights_sha256"]}]
 

@@ -76,7 +76,7 @@ def probe_batch(quick_voc):
 
 
 def _fresh_net():
-    """The network OAA+ starts from: the tiny backbone pretrained on the (quick) source task, BatchNorm
+    """The network OAA+ starts from: the tiny backbone pretrained on the (quick) pretraining task, BatchNorm
     frozen, a new head; the same initial weights at every call."""
     from wsss_lib.models.weights import weights_for
     from wsss_lib.runs.profile import QUICK

@@ -245,5 +245,5 @@ def test_forced_quick_keeps_a_quick_profile_of_its_own(monkeypatch):
 
     monkeypatch.setenv("WSSS_QUICK", "1")
     own = replace(QUICK, pretrain=replace(QUICK.pretrain, task="regions"))
-    assert resolve_profile(own) is own  # before: replaced by QUICK, its source task silently dropped
+    assert resolve_profile(own) is own  # before: replaced by QUICK, its pretraining task silently dropped
     assert resolve_profile(FULL) is QUICK and resolve_profile(False) is QUICK

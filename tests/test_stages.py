@@ -16,7 +16,7 @@ from wsss_lib.stages import ORDER, get_stage, notebook_call
 from wsss_lib.runs.profile import resolve_profile
 from wsss_lib.stages.base import Stage, Upstream, plan_upstream
 from wsss_lib.engine.config import StageConfig
-from wsss_lib.figures.plots import SOURCE_NAMES
+from wsss_lib.stages import display_name
 
 Q = dict(seed=0, quick=True, progress=False)
 
@@ -101,7 +101,7 @@ def test_a_new_stage_is_one_small_class(quick_voc):
     stage = MassStage()
     out = stage(source="oaa_ave", **Q)  # its upstream (the classifier run of seed 0) is made on demand
     info = json.loads((out / "params.json").read_text())
-    assert info["stage"] == "mass" and info["params"]["oaa_run"].startswith("oaa-")
+    assert info["stage"] == "mass" and info["params"]["oaa_run"].startswith("classifier-")
     assert info["params"]["source"] == "oaa_ave" and "code_digest" in info
     assert json.loads((out / "metrics.json").read_text())["mass"] > 0
     assert stage(source="oaa_ave", **Q) == out  # the same parameters find the same finished run
@@ -112,7 +112,8 @@ def test_a_new_stage_is_one_small_class(quick_voc):
 
 def test_fusion_registry_drives_the_store_and_the_source_names(monkeypatch):
     assert FUSION_SOURCES == {"oaa_max": "OAA-MAX", "oaa_ave": "OAA-AVE"}
-    assert all(SOURCE_NAMES[s] == label for s, label in FUSION_SOURCES.items())
+    assert all(display_name(s) == label for s, label in FUSION_SOURCES.items())
+    assert display_name("amr_xi0.5") == "AMR (xi 0.5)" and display_name("oaa_plus") == "OAA+"
     # a fusion added to the registry is maintained by the store without touching it
     fmin = Fusion("min", "OAA-MIN", "ours", lambda M, A, V, first, t: torch.where(
         first, A * V, torch.where(V, torch.minimum(M, A), M)))
@@ -126,3 +127,21 @@ def test_fusion_registry_drives_the_store_and_the_source_names(monkeypatch):
     with pytest.raises(ValueError, match="fusion must be one of max, ave, min"):
         st.attention_source("median")
     assert set(FUSIONS) == {"max", "ave", "min"}
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_every_registered_stage_has_its_notebook_a_parameters_cell_of_its_names_and_display_names(name):
+    """What the registry promises for each stage: its notebook exists, its parameters cell names only
+    parameters the stage (or the notebook's other stage) takes, and every source it writes has a name
+    tables and figures use (declared by the stage, not kept by the figures)."""
+    from pathlib import Path
+
+    from wsss_lib.experiments.points import notebook_defaults
+    from wsss_lib.stages.notebook import notebook_parameters
+
+    st = get_stage(name)
+    nb = Path(__file__).parents[1] / "notebooks" / st.notebook
+    assert nb.is_file(), f"stage {name}: notebook {st.notebook} is missing"
+    unknown = set(notebook_defaults(st.notebook)) - set(notebook_parameters(st.notebook))
+    assert not unknown, f"notebook {st.notebook}'s parameters cell names {sorted(unknown)}, which no stage of it takes"
+    assert all(st.display_name(s) for s in st.sources), f"stage {name} declares no display name for some source"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsss_lib.data.synthetic import (CLASS_NAMES, CONTEXT_OF_CLASS, BenchmarkSpec, generate_benchmark,
-                                     render_image, voc_colormap)
+from wsss_lib.data.spec import CLASS_NAMES, CONTEXT_OF_CLASS, BenchmarkSpec, voc_colormap
+from wsss_lib.data.synthetic import generate_benchmark, render_image
 from wsss_lib.util.io import read_json
 
 

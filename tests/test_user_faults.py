@@ -47,7 +47,7 @@ def _launch(*args, env=None, timeout=600):
 
 # 1 -------------------------------------------------------------------------------------------------------
 def test_an_upstream_run_of_another_stage_is_refused_by_its_recorded_stage(runs, quick_voc, tmp_path, capsys):
-    plus = get_stage("oaa_plus")(**Q)  # its folder name starts with "oaa", as a classifier run's does
+    plus = get_stage("oaa_plus")(**Q)  # its folder name starts with "oaa", as classifier runs' folders once did
     before = _folders(runs)
     for stage, arg in (("amr", "init_from"), ("oaa_plus", "oaa_run"), ("evolution", "oaa_run")):
         with pytest.raises(ValueError, match="is a run of stage 'oaa_plus', not of stage 'classifier'"):
@@ -117,7 +117,7 @@ def test_a_crop_too_small_for_the_output_stride_is_refused_naming_the_smallest()
 
 def test_a_notebook_accepts_exactly_what_the_batch_runner_accepts(runs, quick_voc):
     from wsss_lib.stages import all_stages
-    from wsss_lib.stages.base import notebook_call, notebook_parameters
+    from wsss_lib.stages.notebook import notebook_call, notebook_parameters
 
     for nb in sorted({st.notebook for st in all_stages()}):
         accepts = batch.notebook_accepts(nb)

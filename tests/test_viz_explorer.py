@@ -8,7 +8,7 @@ from wsss_lib.stages.classifier import run_classifier_stage
 
 
 def test_explorer_selects_a_present_class_for_every_image(tmp_path, quick_voc):
-    from wsss_lib.figures.plots import attention_explorer
+    from wsss_lib.figures.evolution import attention_explorer
 
     run = run_classifier_stage(run_dir=str(tmp_path / "run"), quick=True, progress=False)
     snaps = torch.load(run / "snapshots.pt", weights_only=False)

@@ -12,7 +12,6 @@ with its ``p`` factor) and leaves the rest unanswered, so the grades show all th
 
 from __future__ import annotations
 
-from wsss_lib.util.paths import REPO
 import argparse
 import json
 import os
@@ -20,6 +19,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from wsss_lib.util.paths import REPO
 
 COURSE = REPO / "course"
 ASSIGNMENT = "wsss_exercises"
@@ -91,7 +92,7 @@ def _failure_messages(autograded: Path) -> dict[str, str]:
 def grade_demo(course: Path = COURSE) -> list[dict]:
     """Release, submit the demo student's answers, autograde, write feedback; one dict per check cell
     (notebook, grade_id, score, max_score, message)."""
-    from nbgrader.api import Gradebook
+    from nbgrader.api import Gradebook  # lazy: heavy: only when grading
 
     rel = release(course)
     sub = course / "submitted" / DEMO_STUDENT / ASSIGNMENT

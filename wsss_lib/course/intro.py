@@ -18,11 +18,13 @@ import torch
 import torch.nn.functional as Fn
 
 from wsss_lib.data.transforms import normalize_images
-from wsss_lib.util.io import read_json, torch_load
+from wsss_lib.figures.plots import attention_colorbar, class_legend_handles as class_legend, colorize_mask, overlay
+from wsss_lib.formulas.diagnostics import embedded_spec
+from wsss_lib.formulas.label_rules import threshold_labels
 from wsss_lib.formulas.metrics import confusion_matrix, mean_iou
 from wsss_lib.models.cam import CAMNet, build_cam_net
-from wsss_lib.formulas.label_rules import threshold_labels
-from wsss_lib.figures.plots import attention_colorbar, class_legend_handles as class_legend, colorize_mask, overlay
+from wsss_lib.util.io import read_json, torch_load
+
 
 def samples_figure(layout, indices: Sequence[int]) -> plt.Figure:
     """Images with their image-level labels (what training sees) over their masks (what it never
@@ -63,7 +65,6 @@ def benchmark_description(voc_root: str | Path) -> str:
     """What the embedded benchmark at ``voc_root`` looks like, in Markdown, from its own spec (the
     version it was generated as): the objects, their discriminative regions, the context classes;
     a VOC folder gets one sentence."""
-    from wsss_lib.formulas.diagnostics import embedded_spec
 
     spec = embedded_spec(voc_root)
     if spec is None:
@@ -132,8 +133,8 @@ def threshold_explorer(layout, source: dict, indices: Sequence[int], thresholds:
     """An ipywidgets explorer: a slider for the background threshold and a menu of images; shows the
     image's CAM, its pseudo label at that threshold, the ground truth, and the set's mIoU curve.
     ``start``: the image the menu opens on (default: the first of ``indices``)."""
-    import ipywidgets as widgets
-    from IPython.display import display
+    import ipywidgets as widgets  # lazy: heavy: only where a widget is drawn
+    from IPython.display import display  # lazy: only inside a notebook kernel
 
     curve = threshold_sweep(layout, source, indices, thresholds)
     slider = widgets.FloatSlider(value=0.5, min=float(min(thresholds)), max=float(max(thresholds)), step=0.05,

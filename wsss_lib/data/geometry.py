@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from wsss_lib.data.synthetic import CLASS_NAMES, CONTEXT_OF_CLASS, BenchmarkSpec, render_image
+from wsss_lib.data.spec import CLASS_NAMES, CONTEXT_OF_CLASS, BenchmarkSpec
+from wsss_lib.data.synthetic import render_image
 
 #: VOC 2012 figures for the OAA setting (OAA-PyTorch resizes the short side to 224 and runs VGG-16
 #: at output stride 8; the classifier's receptive field with its three extra 3x3 layers is 252 px,

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wsss_lib.data.synthetic import (PART_HUES, PART_PATTERNS, SPLIT_CODES, BenchmarkSpec, RenderedImage,
-                                     _draw_body, _draw_part2, _hsv_to_rgb, _place, _scene)
+from wsss_lib.data.drawing import draw_body, draw_part2, hsv_to_rgb, place, scene
+from wsss_lib.data.spec import PART_HUES, PART_PATTERNS, SPLIT_CODES, BenchmarkSpec, RenderedImage
 
 #: The band's code per class (index into the four part hues, pattern): distinct (hue, pattern) pairs,
 #: paired differently from the other two regions', so the band alone names the class.
@@ -43,7 +43,7 @@ def _draw_band(img: np.ndarray, c: int, rng: np.random.Generator, u: np.ndarray,
     """The band: ``|u - 0.15 a| <= 0.13 a`` inside the body, in the class's band hue with dots or
     diagonal stripes; returns its mask."""
     band = (np.abs(u - 0.15 * a) <= 0.13 * a) & body
-    col = _hsv_to_rgb(PART_HUES[BAND_HUE_INDEX[c]] + rng.normal(0, 6), rng.uniform(0.75, 0.95),
+    col = hsv_to_rgb(PART_HUES[BAND_HUE_INDEX[c]] + rng.normal(0, 6), rng.uniform(0.75, 0.95),
                       rng.uniform(0.8, 0.95))
     cell = max(0.09 * a, 1.0)
     if BAND_PATTERNS[c] == "dots":
@@ -57,7 +57,7 @@ def _draw_band(img: np.ndarray, c: int, rng: np.random.Generator, u: np.ndarray,
 
 def render_miniature(spec: BenchmarkSpec, split: str, index: int) -> RenderedImage:
     """Render image ``index`` of ``split`` of a version 2 spec (deterministic in seed, split, index)."""
-    sc = _scene(spec, [spec.seed, SPLIT_CODES[split], index, 2])
+    sc = scene(spec, [spec.seed, SPLIT_CODES[split], index, 2])
     rng, s, yy, xx, img, classes = sc.rng, spec.size, sc.yy, sc.xx, sc.img, sc.classes
 
     mask = np.zeros((s, s), dtype=np.uint8)
@@ -68,10 +68,10 @@ def render_miniature(spec: BenchmarkSpec, split: str, index: int) -> RenderedIma
     for c, long_side in zip(classes, object_sizes(rng, spec, len(classes))):
         a = long_side / 2.2  # the front disc sticks out about 0.2 a beyond the body
         b = a * rng.uniform(0.5, 0.65)
-        centre = _place(rng, s, a, placed, (0.15, 0.85), 0.5)
+        centre = place(rng, s, a, placed, (0.15, 0.85), 0.5)
         if centre is None:
             continue  # no room: fewer objects in this image
-        u, v, body = _draw_body(img, c, rng, spec, xx, yy, centre, a, b)
+        u, v, body = draw_body(img, c, rng, spec, xx, yy, centre, a, b)
         show = rng.random(3) >= spec.hide_prob
         if not show.any():
             show[int(rng.integers(0, 3))] = True
@@ -79,12 +79,12 @@ def render_miniature(spec: BenchmarkSpec, split: str, index: int) -> RenderedIma
         if show[2]:
             regions[2] = _draw_band(img, c, rng, u, v, a, body)
         if show[1]:
-            regions[1] = _draw_part2(img, c, rng, u, v, a, b)
+            regions[1] = draw_part2(img, c, rng, u, v, a, b)
         if show[0]:
             r = 0.55 * b
             d2 = (u - 0.9 * a) ** 2 + v ** 2
             disc = d2 <= r * r
-            col = _hsv_to_rgb(PART_HUES[c] + rng.normal(0, 6), rng.uniform(0.75, 0.95), rng.uniform(0.8, 0.95))
+            col = hsv_to_rgb(PART_HUES[c] + rng.normal(0, 6), rng.uniform(0.75, 0.95), rng.uniform(0.8, 0.95))
             img[disc] = col
             if PART_PATTERNS[c] == "ring":
                 img[d2 <= (0.5 * r) ** 2] = 0.25 * col

@@ -34,9 +34,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
+from tqdm.auto import tqdm
 
-from wsss_lib.util.making import about_to_make
+from wsss_lib.data.spec import SPLIT_CODES, BenchmarkSpec, image_id
+from wsss_lib.data.synthetic import render_image
 from wsss_lib.util.io import read_json, write_json
+from wsss_lib.util.making import about_to_make
 
 SALIENCY_VERSION = "1"
 
@@ -75,9 +79,6 @@ def _smooth_field(rng: np.random.Generator, s: int, cells: int = 4) -> np.ndarra
 def render_saliency(bench_spec, split: str, index: int, spec: SaliencySpec = DEFAULT_SALIENCY,
                     rendered=None) -> np.ndarray:
     """The embedded detector's saliency map of image ``index`` of ``split``: ``H x W`` float in [0, 1]."""
-    from scipy import ndimage
-
-    from wsss_lib.data.synthetic import SPLIT_CODES, render_image
 
     r = rendered if rendered is not None else render_image(bench_spec, split, index)
     s = r.mask.shape[0]
@@ -121,9 +122,6 @@ def ensure_saliency(voc_root: str | os.PathLike, spec: SaliencySpec = DEFAULT_SA
                     progress: bool = True) -> Path:
     """The saliency folder of the embedded benchmark at ``voc_root`` (train and val maps), written
     first if missing (into a temp folder renamed into place: never half-written)."""
-    from tqdm.auto import tqdm
-
-    from wsss_lib.data.synthetic import BenchmarkSpec, image_id
 
     voc_root = Path(voc_root)
     info_file = voc_root / "benchmark.json"

@@ -13,6 +13,7 @@ data raises :class:`DataError`, naming the file and what was expected; nothing i
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -21,6 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from scipy.io import loadmat
+from tqdm.auto import tqdm
+
+from wsss_lib.util.io import write_json
+from wsss_lib.util.paths import default_cache_dir
 
 VOC_CLASSES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -103,7 +109,6 @@ def load_mask(path: Path, num_classes: int) -> np.ndarray:
 
 
 def _load_sbd_mat(path: Path, num_classes: int) -> np.ndarray:
-    from scipy.io import loadmat
 
     if not path.exists():
         raise DataError(f"SBD annotation {path} not found")
@@ -161,7 +166,6 @@ class VOCLayout:
 
     def first(self, n: int) -> "VOCLayout":
         """The same split restricted to its first ``n`` images (in id order); ``n = 0``: all of them."""
-        import copy
 
         if not n or n >= len(self.ids):
             return self
@@ -171,7 +175,6 @@ class VOCLayout:
 
     def subset(self, indices) -> "VOCLayout":
         """The same split restricted to the images at ``indices`` (in that order)."""
-        import copy
 
         idx = [int(i) for i in indices]
         bad = [i for i in idx if not 0 <= i < len(self.ids)]
@@ -212,7 +215,6 @@ class VOCLayout:
         :class:`DataError` that lists *every* bad file (missing, undecodable, mask of another size).
         A successful check is remembered (keyed by the files' sizes and times), so it costs a
         ``stat`` per file on later runs."""
-        from tqdm.auto import tqdm
 
         files = [self.image_path(i) for i in range(len(self))]
         if masks:
@@ -257,7 +259,6 @@ class VOCLayout:
 
     # -- labels ------------------------------------------------------------------------------
     def _cache_file(self) -> Path:
-        from wsss_lib.data.synthetic import default_cache_dir
 
         base = self._label_cache or default_cache_dir() / "labels"
         key = hashlib.sha256(f"{self.root.resolve()}|{self.split}|{self.sbd_root}".encode()).hexdigest()[:16]
@@ -286,7 +287,6 @@ class VOCLayout:
             present = np.unique(m)
             present = present[(present > 0) & (present != IGNORE_INDEX)]
             labels[i, present - 1] = True
-        from wsss_lib.util.io import write_json
 
         try:
             write_json(cache, {"ids": self.ids, "stamp": stamp, "labels": labels.astype(int).tolist()})

@@ -38,6 +38,8 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as Fn
+from PIL import Image
+from tqdm.auto import tqdm
 
 from wsss_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from wsss_lib.models.amm import grouped_statistics
@@ -82,7 +84,6 @@ def strided_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
 def rescale_uint8(image: np.ndarray, scale: float) -> np.ndarray:
     """``H x W x 3`` uint8 resized by ``scale`` with PIL's bicubic filter to the rounded size (the
     official ``pil_rescale``); scale 1 returns the image itself."""
-    from PIL import Image
 
     if scale == 1:
         return image
@@ -164,7 +165,6 @@ def official_cams(model, images: Sequence[np.ndarray], classes: list[list[int]],
     entries and the climbing mask thresholds the map, so a rounding difference between two ways of
     summing (one pair per forward or many) can move a pixel across zero or across the threshold and
     change the climb. Comparisons with the official loop therefore run in float64."""
-    from tqdm.auto import tqdm
 
     device = torch.device(device)
     was_training = model.training

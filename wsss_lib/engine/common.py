@@ -8,14 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from wsss_lib.runs.attention_io import save_attention
 from wsss_lib.data.transforms import ViewGeometry
 from wsss_lib.data.voc import VOCLayout, VOCSegDataset
-from wsss_lib.formulas.evaluation import CAMEvaluator
-from wsss_lib.util.io import write_json
 from wsss_lib.engine.loop import make_views
+from wsss_lib.formulas.attention import multiscale_attention
+from wsss_lib.formulas.evaluation import CAMEvaluator
 from wsss_lib.models.cam import CAMNet, build_cam_net
+from wsss_lib.runs.attention_io import save_attention
+from wsss_lib.util.io import write_json
 
 
 @dataclass
@@ -63,7 +65,6 @@ def snapshot_epoch_miou(snapshots: dict, layout) -> list[float]:
     of a classifier run: ``maps`` ``E x n x K x h x w`` in the image frame, ``indices`` into
     ``layout``), best background threshold of the usual sweep per epoch; an epoch in which an
     image was not seen counts its maps as empty."""
-    from wsss_lib.formulas.evaluation import CAMEvaluator
 
     sub = layout.subset(snapshots["indices"])
     evaluator = CAMEvaluator(sub)
@@ -104,9 +105,6 @@ def infer_attention(model: torch.nn.Module, dataset, size: tuple[int, int], crop
     Images are resized to ``crop_size`` (the training resolution); single scale without flip by
     default, so every attention source of a table is read the same way as the OAA store's maps.
     Returns ``(maps N x K x H x W, logits N x K)`` (for a two-branch model, maps is a tuple)."""
-    from tqdm.auto import tqdm
-
-    from wsss_lib.formulas.attention import multiscale_attention
 
     was_training = model.training
     model.eval()

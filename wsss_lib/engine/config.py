@@ -8,10 +8,10 @@ from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from wsss_lib.data.transforms import AUGMENTATIONS
+from wsss_lib.engine.loop import SCHEDULES, LoopConfig
 from wsss_lib.models.backbones import BACKBONES
 from wsss_lib.models.cam import HEAD_INITS
 from wsss_lib.runs.profile import FULL, Profile
-from wsss_lib.engine.loop import SCHEDULES, LoopConfig
 
 
 def interval(lo: float, hi: float, closed_lo: bool = True, closed_hi: bool = True) -> str:
@@ -110,7 +110,7 @@ class StageConfig:
 class TrainConfig(StageConfig):
     """Optimization and data settings common to all training stages (defaults: embedded benchmark, CPU)."""
 
-    #: ImageNet weights (VGG16/ResNet) or the embedded source task's weights (tiny), as the papers
+    #: ImageNet weights (VGG16/ResNet) or the embedded pretraining task's weights (tiny), as the papers
     #: fine-tune a pretrained network; False trains from scratch
     pretrained: bool = True
     epochs: int = 10
@@ -211,7 +211,7 @@ def check_run_args(seed, device) -> None:
         raise StageConfig.invalid("seed", seed, "an integer >= 0")
     if device in ("auto", "", None):
         return
-    import torch
+    import torch  # lazy: heavy: this module stays importable without torch
 
     try:
         dev = torch.device(device)

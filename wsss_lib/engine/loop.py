@@ -24,10 +24,14 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from wsss_lib.data.transforms import normalize_images, render_views, sample_geometry
+from wsss_lib.util import distributed as D
+from wsss_lib.util.distributed import local_device
 from wsss_lib.util.environment import env_flag
 from wsss_lib.util.io import torch_load, torch_save
+from wsss_lib.util.sync_guard import no_host_sync
 
 
 class TrainingInterrupted(RuntimeError):
@@ -41,7 +45,6 @@ class Stateful(Protocol):
 
 def resolve_device(device: str = "auto") -> torch.device:
     """The training device (in a ``torchrun`` process group on GPUs: this rank's own GPU)."""
-    from wsss_lib.util.distributed import local_device
 
     if device in ("auto", "", None):
         return local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
@@ -163,10 +166,6 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: str,
     The GPU fast path: bf16 autocast (fp16 + gradient scaler where bf16 is missing), channels_last,
     pinned batches copied without waiting, and no host synchronisation in a step except every
     ``cfg.log_every`` steps, when the progress bar reads the loss."""
-    from tqdm.auto import tqdm
-
-    from wsss_lib.util import distributed as D
-    from wsss_lib.util.sync_guard import no_host_sync
 
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")

@@ -3,7 +3,7 @@
 The embedded benchmark should have the properties of the papers' setting that OAA depends on
 (several regions the attention can move between, objects large enough in feature cells, pretrained
 features that transfer so the first epochs' attention already sits on the object). Each
-:class:`Candidate` (a benchmark variant, the network's output stride, the pretraining source task)
+:class:`Candidate` (a benchmark variant, the network's output stride, the pretraining pretraining task)
 is measured here on the same footing:
 
 - geometry in feature cells against VOC's figures (:mod:`wsss_lib.data.geometry`; no model);
@@ -25,14 +25,21 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
-from wsss_lib.models.pretrain import DEFAULT_PRETRAIN, PretrainSpec
+from wsss_lib.data.geometry import geometry_row, geometry_summary, instance_table, voc_row
+from wsss_lib.data.synthetic import ensure_benchmark, rendered_set
+from wsss_lib.data.voc import VOCLayout
+from wsss_lib.engine.common import snapshot_epoch_miou
+from wsss_lib.models.backbones import receptive_field, tiny_backbone
+from wsss_lib.models.cam import build_cam_net
+from wsss_lib.models.pretrain import DEFAULT_PRETRAIN, PretrainSpec, linear_probe_map, load_tiny_pretrained
+from wsss_lib.runs.profile import FULL, QUICK
+from wsss_lib.stages.classifier import run_classifier_stage
 from wsss_lib.util.io import write_json, write_text
 from wsss_lib.util.paths import REPO
 
@@ -40,7 +47,7 @@ from wsss_lib.util.paths import REPO
 @dataclass(frozen=True)
 class Candidate:
     """A benchmark setting: the profile's benchmark ``variant`` (``data_root="embedded:<variant>"``),
-    the tiny backbone's ``output_stride`` and the source task it is pretrained on (whose ``width`` is
+    the tiny backbone's ``output_stride`` and the pretraining task it is pretrained on (whose ``width`` is
     the network's)."""
 
     name: str
@@ -56,12 +63,12 @@ class Candidate:
 
 #: the candidates, the current default first (the cost ratios are to it)
 CANDIDATES = (
-    Candidate("v1", "v1", 8, note="version 1, the default until now (width 32, the first source task)"),
+    Candidate("v1", "v1", 8, note="version 1, the default until now (width 32, the first pretraining task)"),
     Candidate("parts2", "parts2", 8, note="version 1 with a second part"),
     Candidate("mini-s4-w16-shapes", "mini", 4, PretrainSpec(width=16),
-              note="version 2, stride 4, width 16 (the CPU budget); the first source task (64 px)"),
+              note="version 2, stride 4, width 16 (the CPU budget); the first pretraining task (64 px)"),
     Candidate("mini-s4-w16-regions", "mini", 4, PretrainSpec(size=112, task="regions", width=16),
-              note="version 2, stride 4, width 16; the regions source task at 112 px"),
+              note="version 2, stride 4, width 16; the regions pretraining task at 112 px"),
     Candidate("mini-s4-w32-regions", "mini", 4, PretrainSpec(size=112, task="regions"),
               note="version 2, stride 4, width 32 (about 4x the CPU cost of version 1: a GPU setting)"),
 )
@@ -70,15 +77,14 @@ CANDIDATES = (
 def candidate_profile(c: Candidate, quick: bool = False):
     """The profile a candidate's runs are made under: the full profile's benchmarks with the
     candidate's pretraining, named ``candidates`` so no run of it is taken for a default one (with
-    ``quick``: the quick profile, its source task shrunk the same way; still ``quick``, so a smoke run
+    ``quick``: the quick profile, its pretraining task shrunk the same way; still ``quick``, so a smoke run
     behaves as one)."""
-    from wsss_lib.runs.profile import FULL, QUICK
 
     base = QUICK if quick else FULL
     pretrain = c.pretrain if not quick else replace(QUICK.pretrain, size=min(c.pretrain.size, 64), task=c.pretrain.task,
                                                     width=c.width)
     return replace(base, name=base.name if quick else "candidates", pretrain=pretrain, pretrains={c.variant: pretrain},
-                   settings={c.variant: {"output_stride": c.output_stride, "width": c.width}})
+                   networks={c.variant: {"output_stride": c.output_stride, "width": c.width}})
 
 
 #: images per measured classifier step
@@ -88,7 +94,6 @@ STEP_BATCH = 16
 def step_seconds(size: int, stride: int, width: int = 32, batch: int = STEP_BATCH, steps: int = 4) -> float:
     """Seconds per classifier training step (forward, backward, SGD) at ``size`` px, ``stride`` and
     the tiny backbone's ``width``."""
-    from wsss_lib.models.cam import build_cam_net
 
     torch.manual_seed(0)
     net = build_cam_net("tiny", 8, output_stride=stride, width=width)
@@ -122,16 +127,6 @@ def step_costs(sizes: dict[str, tuple[int, int, int]], rounds: int = 3) -> dict[
 def measure(c: Candidate, runs: Path, seed: int = 0, quick: bool = False, n_geometry: int = 500,
             n_probe: tuple[int, int] = (1000, 500), n_snapshots: int = 300, progress: bool = True) -> dict:
     """Every property of :mod:`this module's docstring <wsss_lib.experiments.candidates>` for ``c``."""
-    from wsss_lib.data.geometry import geometry_summary, instance_table
-    from wsss_lib.data.synthetic import ensure_benchmark
-    from wsss_lib.data.voc import VOCLayout
-    from wsss_lib.data.synthetic import rendered_set
-    from wsss_lib.engine.common import snapshot_epoch_miou
-    from wsss_lib.models.pretrain import linear_probe_map
-    from wsss_lib.models.backbones import receptive_field, tiny_backbone
-    from wsss_lib.models.cam import build_cam_net
-    from wsss_lib.models.pretrain import load_tiny_pretrained
-    from wsss_lib.stages.classifier import run_classifier_stage
 
     profile = candidate_profile(c, quick)
     spec = profile.benchmark(c.variant)
@@ -174,7 +169,6 @@ def measure(c: Candidate, runs: Path, seed: int = 0, quick: bool = False, n_geom
 def property_rows(results: list[dict]) -> pd.DataFrame:
     """The property table: VOC's reference figures, then a row per candidate (geometry columns from
     :func:`wsss_lib.data.geometry.geometry_row`, then what the plain CAM classifier measured)."""
-    from wsss_lib.data.geometry import geometry_row, voc_row
 
     rows = [voc_row()]
     for r in results:

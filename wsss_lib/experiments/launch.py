@@ -20,7 +20,7 @@ import sys
 
 import torch.distributed as dist
 
-from wsss_lib.experiments.batch import parse_value
+from wsss_lib.experiments.grids import parse_value
 from wsss_lib.runs.profile import resolve_profile
 from wsss_lib.stages import ORDER, get_stage
 from wsss_lib.stages.base import execute_plan

@@ -16,14 +16,28 @@ the full profile renders into ``reports/`` is also copied into the README's tabl
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
+from PIL import Image
+
 from wsss_lib.data.synthetic import ensure_benchmark
-from wsss_lib.util.paths import REPO
+from wsss_lib.experiments.batch import _jobs, stale_policy_env
+from wsss_lib.experiments.executors import run_batch
+from wsss_lib.experiments.grids import GridError, load_grids
+from wsss_lib.experiments.points import KERNEL_ARGS, plan
+from wsss_lib.reporting.benchmark_page import benchmark_report
+from wsss_lib.reporting.tables.readme import sync_readme
+from wsss_lib.runs.folders import RunsFolderError, runs_root
+from wsss_lib.runs.profile import resolve_profile
+from wsss_lib.util.environment import environment_summary
 from wsss_lib.util.io import DiskFullError, write_json, write_text
+from wsss_lib.util.paths import REPO, default_cache_dir
 
 #: the main job's grids, in order (upstream stages first; see notebooks/grids/)
 MAIN_GRIDS = ("oaa_fusion.yaml", "evolution.yaml", "oaa_gate.yaml", "oaa_plus_loss.yaml", "amr.yaml",
@@ -51,7 +65,6 @@ def repo_root() -> Path:
 
 def benchmark(reports: Path, profile) -> Path:
     """Generate (or find) the profile's embedded benchmark and write its report."""
-    from wsss_lib.reporting.benchmark_page import benchmark_report
 
     voc = ensure_benchmark(profile.benchmark(profile.default_variant))
     benchmark_report(voc, reports, profile=profile)  # its generation time: what the generator recorded
@@ -61,8 +74,8 @@ def benchmark(reports: Path, profile) -> Path:
 def export_html(notebook: Path, dest: Path) -> tuple[Path, int]:
     """An executed notebook as a static HTML page (widget state dropped); returns the page and its
     size in bytes (pages over :data:`MAX_HTML_BYTES` are written too, and reported by the caller)."""
-    import nbformat
-    from nbconvert import HTMLExporter
+    import nbformat  # lazy: heavy: the Jupyter stack, only where a notebook is exported
+    from nbconvert import HTMLExporter  # lazy: heavy: the Jupyter stack, only where a notebook is exported
 
     nb = nbformat.read(str(notebook), as_version=4)
     nb.metadata.pop("widgets", None)
@@ -80,11 +93,6 @@ def compact_images(html: str, limit: int = PNG_TO_JPEG_BYTES, quality: int = 85)
     """A page's large embedded PNGs (attention overlays: photograph-like, poorly compressed by PNG)
     re-encoded as JPEG, so a page stays small whatever its figures; small PNGs (plots, text) are
     kept as they are."""
-    import base64
-    import io
-    import re
-
-    from PIL import Image
 
     def jpeg(m: re.Match) -> str:
         raw = base64.b64decode(m.group(1))
@@ -100,8 +108,6 @@ def compact_images(html: str, limit: int = PNG_TO_JPEG_BYTES, quality: int = 85)
 def machine_independent(text: str) -> str:
     """Where this checkout, its runs and the data cache live, replaced by placeholders, so the
     published pages do not depend on the machine that made them."""
-    from wsss_lib.data.synthetic import default_cache_dir
-    from wsss_lib.runs.folders import runs_root
 
     for path, name in ((runs_root(), "runs"), (repo_root() / "reports", "reports"), (default_cache_dir(), "$WSSS_CACHE"),
                        (repo_root(), ".")):
@@ -125,22 +131,19 @@ def showcase(points, reports: Path) -> list[tuple[Path, int]]:
 def run_results_notebook(reports: Path, quick: bool) -> tuple[Path, int]:
     """Execute notebook 07 (tables and figures into ``reports``); the executed notebook goes to
     ``<runs root>/results/``, its HTML to ``reports/notebooks/`` (returned with its size)."""
-    import papermill as pm
-
-    from wsss_lib.runs.folders import runs_root
+    import papermill as pm  # lazy: heavy: the Jupyter stack, only where a notebook is executed
 
     src = repo_root() / "notebooks" / RESULTS_NOTEBOOK
     dst = runs_root() / "results" / RESULTS_NOTEBOOK
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.stem}.partial.ipynb")
     pm.execute_notebook(str(src), str(tmp), parameters={"reports_dir": str(Path(reports).resolve()), "quick": quick},
-                        kernel_name="python3", cwd=str(src.parent), progress_bar=False)
+                        kernel_name="python3", cwd=str(src.parent), progress_bar=False, extra_arguments=KERNEL_ARGS)
     os.replace(tmp, dst)
     return export_html(dst, reports / "notebooks" / f"{Path(RESULTS_NOTEBOOK).stem}.html")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from wsss_lib.experiments.batch import _jobs
 
     ap = argparse.ArgumentParser(prog="python -m wsss_lib.experiments.main", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -157,7 +160,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-stale", action="store_true",
                     help="keep points finished by code that has changed since (listed loudly; the tables say so)")
     args = ap.parse_args(argv)
-    from wsss_lib.experiments.batch import stale_policy_env
 
     with stale_policy_env(args.keep_stale):  # the points' kernels inherit it
         return run_main_job(args, argv)
@@ -165,10 +167,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_main_job(args, argv) -> int:
     """The benchmark, the grids, the results notebook and the HTML pages, the timings (see :func:`main`)."""
-    from wsss_lib.experiments.batch import GridError, load_grids, plan, run_batch
-    from wsss_lib.util.environment import environment_summary
-    from wsss_lib.runs.profile import resolve_profile
-    from wsss_lib.runs.folders import RunsFolderError
 
     try:
         profile = resolve_profile(args.quick, announce=True)
@@ -207,7 +205,6 @@ def run_main_job(args, argv) -> int:
     for p, n in large:
         print(f"[main] note: {p.name} is {n / 2**20:.1f} MiB (over {MAX_HTML_BYTES / 2**20:.0f} MiB)", file=sys.stderr)
     if reports.resolve() == (repo_root() / FULL_REPORTS).resolve() and not profile.quick:
-        from wsss_lib.reporting.tables.readme import sync_readme
 
         sync_readme(repo_root() / "README.md", repo_root())
     total = time.perf_counter() - t0

@@ -24,8 +24,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from wsss_lib.experiments.points import notebook_digest
+from wsss_lib.runs.folders import find_run, runs_root
+from wsss_lib.runs.identity import combine
+from wsss_lib.stages.base import expected_code
 from wsss_lib.util.io import read_json
-from wsss_lib.runs.folders import runs_root
 
 
 def collect(root: str | os.PathLike | None = None, notebook: str | None = None,
@@ -60,15 +63,11 @@ def _cell(v):
 
 def _run_facts(folder: Path, point: dict) -> dict:
     """The run a point read: identity, folder, resolved parameters (``r.``), code and staleness."""
-    from wsss_lib.experiments.batch import notebook_digest
-    from wsss_lib.runs.identity import combine
-    from wsss_lib.stages.base import expected_code
 
     rj = read_json(folder / "run.json")
     facts = {"run": rj.get("run"), "run_dir": rj.get("run_dir", "")}
     run_dir = Path(facts["run_dir"])
     if not (run_dir / "params.json").exists():
-        from wsss_lib.runs.folders import find_run
 
         try:
             run_dir = find_run(facts["run"])  # a moved runs folder: found by identity

@@ -15,7 +15,7 @@ CRF_DEFAULTS = {"iter_max": 10, "pos_w": 3.0, "pos_xy_std": 1.0, "bi_w": 4.0, "b
 
 def crf_available() -> bool:
     try:
-        import pydensecrf.densecrf  # noqa: F401
+        import pydensecrf.densecrf  # noqa: F401  # lazy: optional: is pydensecrf2 installed?
     except ImportError:
         return False
     return True
@@ -26,8 +26,9 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, iter_max: int = 10, pos_w: f
     """Refine ``C x H x W`` class probabilities with the image (``H x W x 3`` uint8); returns
     ``C x H x W`` probabilities after ``iter_max`` mean-field steps."""
     try:
-        import pydensecrf.densecrf as dcrf
-        from pydensecrf.utils import unary_from_softmax
+        import pydensecrf.densecrf as dcrf  # lazy: optional: absent on some machines (the except clause says what then)
+        from pydensecrf.utils import \
+            unary_from_softmax  # lazy: optional: absent on some machines (the except clause says what then)
     except ImportError:
         raise ImportError("dense CRF needs the package pydensecrf2 (pip install pydensecrf2==1.1, in "
                           "requirements.lock); set crf=False to go without it") from None

@@ -7,13 +7,18 @@ The part masks are not in the VOC files; they are re-rendered from the benchmark
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as Fn
+from tqdm.auto import tqdm
 
-from wsss_lib.data.synthetic import BenchmarkSpec, render_image
+from wsss_lib.data.spec import BenchmarkSpec
+from wsss_lib.data.synthetic import render_image
+from wsss_lib.formulas.drift import drift_summary, object_fractions, part_shares
+from wsss_lib.formulas.zones import zone_analysis
 from wsss_lib.util.io import read_json
 
 
@@ -72,7 +77,6 @@ def drift_of_recording(recorder, store, layout, threshold: float = 0.5, progress
     """:func:`wsss_lib.formulas.drift.drift_summary` of a classifier run's :class:`~wsss_lib.formulas.drift.DriftRecorder`,
     with the discovery curve when the training masks exist (embedded benchmark, VOC with
     ``SegmentationClass`` for the training ids) and mass per part on the embedded benchmark."""
-    from wsss_lib.formulas.drift import drift_summary, object_fractions, part_shares
 
     slot_image = store.slot_image.cpu().numpy()
     slot_class = store.slot_class.cpu().numpy()
@@ -82,7 +86,6 @@ def drift_of_recording(recorder, store, layout, threshold: float = 0.5, progress
     masks, parts = {}, {}
     it = images
     if progress:
-        from tqdm.auto import tqdm
 
         it = tqdm(images, desc="drift: object masks", leave=False)
     for i in it:
@@ -111,9 +114,6 @@ def zone_rows(ref: dict, new: dict, t_ref: float, t_new: float, voc_root: str | 
     training images of a generated benchmark: once at the sources' own best thresholds ``t_ref``,
     ``t_new`` and once at a common threshold of 0.5. The band is ``band_cells`` feature cells wide
     (the image side over the maps' side gives a cell's pixels)."""
-    from functools import lru_cache
-
-    from wsss_lib.formulas.zones import zone_analysis
 
     spec = embedded_spec(voc_root)
     if spec is None:

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as Fn
+from sklearn.metrics import average_precision_score
 
 from wsss_lib.formulas.metrics import iou_from_confusion
 
@@ -100,7 +101,6 @@ class CAMEvaluator:
 
 def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     """Classification mAP over classes that have at least one positive."""
-    from sklearn.metrics import average_precision_score
 
     aps = [average_precision_score(labels[:, c], scores[:, c]) for c in range(labels.shape[1])
            if labels[:, c].any()]

@@ -22,6 +22,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from wsss_lib.data.spec import voc_colormap
+from wsss_lib.util.io import atomic_path
 
 IGNORE = 255
 
@@ -45,7 +49,7 @@ def official_attention_prep(maps: np.ndarray, size: tuple[int, int]) -> np.ndarr
     scaled to 255 and truncated to uint8 (``res.py``); returned as floats in ``[0, 1]`` (``/255``).
     Needs OpenCV (``opencv-python-headless``, in requirements.lock)."""
     try:
-        import cv2
+        import cv2  # lazy: optional: absent on some machines (the except clause says what then)
     except ImportError as e:  # pragma: no cover - the lock installs it
         raise ImportError("attention_prep='official' needs OpenCV: pip install opencv-python-headless") from e
     maps = np.asarray(maps, dtype=np.float32)
@@ -138,10 +142,6 @@ def explain_cues(att: np.ndarray, classes, saliency: np.ndarray, fg_threshold: f
 
 def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> Path:
     """A label map as a VOC palette PNG (written to a temp file, then renamed)."""
-    from PIL import Image
-
-    from wsss_lib.data.synthetic import voc_colormap
-    from wsss_lib.util.io import atomic_path
 
     img = Image.fromarray(np.asarray(labels, dtype=np.uint8), mode="P")
     img.putpalette(voc_colormap().reshape(-1).tolist())
@@ -151,7 +151,6 @@ def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> Path:
 
 
 def read_label_png(path: str | os.PathLike) -> np.ndarray:
-    from PIL import Image
 
     with Image.open(path) as im:
         if im.mode != "P":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as Fn
+from scipy.ndimage import distance_transform_edt
 
 ZONES = ("regions", "body", "other_objects", "context", "band", "background")
 
@@ -30,7 +31,6 @@ def zone_map(mask: np.ndarray, part_index: np.ndarray, context_mask: np.ndarray 
              band_px: float) -> np.ndarray:
     """``H x W`` zone index (into :data:`ZONES`) of every pixel for class ``cls`` (0-based; ``mask``
     holds ``cls + 1`` on its object, 0 background, 255 ignored, which counts as other objects)."""
-    from scipy.ndimage import distance_transform_edt
 
     mask = np.asarray(mask)
     obj = mask == cls + 1

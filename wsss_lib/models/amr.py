@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-
 from torchvision.models.resnet import Bottleneck
 
 from wsss_lib.models.amm import AMM

@@ -86,7 +86,7 @@ def tiny_backbone(width: int = 32, output_stride: int = 8) -> Backbone:
     ``output_stride=4`` keeps the third stage at its input's resolution and dilates instead (stage 3
     dilation 2, stage 4 dilation 4), as DeepLab does for ResNet: the same parameters (so the same
     pretrained weights load), twice the cells per side. About 0.3 M parameters at ``width=32``.
-    Its pretrained weights are those learnt on the embedded source task
+    Its pretrained weights are those learnt on the embedded pretraining task
     (:mod:`wsss_lib.models.pretrain`).
     """
     if output_stride not in (4, 8):

@@ -1,8 +1,8 @@
-"""Pretraining the ``tiny`` backbone on a generated source task: the embedded counterpart of the
+"""Pretraining the ``tiny`` backbone on a generated pretraining task: the embedded counterpart of the
 ImageNet weights the papers start from.
 
 The papers fine-tune ImageNet-pretrained networks, so their attention means something from the
-first epoch. Our ``tiny`` backbone gets the same treatment from a *source task* that is disjoint
+first epoch. Our ``tiny`` backbone gets the same treatment from a *pretraining task* that is disjoint
 from the benchmark's 8 classes: single-label images of one shape (triangle, square, cross, star,
 crescent, L) filled with one texture (solid, stripes, checker, dots) in a random colour, at a random
 size, position and angle, on the benchmark's cluttered backgrounds: 24 classes, none of them an
@@ -11,7 +11,7 @@ classes do not hinge on one hue.
 
 Pretraining is deterministic per :class:`PretrainSpec` (seeded data, seeded order, single-process
 loop) and cached under ``<cache>/pretrained/tiny-<spec digest>/`` (``weights.pt`` and
-``pretrain.json``: source-task accuracy, time, weights digest). :func:`ensure_tiny_pretrained`
+``pretrain.json``: pretraining-task accuracy, time, weights digest). :func:`ensure_tiny_pretrained`
 returns the cache when it is there and makes it otherwise (never downloads anything), with a
 progress bar; :func:`wsss_lib.models.backbones.build_backbone` calls it for ``pretrained=True``.
 """
@@ -31,22 +31,27 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as Fn
+from filelock import FileLock
 from torch import nn
+from tqdm.auto import tqdm
 
-from wsss_lib.data.synthetic import _background, _hsv_to_rgb, default_cache_dir
+from wsss_lib.data.drawing import background, hsv_to_rgb
+from wsss_lib.data.spec import PART_HUES
 from wsss_lib.data.transforms import normalize_images
+from wsss_lib.formulas.evaluation import mean_average_precision
+from wsss_lib.models.backbones import tiny_backbone
 from wsss_lib.util.io import read_json, write_json
 from wsss_lib.util.making import about_to_make
-from wsss_lib.models.backbones import tiny_backbone
+from wsss_lib.util.paths import default_cache_dir
 
 SHAPES = ("triangle", "square", "cross", "star", "crescent", "ell")
 TEXTURES = ("solid", "stripes", "checker", "dots")
 #: class k = (shape k // 4, texture k % 4)
-SOURCE_CLASSES = tuple(f"{s}/{t}" for s in SHAPES for t in TEXTURES)
+SHAPE_CLASSES = tuple(f"{s}/{t}" for s in SHAPES for t in TEXTURES)
 #: the ``regions`` task: class k = (hue k // 6 of the benchmark's four part hues, pattern k % 6)
 REGION_PATTERNS = ("solid", "ring", "checker", "bars", "dots", "diagonal")
 REGION_CLASSES = tuple(f"hue{h}/{p}" for h in range(4) for p in REGION_PATTERNS)
-SOURCE_TASKS = {"shapes": SOURCE_CLASSES, "regions": REGION_CLASSES}
+PRETRAIN_TASKS = {"shapes": SHAPE_CLASSES, "regions": REGION_CLASSES}
 PRETRAIN_VERSION = "1"
 
 
@@ -64,15 +69,15 @@ class PretrainSpec:
     width: int = 32
     seed: int = 0
     version: str = PRETRAIN_VERSION
-    #: ``shapes``: the first source task (shape x texture, colour random: no hue carries a class);
+    #: ``shapes``: the first pretraining task (shape x texture, colour random: no hue carries a class);
     #: ``regions``: the region vocabulary of benchmark version 2 (:data:`REGION_CLASSES`: four hues x six
     #: patterns, drawn on discs, squares and bands next to unlabelled bodies), none of its classes a
     #: benchmark class, as ImageNet holds the parts VOC's classes are made of but not VOC's images
     task: str = "shapes"
 
     def __post_init__(self) -> None:
-        if self.task not in SOURCE_TASKS:
-            raise ValueError(f"PretrainSpec.task must be one of {', '.join(SOURCE_TASKS)}, got {self.task!r}")
+        if self.task not in PRETRAIN_TASKS:
+            raise ValueError(f"PretrainSpec.task must be one of {', '.join(PRETRAIN_TASKS)}, got {self.task!r}")
 
     def fields(self) -> dict:
         """The spec's fields; ``task`` only when it is not the first one, so every ``shapes`` spec keeps
@@ -87,14 +92,14 @@ class PretrainSpec:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return SOURCE_TASKS[self.task]
+        return PRETRAIN_TASKS[self.task]
 
 
-#: the default source task (the quick profile's tiny one is in :mod:`wsss_lib.runs.profile`)
+#: the default pretraining task (the quick profile's tiny one is in :mod:`wsss_lib.runs.profile`)
 DEFAULT_PRETRAIN = PretrainSpec()
 
 
-# -- the source task --------------------------------------------------------------------------------
+# -- the pretraining task --------------------------------------------------------------------------------
 def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
     """``shape`` of radius ``r`` in the rotated frame (u, v) centred on the object."""
     if shape == "triangle":
@@ -149,7 +154,6 @@ def _region_pattern(pattern: str, u: np.ndarray, v: np.ndarray, d2: np.ndarray, 
 def _render_region_image(rng: np.random.Generator, img: np.ndarray, s: int, yy: np.ndarray, xx: np.ndarray) -> int:
     """The ``regions`` task: one or two unlabelled striped bodies (the benchmark's body appearance),
     then one primitive (disc, square or band) of a class's hue and pattern; returns the class."""
-    from wsss_lib.data.synthetic import PART_HUES
 
     for _ in range(int(rng.integers(1, 3))):
         a = rng.uniform(0.15, 0.4) * s
@@ -171,24 +175,24 @@ def _render_region_image(rng: np.random.Generator, img: np.ndarray, s: int, yy: 
     shape = int(rng.integers(0, 3))
     m = d2 <= r * r if shape == 0 else ((np.abs(u) <= r) & (np.abs(v) <= r) if shape == 1 else
                                         (np.abs(u) <= 0.45 * r) & (np.abs(v) <= 1.6 * r))
-    col = _hsv_to_rgb(PART_HUES[hue] + rng.normal(0, 6), rng.uniform(0.75, 0.95), rng.uniform(0.8, 0.95))
+    col = hsv_to_rgb(PART_HUES[hue] + rng.normal(0, 6), rng.uniform(0.75, 0.95), rng.uniform(0.8, 0.95))
     img[m] = col
     img[m & _region_pattern(pattern, u, v, d2, r, max(0.4 * r, 1.0))] = 0.25 * col
     return k
 
 
-def render_source_image(spec: PretrainSpec, split: str, index: int) -> tuple[np.ndarray, int]:
+def render_pretrain_image(spec: PretrainSpec, split: str, index: int) -> tuple[np.ndarray, int]:
     """Image ``index`` of ``split`` (``train`` or ``heldout``) and its class; deterministic."""
     code = {"train": 1, "heldout": 2}[split]
     rng = np.random.default_rng([spec.seed, 7, code, index])
     s = spec.size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
-    img = _background(rng, s, yy, xx)
+    img = background(rng, s, yy, xx)
     if spec.task == "regions":
         k = _render_region_image(rng, img, s, yy, xx)
         img += rng.normal(0, 5, size=img.shape)
         return np.clip(np.rint(img), 0, 255).astype(np.uint8), k
-    k = int(rng.integers(0, len(SOURCE_CLASSES)))
+    k = int(rng.integers(0, len(SHAPE_CLASSES)))
     shape, texture = SHAPES[k // len(TEXTURES)], TEXTURES[k % len(TEXTURES)]
     r = rng.uniform(0.18, 0.34) * s
     cx, cy = rng.uniform(0.3 * s, 0.7 * s, size=2)
@@ -196,7 +200,7 @@ def render_source_image(spec: PretrainSpec, split: str, index: int) -> tuple[np.
     u = (xx - cx) * np.cos(th) + (yy - cy) * np.sin(th)
     v = -(xx - cx) * np.sin(th) + (yy - cy) * np.cos(th)
     m = _shape_mask(shape, u, v, r)
-    col = _hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0.4, 0.9), rng.uniform(0.55, 0.95))
+    col = hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0.4, 0.9), rng.uniform(0.55, 0.95))
     dark = _texture(texture, u, v, rng.uniform(0.12, 0.2) * r * 2)
     img[m] = col
     img[m & dark] = 0.3 * col
@@ -204,25 +208,24 @@ def render_source_image(spec: PretrainSpec, split: str, index: int) -> tuple[np.
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), k
 
 
-def source_split(spec: PretrainSpec, split: str, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def pretrain_split(spec: PretrainSpec, split: str, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """All images of a split as a ``N x 3 x S x S`` uint8 tensor and their labels."""
     n = spec.n_train if split == "train" else spec.n_heldout
     it = range(n)
     if progress:
-        from tqdm.auto import tqdm
 
-        it = tqdm(it, desc=f"source task: rendering {split}", leave=False)
+        it = tqdm(it, desc=f"pretraining task: rendering {split}", leave=False)
     imgs, labels = np.zeros((n, spec.size, spec.size, 3), np.uint8), np.zeros(n, np.int64)
     for i in it:
-        imgs[i], labels[i] = render_source_image(spec, split, i)
+        imgs[i], labels[i] = render_pretrain_image(spec, split, i)
     return torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
 
 
 # -- training ---------------------------------------------------------------------------------------
-class SourceClassifier(nn.Module):
+class PretrainClassifier(nn.Module):
     """The tiny backbone + global average pooling + a linear layer over the source classes."""
 
-    def __init__(self, width: int = 32, num_classes: int = len(SOURCE_CLASSES)) -> None:
+    def __init__(self, width: int = 32, num_classes: int = len(SHAPE_CLASSES)) -> None:
         super().__init__()
         self.backbone = tiny_backbone(width)
         self.fc = nn.Linear(self.backbone.out_channels, num_classes)
@@ -260,7 +263,6 @@ def linear_probe_map(backbone, fit_images: torch.Tensor, fit_labels: np.ndarray,
     (closed form, penalty ``ridge`` per fit image) onto the ``+-1`` image-level labels (``N x K``),
     scored by classification mAP on the test images. Deterministic and training-free, so a
     pretrained and a random backbone compare on the same footing."""
-    from wsss_lib.formulas.evaluation import mean_average_precision
 
     with torch.no_grad():
         f_fit = features(backbone, fit_images).double()
@@ -286,26 +288,25 @@ def weights_digest(state: dict) -> str:
 
 
 def pretrain_tiny(spec: PretrainSpec = DEFAULT_PRETRAIN, progress: bool = True) -> tuple[dict, dict]:
-    """Train :class:`SourceClassifier` on the source task; returns (backbone state dict, info).
+    """Train :class:`PretrainClassifier` on the pretraining task; returns (backbone state dict, info).
 
     SGD (momentum 0.9, nesterov), cosine learning rate, horizontal flips, one process; seeded data
     order and initialization, so the same spec gives the same weights on the same machine setup."""
     t0 = time.perf_counter()
-    xtr, ytr = source_split(spec, "train", progress)
-    xte, yte = source_split(spec, "heldout", progress)
+    xtr, ytr = pretrain_split(spec, "train", progress)
+    xte, yte = pretrain_split(spec, "heldout", progress)
     render_s = time.perf_counter() - t0
     g = torch.Generator().manual_seed(spec.seed)
     torch.manual_seed(spec.seed)
-    model = SourceClassifier(spec.width, len(spec.classes))
+    model = PretrainClassifier(spec.width, len(spec.classes))
     opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=0.9, nesterov=True, weight_decay=spec.weight_decay)
     steps_per_epoch = math.ceil(len(xtr) / spec.batch_size)
     total = spec.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     bar = None
     if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc="pretraining tiny backbone on the source task", leave=False)
+        bar = tqdm(total=total, desc="pretraining tiny backbone on the pretraining task", leave=False)
     history = []
     t1 = time.perf_counter()
     for epoch in range(spec.epochs):
@@ -352,18 +353,17 @@ def ensure_tiny_pretrained(spec: PretrainSpec = DEFAULT_PRETRAIN, cache_dir: str
     """The cache folder of ``spec``'s pretrained weights, made first if missing (a few minutes on 2
     cores for the default spec; one process makes it while others wait on a lock). Written to a
     temporary folder and renamed into place, so an interrupted pretraining leaves nothing behind."""
-    from filelock import FileLock
 
     final = pretrained_dir(spec, cache_dir)
     if (final / "pretrain.json").exists():
         return final
-    about_to_make(f"pretrain the tiny backbone on the {spec.task} source task ({spec.n_train} images, {spec.epochs} "
+    about_to_make(f"pretrain the tiny backbone on the {spec.task} pretraining task ({spec.n_train} images, {spec.epochs} "
                   f"epochs, width {spec.width}) into {final}")
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final.parent / f".{final.name}.lock")):
         if (final / "pretrain.json").exists():  # made by another process while we waited
             return final
-        print(f"pretraining the tiny backbone on the source task ({spec.n_train} images, {spec.epochs} epochs; "
+        print(f"pretraining the tiny backbone on the pretraining task ({spec.n_train} images, {spec.epochs} epochs; "
               f"cached in {final})", flush=True)
         state, info = pretrain_tiny(spec, progress)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
@@ -396,6 +396,6 @@ def load_tiny_pretrained(spec: PretrainSpec = DEFAULT_PRETRAIN, width: int = 32,
     return state
 
 
-__all__ = ["DEFAULT_PRETRAIN", "PretrainSpec", "REGION_CLASSES", "SOURCE_CLASSES", "SOURCE_TASKS", "SourceClassifier",
+__all__ = ["DEFAULT_PRETRAIN", "PretrainSpec", "REGION_CLASSES", "SHAPE_CLASSES", "PRETRAIN_TASKS", "PretrainClassifier",
            "ensure_tiny_pretrained", "features", "load_tiny_pretrained", "pretrain_tiny",
-           "linear_probe_map", "pretrained_dir", "probe_accuracy", "render_source_image", "source_split", "weights_digest"]
+           "linear_probe_map", "pretrained_dir", "probe_accuracy", "render_pretrain_image", "pretrain_split", "weights_digest"]

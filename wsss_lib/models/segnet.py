@@ -2,7 +2,7 @@
 
 - ``small``: the embedded benchmark's network: the ``tiny`` backbone (output stride 8, last stage
   dilated) with a LargeFOV-style head (3x3 conv at dilation 4, then 1x1 to the classes); CPU-sized;
-  pretrained: the backbone learnt on the embedded source task (:mod:`wsss_lib.models.pretrain`).
+  pretrained: the backbone learnt on the embedded pretraining task (:mod:`wsss_lib.models.pretrain`).
 - ``deeplab_largefov``: DeepLab-LargeFOV on VGG16 (the OAA paper's segmentation network), layer for
   layer as the official ``examples/seg/exp1/train.prototxt`` of PengtaoJiang/OAA: pool1-pool3 3x3
   max pools at stride 2 with padding 1 (Caffe rounds output sizes up: 321 px in, 41 x 41 out),
@@ -88,7 +88,8 @@ class _TorchvisionSeg(nn.Module):
 
 
 def deeplabv3_resnet101(num_classes: int, weights=None) -> nn.Module:
-    from torchvision.models.segmentation import deeplabv3_resnet101 as tv_deeplab
+    from torchvision.models.segmentation import \
+        deeplabv3_resnet101 as tv_deeplab  # lazy: heavy: this module stays importable without torchvision
 
     net = tv_deeplab(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
     if weights is not None:  # ImageNet weights of the backbone (torchvision's ``weights_backbone``)

@@ -1,8 +1,8 @@
 """What a backbone starts from, and the check that it is there before anything runs.
 
 :class:`Weights` names the starting point of a backbone: ``imagenet`` (torchvision's ImageNet
-weights, a file in the torch hub cache, ``$TORCH_HOME/hub/checkpoints``) or ``source-task`` (the
-``tiny`` backbone's weights learnt on the embedded source task of a :class:`PretrainSpec`, made and
+weights, a file in the torch hub cache, ``$TORCH_HOME/hub/checkpoints``) or ``pretraining-task`` (the
+``tiny`` backbone's weights learnt on the embedded pretraining task of a :class:`PretrainSpec`, made and
 cached by :mod:`wsss_lib.models.pretrain`). ``None`` means random initialization: ``pretrained=False`` is
 the explicit way to train from scratch.
 
@@ -20,9 +20,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from wsss_lib.util.io import file_digest_cached, read_json, torch_load
 from wsss_lib.models.backbones import Backbone, build_backbone, freeze_batchnorm
 from wsss_lib.models.pretrain import PretrainSpec, ensure_tiny_pretrained, load_tiny_pretrained
+from wsss_lib.util.io import file_digest_cached, read_json, torch_load
 
 #: torchvision's model names of our backbones and segmentation backbones
 TORCHVISION = ("vgg16", "resnet50", "resnet101")
@@ -34,31 +34,31 @@ class WeightsUnavailable(FileNotFoundError):
 
 @dataclass(frozen=True)
 class Weights:
-    source: str  # "imagenet" | "source-task"
-    pretrain: PretrainSpec | None = None  # the source task (source-task weights)
+    origin: str  # "imagenet" | "pretraining-task"
+    pretrain: PretrainSpec | None = None  # the pretraining task (pretraining-task weights)
 
     def identity(self, backbone: str) -> dict:
-        """Check the weights of ``backbone`` are here (making the source-task weights if missing)
+        """Check the weights of ``backbone`` are here (making the pretraining-task weights if missing)
         and return what identifies them: the file's name and SHA-256."""
-        if self.source == "source-task":
+        if self.origin == "pretraining-task":
             if backbone != "tiny":
-                raise ValueError(f"source-task weights exist for the tiny backbone only, not {backbone!r}")
+                raise ValueError(f"pretraining-task weights exist for the tiny backbone only, not {backbone!r}")
             folder = ensure_tiny_pretrained(self.pretrain)
-            return {"backbone": backbone, "source": self.source, "spec": self.pretrain.digest(),
+            return {"backbone": backbone, "origin": self.origin, "spec": self.pretrain.digest(),
                     "sha256": read_json(folder / "pretrain.json")["weights_sha256"]}
         path = imagenet_file(backbone)
-        return {"backbone": backbone, "source": self.source, "file": path.name, "sha256": file_digest_cached(path)}
+        return {"backbone": backbone, "origin": self.origin, "file": path.name, "sha256": file_digest_cached(path)}
 
 
 def weights_for(backbone: str, pretrained: bool, pretrain: PretrainSpec) -> Weights | None:
-    """The weights a ``backbone`` with ``pretrained`` starts from (``pretrain``: the profile's source task)."""
+    """The weights a ``backbone`` with ``pretrained`` starts from (``pretrain``: the profile's pretraining task)."""
     if not pretrained:
         return None
-    return Weights("source-task", pretrain) if backbone == "tiny" else Weights("imagenet")
+    return Weights("pretraining-task", pretrain) if backbone == "tiny" else Weights("imagenet")
 
 
 def _enum(name: str):
-    from torchvision.models import get_model_weights
+    from torchvision.models import get_model_weights  # lazy: heavy: this module stays importable without torchvision
 
     return get_model_weights(name).DEFAULT
 
@@ -66,7 +66,7 @@ def _enum(name: str):
 def imagenet_file(name: str) -> Path:
     """The cached file of torchvision's ImageNet weights for ``name``; raises
     :class:`WeightsUnavailable` naming the file and where to put it when it is not there."""
-    from torch.hub import get_dir
+    from torch.hub import get_dir  # lazy: heavy: this module stays importable without torch
 
     if name not in TORCHVISION:
         raise ValueError(f"no ImageNet weights for backbone {name!r}; expected one of {', '.join(TORCHVISION)}")
@@ -91,16 +91,16 @@ def load_weights(bb: Backbone, name: str, weights: Weights, width: int = 32) -> 
     backbone comes from the file) and freeze its BatchNorm (:func:`~wsss_lib.models.backbones.freeze_batchnorm`:
     a pretrained backbone is fine-tuned with its statistics fixed, as the official AMR / IRN code, so
     its training and evaluation forwards are one function). Returns ``bb``."""
-    if weights.source == "source-task":
+    if weights.origin == "pretraining-task":
         if name != "tiny":
-            raise ValueError(f"source-task weights exist for the tiny backbone only, not {name!r}")
+            raise ValueError(f"pretraining-task weights exist for the tiny backbone only, not {name!r}")
         state = load_tiny_pretrained(weights.pretrain, width)
-    elif weights.source == "imagenet":
+    elif weights.origin == "imagenet":
         if name not in TORCHVISION:
             raise ValueError(f"the {name} backbone has no ImageNet weights; expected one of {', '.join(TORCHVISION)}")
         state = load_imagenet(name)
     else:
-        raise ValueError(f"unknown weights source {weights.source!r}: expected 'imagenet' or 'source-task'")
+        raise ValueError(f"unknown weights origin {weights.origin!r}: expected 'imagenet' or 'pretraining-task'")
     mapped = {bb.weight_keys[k]: v for k, v in state.items() if k in bb.weight_keys}
     bb.load_state_dict(mapped, strict=True)
     return freeze_batchnorm(bb)

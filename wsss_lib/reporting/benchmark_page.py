@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import html
+import numbers
 import os
+from dataclasses import asdict
 from pathlib import Path
 from string import Template
 
 import numpy as np
 import pandas as pd
 
+from wsss_lib.data.saliency import DEFAULT_SALIENCY, ensure_saliency, load_saliency, saliency_quality
+from wsss_lib.data.synthetic import ensure_benchmark
+from wsss_lib.data.voc import VOCLayout
+from wsss_lib.figures.plots import samples_figure, save_figure, side_by_side_figure
+from wsss_lib.models.backbones import tiny_backbone
+from wsss_lib.models.pretrain import load_tiny_pretrained, pretrained_dir, probe_accuracy, pretrain_split
+from wsss_lib.runs.profile import FULL
 from wsss_lib.util.io import read_json, write_text
 
 #: the benchmark page's prose (filled with the spec and the measured statistics)
@@ -19,8 +29,6 @@ def write_table(df: pd.DataFrame, stem: str | os.PathLike, floatfmt: str = ".3f"
     """Write ``stem.md`` and ``stem.html``; return the Markdown text. Floats are formatted with
     ``floatfmt``; text cells (e.g. published figures quoted as written) are left as they are.
     ``caption``: a line under the table (e.g. where its rows came from)."""
-    import html
-    import numbers
 
     shown = df.map(lambda v: format(v, floatfmt) if isinstance(v, float) and np.isfinite(v) else
                    ("-" if isinstance(v, float) else v))
@@ -39,11 +47,6 @@ def saliency_section(voc_root: str | os.PathLike, out_dir: str | os.PathLike) ->
     """The embedded saliency detector's imperfection model and measured quality (MAE, max F-measure)
     against the masks' foreground, per split; a figure of a few maps. Measured before any
     segmentation result is looked at, and independent of every trained model."""
-    from dataclasses import asdict
-
-    from wsss_lib.data.voc import VOCLayout
-    from wsss_lib.data.saliency import DEFAULT_SALIENCY, ensure_saliency, load_saliency, saliency_quality
-    from wsss_lib.figures.plots import save_figure, side_by_side_figure
 
     folder = ensure_saliency(voc_root, progress=False)
     q = pd.DataFrame({split: saliency_quality(folder, VOCLayout(voc_root, split)) for split in ("train", "val")}).T
@@ -82,7 +85,7 @@ max F 0.75-0.93 on the usual saliency benchmarks, depending on the data set):
 """
 
 
-#: what each source task is, in words (the benchmark page)
+#: what each pretraining task is, in words (the benchmark page)
 TASK_WORDS = {
     "shapes": "6 shapes x 4 textures, random colour, size, place and angle, on the benchmark's cluttered "
               "backgrounds; no ellipse bodies, no disc parts, none of the 8 benchmark classes",
@@ -93,19 +96,15 @@ TASK_WORDS = {
 
 
 def pretraining_section(out_dir: str | os.PathLike, profile=None) -> str:
-    """The tiny backbone's source task (the profile's): held-out accuracy, time, weights digest, and the
+    """The tiny backbone's pretraining task (the profile's): held-out accuracy, time, weights digest, and the
     features of the pretrained vs a randomly initialized backbone under a fixed nearest-class-mean
     probe on held-out source images."""
-    import torch
+    import torch  # lazy: heavy: this module stays importable without torch
 
-    from wsss_lib.models.backbones import tiny_backbone
-    from wsss_lib.models.pretrain import SOURCE_CLASSES, load_tiny_pretrained, pretrained_dir, probe_accuracy, source_split
-    from wsss_lib.runs.profile import FULL
-
-    spec = (profile or FULL).for_data("").pretrain  # the default benchmark's source task
+    spec = (profile or FULL).for_data("").pretrain  # the default benchmark's pretraining task
     state = load_tiny_pretrained(spec, spec.width)
     info = read_json(pretrained_dir(spec) / "pretrain.json")
-    images, labels = source_split(spec, "heldout")
+    images, labels = pretrain_split(spec, "heldout")
     bb = tiny_backbone(spec.width)
     bb.load_state_dict(state)
     torch.manual_seed(0)
@@ -114,7 +113,7 @@ def pretraining_section(out_dir: str | os.PathLike, profile=None) -> str:
 ## The pretrained tiny backbone
 
 The papers start from ImageNet weights; the embedded default starts the `tiny` backbone from weights
-learnt on a generated **source task** (`wsss_lib.models.pretrain`, task `{spec.task}`, width {spec.width}):
+learnt on a generated **pretraining task** (`wsss_lib.models.pretrain`, task `{spec.task}`, width {spec.width}):
 {len(spec.classes)} single-label classes ({TASK_WORDS[spec.task]}), {spec.n_train} training
 and {spec.n_heldout} held-out images at {spec.size} px, {spec.epochs} epochs of SGD (cosine lr {spec.lr}),
 spec digest `{spec.digest()}`, cached in `<cache>/pretrained/tiny-{spec.digest()}/`.
@@ -134,8 +133,6 @@ initialization; `tests/test_pretrain_drift.py` trains twice and compares digests
 
 def variant_section(out_dir: str | os.PathLike, profile=None) -> str:
     """The two-part variant's generated statistics: measured before any OAA result on it."""
-    from wsss_lib.data.synthetic import ensure_benchmark
-    from wsss_lib.runs.profile import FULL
 
     profile = profile or FULL
     spec = profile.benchmark("parts2")
@@ -189,8 +186,6 @@ def candidates_section(out_dir: str | os.PathLike) -> str:
 def benchmark_report(voc_root: str | os.PathLike, out_dir: str | os.PathLike,
                      n_samples: int = 12, generation_seconds: float | None = None, profile=None) -> Path:
     """Write ``benchmark.md`` (+ tables as HTML) and ``benchmark_samples.png`` into ``out_dir``."""
-    from wsss_lib.data.voc import VOCLayout
-    from wsss_lib.figures.plots import samples_figure, save_figure
 
     voc_root = Path(voc_root)
     out_dir = Path(out_dir)

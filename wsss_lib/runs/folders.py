@@ -33,8 +33,12 @@ import sys
 import warnings
 from pathlib import Path
 
-from wsss_lib.util.paths import REPO
+from filelock import FileLock, Timeout
+
+from wsss_lib.util.distributed import world
+from wsss_lib.util.environment import environment_summary
 from wsss_lib.util.io import read_json, write_json
+from wsss_lib.util.paths import REPO
 
 #: how a finished run made by other code is treated: "rerun" (default) or "keep" (reused, loudly)
 STALE_ENV = "WSSS_STALE"
@@ -105,9 +109,6 @@ def stage_entry(fn):
 
 def lock_run(path: Path) -> None:
     """Take ``path``'s lock for the current stage call (waits while another process holds it)."""
-    from filelock import FileLock, Timeout
-
-    from wsss_lib.util.distributed import world
 
     key = str(Path(path).resolve())
     if not _FRAMES or key in _HELD or world()[0] != 0:  # in a process group, rank 0 holds the locks
@@ -154,7 +155,6 @@ def prepare_run(name: str, params: dict, code: str = "", run_dir: str | os.PathL
 
     Raises :class:`RunConflictError` when ``run_dir`` holds a run with other parameters, and
     :class:`RunsFolderError` when the folder has to be written and cannot be."""
-    from wsss_lib.util.environment import environment_summary
 
     mine = canonical(params)
     path = Path(run_dir) if run_dir else runs_root() / f"{name}-{params_hash(mine)}"
@@ -229,7 +229,7 @@ def upstream_run(run_dir: str | os.PathLike, name: str) -> Path:
 
 
 def find_run(run: str | os.PathLike) -> Path:
-    """A run given by folder or by identity (``oaa-6d4fc2c452``, looked up under the runs root)."""
+    """A run given by folder or by identity (``classifier-6d4fc2c452``, looked up under the runs root)."""
     p = Path(run)
     if (p / "params.json").exists():
         return p

@@ -18,13 +18,12 @@ import hashlib
 import os
 from pathlib import Path
 
-from wsss_lib.util.paths import PACKAGE
+from wsss_lib.data.voc import _read_id_list, resolve_voc_root
 from wsss_lib.util.io import file_digests_cached
-
+from wsss_lib.util.paths import PACKAGE, default_cache_dir
 
 
 def _digest_cache_file(root: Path) -> Path:
-    from wsss_lib.data.synthetic import default_cache_dir
 
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
     return default_cache_dir() / "digests" / f"{key}.json"
@@ -43,7 +42,6 @@ def data_files(root: str | os.PathLike) -> tuple[Path, list[Path]]:
     """The VOC folder at or under ``root`` and the files its identity is made of: every list of
     ``ImageSets/Segmentation``, ``classes.txt`` (the generated benchmark's class names), and the
     image and masks of every id those lists name (``SegmentationClass``, ``SegmentationClassAug``)."""
-    from wsss_lib.data.voc import _read_id_list, resolve_voc_root
 
     voc = resolve_voc_root(root)
     lists = sorted((voc / "ImageSets" / "Segmentation").glob("*.txt"))

@@ -8,7 +8,7 @@ carries *everything* quick changes, so nothing else decides it:
 - the embedded benchmark of each variant (``data_root=""`` is the profile's default variant: ``mini``,
   version 2, in the full profile; ``v1`` in the quick one, which keeps the test suite fast;
   ``embedded:v1``, ``embedded:parts2``, ``embedded:mini`` name one);
-- the pretraining spec of the ``tiny`` backbone's source task (its weights);
+- the pretraining spec of the ``tiny`` backbone's pretraining task (its weights);
 - the stage configs' overrides (fewer epochs, smaller batches, fewer snapshots);
 - where the reports of the profile go (``reports/`` or ``reports/quick/``).
 
@@ -23,10 +23,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
+from wsss_lib.data.spec import DEFAULT_SPEC, MINI_SPEC, PARTS2_SPEC, BenchmarkSpec
+from wsss_lib.models.pretrain import DEFAULT_PRETRAIN, PretrainSpec
 from wsss_lib.util.environment import env_flag
 from wsss_lib.util.paths import REPO
-from wsss_lib.data.synthetic import DEFAULT_SPEC, MINI_SPEC, PARTS2_SPEC, BenchmarkSpec
-from wsss_lib.models.pretrain import DEFAULT_PRETRAIN, PretrainSpec
 
 #: ``data_root`` values that name a generated benchmark: ``""`` (the profile's default variant) or
 #: ``embedded:<variant>``
@@ -54,8 +54,8 @@ class Profile:
     #: variant -> the network settings it is meant for (stage config values such as ``output_stride``
     #: and ``width``), applied to every stage config that has the field, after the profile's overrides
     #: and before anything given explicitly
-    settings: Mapping[str, Mapping] = field(default_factory=dict)
-    #: variant -> the source task its tiny backbone is pretrained on (default: ``pretrain``)
+    networks: Mapping[str, Mapping] = field(default_factory=dict)
+    #: variant -> the pretraining task its tiny backbone is pretrained on (default: ``pretrain``)
     pretrains: Mapping[str, PretrainSpec] = field(default_factory=dict)
 
     @property
@@ -83,10 +83,10 @@ class Profile:
             return name
         return None
 
-    def data_settings(self, data_root: str, config_cls: type) -> dict:
+    def data_network(self, data_root: str, config_cls: type) -> dict:
         """The network settings of ``data_root``'s variant that ``config_cls`` has fields for."""
         names = {f.name for f in fields(config_cls)} if hasattr(config_cls, "__dataclass_fields__") else set()
-        return {k: v for k, v in self.settings.get(self.variant_of(data_root), {}).items() if k in names}
+        return {k: v for k, v in self.networks.get(self.variant_of(data_root), {}).items() if k in names}
 
     def for_data(self, data_root: str) -> "Profile":
         """This profile with ``data_root``'s variant's pretraining as ``pretrain`` (what its runs load)."""
@@ -105,19 +105,19 @@ class Profile:
 
 
 #: the default: the benchmark of reports/benchmark.md (version 2, ``mini``, chosen from the candidates'
-#: measured properties: reports/notes/benchmark.md), its network settings and source task, the stages'
+#: measured properties: reports/notes/benchmark.md), its network settings and pretraining task, the stages'
 #: own defaults; version 1 and ``parts2`` one ``data_root`` away
 #: the network the version 2 candidate is meant for: output stride 4 (28 cells a side at 112 px, as
 #: VOC's 224 px at stride 8) and width 16 (the 2-core CPU budget: about the cost per image of version
-#: 1 at width 32, where width 32 at stride 4 costs about 4x), pretrained on the regions source task at
+#: 1 at width 32, where width 32 at stride 4 costs about 4x), pretrained on the regions pretraining task at
 #: the benchmark's scale
-MINI_SETTINGS = {"output_stride": 4, "width": 16}
+MINI_NETWORK = {"output_stride": 4, "width": 16}
 MINI_PRETRAIN = PretrainSpec(size=112, task="regions", width=16)
 
 FULL = Profile("full", {"v1": DEFAULT_SPEC, "parts2": PARTS2_SPEC, "mini": MINI_SPEC}, DEFAULT_PRETRAIN,
-               default_variant="mini", settings={"mini": MINI_SETTINGS}, pretrains={"mini": MINI_PRETRAIN})
+               default_variant="mini", networks={"mini": MINI_NETWORK}, pretrains={"mini": MINI_PRETRAIN})
 
-#: tiny settings: 48 + 16 images of 64 px, a 6-epoch source task on 960 images, 2 epochs per stage
+#: tiny settings: 48 + 16 images of 64 px, a 6-epoch pretraining task on 960 images, 2 epochs per stage
 #: but the classifier's 6 of batch 4: a quick classifier learns something (val mAP about 0.5 against a
 #: chance of about 0.2; CAM mIoU about 0.14 against 0.095 for all-background), so a quick run can tell
 #: a network loaded from the wrong weights from the right one (measured when the profile was set)
@@ -130,7 +130,7 @@ QUICK = Profile(
     {"TrainConfig": {"epochs": 2, "batch_size": 8}, "ClassifierConfig": {"n_snapshots": 4, "epochs": 6, "batch_size": 4}},
     reports="reports/quick",
     note="tiny benchmark and tiny settings (numbers are a smoke test, not results)",
-    settings={"mini": MINI_SETTINGS},
+    networks={"mini": MINI_NETWORK},
     pretrains={"mini": PretrainSpec(n_train=480, n_heldout=240, size=48, epochs=3, batch_size=32, task="regions",
                                     width=16)})
 
@@ -140,7 +140,7 @@ PROFILES = {p.name: p for p in (FULL, QUICK)}
 def resolve_profile(quick: "bool | int | str | Profile" = False, announce: bool = False) -> Profile:
     """The one place that decides the profile: ``quick`` (a bool, 0/1, a profile or its name), or
     ``WSSS_QUICK=1`` in the environment, which forces quick (a profile that is already quick, e.g. the
-    quick profile with another source task, is kept as given). With ``announce``, say so."""
+    quick profile with another pretraining task, is kept as given). With ``announce``, say so."""
     if isinstance(quick, Profile):
         asked = quick
     elif isinstance(quick, str) and quick in PROFILES:
@@ -157,4 +157,4 @@ def resolve_profile(quick: "bool | int | str | Profile" = False, announce: bool 
     return profile
 
 
-__all__ = ["EMBEDDED_PREFIX", "FULL", "MINI_PRETRAIN", "MINI_SETTINGS", "PROFILES", "Profile", "QUICK", "QUICK_ENV", "resolve_profile"]
+__all__ = ["EMBEDDED_PREFIX", "FULL", "MINI_PRETRAIN", "MINI_NETWORK", "PROFILES", "Profile", "QUICK", "QUICK_ENV", "resolve_profile"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import platform
 import statistics
 import sys
 import tempfile
@@ -29,11 +30,16 @@ import torch
 import torch.nn.functional as Fn
 from PIL import Image
 
+from wsss_lib.data.transforms import views_to_image_frame
+from wsss_lib.engine.adversarial_cam import ClimbSettings, official_cams
 from wsss_lib.formulas.accumulation import OAAStore, gate_paper
 from wsss_lib.formulas.attention import attention_maps, class_scores
-from wsss_lib.data.transforms import views_to_image_frame
-from wsss_lib.util.io import write_text
+from wsss_lib.models.amr import build_amr
 from wsss_lib.models.cam import build_cam_net
+from wsss_lib.runs.profile import FULL, QUICK
+from wsss_lib.speed.official_loop import official_loop_cams
+from wsss_lib.speed.training import bench_train, format_train, variant_costs
+from wsss_lib.util.io import write_text
 
 VOC_TRAIN_AUG_IMAGES = 10582
 VOC_LABELS_PER_IMAGE = 1.5
@@ -179,9 +185,6 @@ def bench_cam(device: str = "cpu", image_size: int = 64, n_images: int = 16, num
     image-and-mirror pair per forward, hooks and two backwards per iteration), both branches, on the
     same random AMR network and images; the outputs of the images both ran are compared, and the first
     ``check_images`` once more in float64 (where rounding cannot flip a threshold)."""
-    from wsss_lib.engine.adversarial_cam import ClimbSettings, official_cams
-    from wsss_lib.models.amr import build_amr
-    from wsss_lib.speed.official_loop import official_loop_cams
 
     dev = torch.device(device)
     torch.manual_seed(seed)
@@ -250,9 +253,6 @@ def voc_benchmarks(device: str, steps: int = 20, emit=print) -> list[str]:
     AMR's official inference batched against the official make_cam loop; the OAA store's share of a
     training step next to the official PNG store. ``emit`` receives each part as soon as it is measured
     (the GPU check writes it into its report at once: a time limit keeps what was measured)."""
-    import platform
-
-    from wsss_lib.speed.training import bench_train, format_train
 
     dev = torch.device(device)
     head = [f"Device: {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.processor() or 'cpu'}; "
@@ -315,7 +315,6 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.what in ("train", "voc"):
-        from wsss_lib.speed.training import bench_train, format_train
 
         if args.what == "train":
             parts = [format_train(bench_train(args.device, args.backbone, args.image_size, args.batch_size,
@@ -329,8 +328,6 @@ def main(argv: list[str] | None = None) -> int:
             write_text(args.out, text)
         return 0
     if args.what == "variants":
-        from wsss_lib.runs.profile import FULL, QUICK
-        from wsss_lib.speed.training import variant_costs
 
         prof = QUICK if args.quick else FULL
         sizes = {"v1": prof.benchmark("v1").size, prof.default_variant: prof.benchmark(prof.default_variant).size}

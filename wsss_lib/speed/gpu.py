@@ -24,6 +24,7 @@ writes nothing and exits 0. ``--device cpu --scale tiny`` rehearses every part o
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -32,10 +33,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy
 import torch
 
-from wsss_lib.util.paths import REPO
+from wsss_lib.speed.bench import bench_cam, bench_oaa, format_cam, format_oaa, voc_benchmarks
+from wsss_lib.speed.training import bench_train, format_train
+from wsss_lib.stages import get_stage
 from wsss_lib.util.io import write_text
+from wsss_lib.util.paths import REPO
 
 FAST_PATH_TESTS = REPO / "tests" / "test_fast_path.py"
 # What one part may take on an H100 before the whole check would overrun the 8 minutes it is sized for.
@@ -44,11 +49,10 @@ TEST_TIMEOUT_S = 240
 
 def environment_lines(dev: torch.device) -> list[str]:
     """Device and versions, one Markdown bullet each."""
-    import numpy
 
     lines = [f"- Python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}"]
     try:
-        import torchvision
+        import torchvision  # lazy: optional: absent on some machines (the except clause says what then)
 
         lines[0] += f", torchvision {torchvision.__version__}"
     except ImportError:
@@ -104,9 +108,6 @@ def classifier_run(device: str, profile: str, runs: Path, tf32: bool | None = No
     """One classifier + OAA run (seed 0) on ``device``; its time and attention mIoU as Markdown lines.
     ``tf32``: None keeps torch's defaults (TF32 in cuDNN convolutions, not in matrix products),
     False computes every convolution and product in full fp32."""
-    import json
-
-    from wsss_lib.stages import get_stage
 
     before = set_tf32(tf32)
     flags = f"cuDNN TF32 {torch.backends.cudnn.allow_tf32}, matmul TF32 {torch.backends.cuda.matmul.allow_tf32}"
@@ -131,8 +132,6 @@ def classifier_run(device: str, profile: str, runs: Path, tf32: bool | None = No
 
 def tiny_benchmarks(device: str) -> list[str]:
     """The same benchmark functions at toy sizes (a CPU rehearsal of :func:`wsss_lib.speed.bench.voc_benchmarks`)."""
-    from wsss_lib.speed.bench import bench_cam, bench_oaa, format_cam, format_oaa
-    from wsss_lib.speed.training import bench_train, format_train
 
     return [format_train(bench_train(device, "tiny", 48, 2, steps=1, warmup=1, num_classes=4,
                                      cases=("cam", "cam+oaa", "segmentation"), seg_network="small")),
@@ -159,8 +158,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench-gpu: no CUDA device on this machine (torch {torch.__version__}, built for CUDA "
               f"{torch.version.cuda}); nothing measured, {args.out} left as it is.")
         return 0
-
-    from wsss_lib.speed.bench import voc_benchmarks
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     parts = ["# GPU check (`make bench-gpu`)", "",

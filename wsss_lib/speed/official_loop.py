@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as Fn
 
 from wsss_lib.engine.adversarial_cam import ClimbSettings, assemble_maps, normalize_uint8, rescale_uint8
+from wsss_lib.models.amm import grouped_statistics
 
 
 class _Hooks:
@@ -71,7 +72,6 @@ def official_loop_cams(model, images: list[np.ndarray], classes: list[list[int]]
                        branches: tuple[str, ...] = ("spotlight", "compensation"),
                        dtype: torch.dtype = torch.float32) -> list[dict]:
     """The same outputs as :func:`wsss_lib.engine.adversarial_cam.official_cams`, computed the official way."""
-    from wsss_lib.models.amm import grouped_statistics
 
     model.eval()
     device = next(model.parameters()).device

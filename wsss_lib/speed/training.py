@@ -16,20 +16,29 @@ Cases: the classifier with the OAA store and recorders (``cam+oaa``), the plain 
 from __future__ import annotations
 
 import statistics
-from dataclasses import replace
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as Fn
 
-CASES = ("cam", "cam+oaa", "oaa_plus", "amr", "segmentation")
-#: the stage behind each case
-CASE_STAGE = {"cam": "classifier", "cam+oaa": "classifier", "oaa_plus": "oaa_plus", "amr": "amr",
-              "segmentation": "segmentation"}
+from wsss_lib.engine.common import TrainingSet, dense_source
+from wsss_lib.engine.loop import Batch
+from wsss_lib.runs.attention_io import save_attention
+from wsss_lib.runs.profile import FULL
+from wsss_lib.stages import get_stage, training_stages
+from wsss_lib.stages.base import RunContext
+
+#: the stage behind each case: the classifier twice (the plain CAM loss, and its own step with the OAA
+#: store and recorders), then every other training stage of the registry under its own name, so a
+#: stage added to :data:`wsss_lib.stages.ORDER` is benchmarked with no list edited here
+CASE_STAGE = {"cam": "classifier", "cam+oaa": "classifier",
+              **{st.name: st.name for st in training_stages() if st.name != "classifier"}}
+CASES = tuple(CASE_STAGE)
 
 
 def _device_name(dev: torch.device) -> str:
@@ -70,12 +79,6 @@ def stage_case(case: str, backbone: str, image_size: int, batch_size: int, num_c
     """``(model, step, batch_of)``: the stage's network and its own training step on a synthetic run
     context; ``batch_of(x, i)`` makes the engine's batch ``i`` around the images ``x``. The configs
     resolve under ``profile`` (default: the full one) on its default benchmark variant."""
-    from wsss_lib.engine.common import TrainingSet, dense_source
-    from wsss_lib.engine.loop import Batch
-    from wsss_lib.runs.attention_io import save_attention
-    from wsss_lib.runs.profile import FULL
-    from wsss_lib.stages import get_stage
-    from wsss_lib.stages.base import RunContext
 
     profile = profile or FULL
     stage = get_stage(CASE_STAGE[case])
@@ -88,11 +91,15 @@ def stage_case(case: str, backbone: str, image_size: int, batch_size: int, num_c
     upstream = {}
     stride = getattr(cfg, "output_stride", 8)
     size = (-(-image_size // stride),) * 2
-    if case == "oaa_plus":  # the accumulated maps it learns from, as an upstream run's attention file
+    # a stage that reads a classifier run's attention (OAA+, a new method) gets one: every classifier
+    # source as a random attention file (AMR reads the classifier's weights instead: its spotlight
+    # starts from random ones here)
+    readers = [arg for arg, up in stage.upstream.items() if up == "classifier" and CASE_STAGE[case] != "amr"]
+    if readers:
         maps = torch.rand(len(layout), num_classes, *size, generator=torch.Generator().manual_seed(0))
-        for source in {cfg.source, "cam"}:  # cam: the fallback target of empty maps (empty_target)
+        for source in get_stage("classifier").sources:
             save_attention(tmp / "attention" / f"{source}.pt", dense_source(maps, layout), source)
-        upstream["oaa_run"] = tmp
+        upstream.update({arg: tmp for arg in readers})
     ctx = RunContext(cfg, 0, profile, dev, tmp, layout, tmp, upstream, progress=False)
     ctx.ts = TrainingSet(layout, None, image_size, size, num_classes)
     if case == "segmentation":
@@ -168,7 +175,6 @@ def variant_costs(variants: dict[str, int], rounds: int = 2, steps: int = 6, thr
     variant as the default, side by side (``rounds`` interleaved rounds, the fastest kept), on
     ``threads`` CPU threads (the main job runs each point on one). The cost column is relative to
     the first variant: what the main job's stages cost on another default."""
-    from wsss_lib.runs.profile import FULL
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -193,7 +199,6 @@ def variant_costs(variants: dict[str, int], rounds: int = 2, steps: int = 6, thr
         for v in list(variants)[1:]:
             row[f"{v} cost (x {first})"] = f"{best[(first, case)] / best[(v, case)]:.2f}"
         rows.append(row)
-    import pandas as pd
 
     return pd.DataFrame(rows)
 

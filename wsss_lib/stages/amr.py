@@ -42,20 +42,21 @@ from pathlib import Path
 import torch
 
 from wsss_lib.data.voc import VOCLayout
-from wsss_lib.formulas.attention import attention_maps, class_scores
-from wsss_lib.formulas.evaluation import CAMEvaluator
-from wsss_lib.runs.attention_io import load_attention
-from wsss_lib.runs.folders import run_data_root
-from wsss_lib.util.io import file_digest, read_json, torch_load
-from wsss_lib.formulas.losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
-from wsss_lib.models.amm import AMM_FORMS, SPATIAL_POOLS
-from wsss_lib.models.amr import LR_GROUPS, PLACEMENTS, build_amr, weighted_cam
 from wsss_lib.engine.adversarial_cam import OFFICIAL_SCALES, ClimbSettings, official_cams, strided_size
 from wsss_lib.engine.common import dense_source, infer_attention, present_slots
 from wsss_lib.engine.config import AttentionTrainConfig
 from wsss_lib.engine.loop import Batch
-from wsss_lib.stages.base import RunContext, TrainingStage, Upstream
+from wsss_lib.formulas.attention import attention_maps, class_scores
+from wsss_lib.formulas.evaluation import CAMEvaluator
+from wsss_lib.formulas.losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
+from wsss_lib.models.amm import AMM_FORMS, SPATIAL_POOLS
+from wsss_lib.models.amr import LR_GROUPS, PLACEMENTS, build_amr, weighted_cam
+from wsss_lib.runs.attention_io import load_attention
+from wsss_lib.runs.folders import run_data_root
+from wsss_lib.stages.base import RunContext, Upstream
+from wsss_lib.stages.training import TrainingStage
 from wsss_lib.util.distributed import is_main
+from wsss_lib.util.io import file_digest, read_json, torch_load
 
 VARIANTS = {"AMR": (False, False), "AMR+threshold": (True, False), "AMR+area": (False, True),
             "AMR+both": (True, True)}
@@ -72,7 +73,7 @@ SCORING_FIELDS = ("inference", "adv_iter", "ad_coeff", "ad_stepsize", "score_th"
 INIT_FROM = {
     "auto": "the classifier run (notebook 01) of the same data, seed, backbone: found, or made now",
     "": "nothing: both branches start from the backbone's own initialization (needs freeze_spotlight=False)",
-    "<run folder or identity>": "that classifier run's checkpoint (e.g. runs/oaa-6d4fc2c452)",
+    "<run folder or identity>": "that classifier run's checkpoint (e.g. runs/classifier-6d4fc2c452)",
     "<file.pth>": "an official AMR checkpoint: nothing is trained, its two branches are scored",
 }
 #: the values a preset sets (explicit parameters win); "placement" is resolved per backbone
@@ -190,6 +191,11 @@ class AMRStage(TrainingStage):
     # AMR run serves every xi
     display_only = ("xi", "xi_main")
     health_sources = ("amr_spotlight", "amr_compensation")
+    source_names = {"amr_spotlight": "AMR spotlight", "amr_compensation": "AMR compensation"}
+
+    def display_name(self, source: str) -> str | None:
+        """``amr_xi0.5`` -> ``AMR (xi 0.5)``, and the two branches' names."""
+        return f"AMR (xi {source[len('amr_xi'):]})" if source.startswith("amr_xi") else self.source_names.get(source)
 
     def health_nets(self, model) -> dict:
         return {"compensation": model.compensation, "spotlight": model.spotlight}

@@ -14,8 +14,8 @@ A stage is a :class:`Stage` subclass in its own module of :mod:`wsss_lib.stages`
 - ``notebook``: the notebook that runs it;
 
 and writes only its own lines: :meth:`Stage.execute` (or, for a training stage,
-:meth:`TrainingStage.build_model`, :meth:`TrainingStage.training_step` and
-:meth:`TrainingStage.attention`).
+:meth:`~wsss_lib.stages.training.TrainingStage.build_model`, ``training_step`` and ``attention``
+of :mod:`wsss_lib.stages.training`).
 
 Calling a stage runs the shared sequence in two steps. :meth:`Stage.plan` does every cheap check and
 resolves the run's identity without writing anything: the profile, the config (defaults, profile,
@@ -26,36 +26,31 @@ profile, data content, weights digest, outputs and upstream identities. :func:`e
 makes the upstream runs, makes or finds the locked run folder, returns at once if the run is
 finished, seeds and executes. A failed check therefore leaves no folder behind.
 
-Notebooks call :func:`notebook_call` on their parameters cell's namespace: every parameter is
-written once (in that cell), the profile is resolved in one place
-(:func:`~wsss_lib.runs.profile.resolve_profile`), names the notebook does not know are refused, and every
-value is validated before any work.
+Notebooks call :func:`wsss_lib.stages.notebook.notebook_call` on their parameters cell's namespace.
 """
 
 from __future__ import annotations
 
-import ast
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 
 from wsss_lib.data.voc import VOCLayout
-from wsss_lib.runs.identity import code_digest, combine, data_identity
-from wsss_lib.util.io import check_torch_file, read_json
-from wsss_lib.models.weights import Weights, weights_for
-from wsss_lib.runs.profile import FULL, Profile, resolve_profile
-from wsss_lib.runs.folders import find_run, is_finished, params_hash, prepare_run, publish_point, run_identity, runs_root, \
-    stage_entry, write_metrics
-from wsss_lib.engine.common import TrainingSet, flat_metrics, save_and_score, training_set
-from wsss_lib.engine.config import AttentionTrainConfig, StageConfig, TrainConfig
+from wsss_lib.engine.common import TrainingSet
+from wsss_lib.engine.config import StageConfig
 from wsss_lib.engine.data_setup import resolve_data_root
-from wsss_lib.engine.health import health_metrics, probe_views
+from wsss_lib.engine.loop import resolve_device, seed_everything
+from wsss_lib.models.weights import Weights
+from wsss_lib.runs.folders import (canonical, find_run, is_finished, params_hash, prepare_run, run_data_root,
+                                   run_identity, runs_root, stage_entry, upstream_run)
+from wsss_lib.runs.identity import code_digest, combine, data_identity
+from wsss_lib.runs.profile import FULL, Profile, resolve_profile
+from wsss_lib.stages.registry import get_stage
 from wsss_lib.util.distributed import is_main, main_first
-from wsss_lib.engine.loop import Batch, LoopConfig, fit, resolve_device, seed_everything
+from wsss_lib.util.io import check_torch_file, read_json
 
 #: the arguments every stage call takes besides its config's fields and its upstream runs
 RUN_ARGS = ("data_root", "run_dir", "seed", "device", "quick")
@@ -97,7 +92,6 @@ class RunPlan:
     @property
     def identity(self) -> str:
         """``<run name>-<hash>``: what downstream runs and grid points record."""
-        from wsss_lib.runs.folders import canonical
 
         return f"{self.stage.run_name(self.cfg)}-{params_hash(canonical(self.params))}"
 
@@ -139,6 +133,8 @@ class Stage:
     #: the data splits this stage reads (each is checked before any work)
     splits: ClassVar[tuple[str, ...]] = ("train",)
     sources: ClassVar[tuple[str, ...]] = ()
+    #: how tables and figures name the attention sources this stage writes (source -> display name)
+    source_names: ClassVar[dict[str, str]] = {}
     main_metrics: ClassVar[tuple[str, ...]] = ()
     notebook: ClassVar[str] = ""
     #: files a finished run of this stage holds (checked when a later stage reads it)
@@ -149,8 +145,14 @@ class Stage:
     quick_note: ClassVar[str] = ""
     #: every rank of a ``torchrun`` process group executes it (training stages); otherwise rank 0 only
     distributed: ClassVar[bool] = False
+    #: it trains a network with the shared engine (:class:`~wsss_lib.stages.training.TrainingStage`)
+    trains: ClassVar[bool] = False
 
     # -- what a stage may override --------------------------------------------------------------
+    def display_name(self, source: str) -> str | None:
+        """The display name of ``source`` if this stage writes it (:data:`source_names`), else ``None``."""
+        return self.source_names.get(source)
+
     def upstream_requests(self, cfg, given: dict[str, str]) -> dict[str, Upstream]:
         """The upstream runs this call needs (default: every declared one, made if not given, with
         the parameters of :attr:`upstream_params_field`)."""
@@ -191,9 +193,9 @@ class Stage:
     def config(self, profile: Profile = FULL, seed: int = 0, device: str = "auto", inherited: dict | None = None,
                data_root: str = "", **params):
         """The resolved config of a call on ``data_root`` (whose benchmark variant brings its network
-        settings, :meth:`~wsss_lib.runs.profile.Profile.data_settings`)."""
+        settings, :meth:`~wsss_lib.runs.profile.Profile.data_network`)."""
         return self.Config.from_params(profile, seed=seed, device=device, inherited=inherited,
-                                       data_defaults=profile.data_settings(data_root, self.Config), **params)
+                                       data_defaults=profile.data_network(data_root, self.Config), **params)
 
     @classmethod
     def known_parameters(cls) -> tuple[str, ...]:
@@ -251,7 +253,6 @@ class Stage:
 
 
 def _run_data_root(run: Path) -> Path:
-    from wsss_lib.runs.folders import run_data_root
 
     return run_data_root(run)
 
@@ -262,7 +263,6 @@ def plan_upstream(arg: str, req: Upstream, *, data_root: str = "", seed: int = 0
     finished run of ``req.stage`` holding that stage's outputs (torch files readable); or, when no
     value is given, the plan of that stage's run for the same data, seed and ``req.params`` (with
     the ``inherited`` settings), made when the downstream run is executed (and said so)."""
-    from wsss_lib.stages import get_stage
 
     up = get_stage(req.stage)
     arg = req.param or arg
@@ -301,8 +301,6 @@ def expected_code(run: Path) -> str:
     """The code digest a run would record if it were made now: its stage's code and, through them,
     its upstream runs' (as found from its ``params.json``). A run whose recorded ``code_digest``
     differs is stale: it, or a run it was made from, was computed by other code."""
-    from wsss_lib.stages import get_stage
-    from wsss_lib.runs.folders import upstream_run
 
     info = read_json(Path(run) / "params.json")
     stage = get_stage(run_stage(run))
@@ -356,252 +354,5 @@ def execute_plan(plan: RunPlan, progress: bool = True, stop_after_steps: int | N
     return out
 
 
-class TrainingStage(Stage):
-    """A stage that trains a network with the shared engine, then evaluates it.
-
-    The sequence (:meth:`execute`) is the same for every training stage: the training set, the
-    model, SGD over its parameter groups, the stage's own step, the resumable engine, and on rank 0
-    the evaluation (:meth:`score`). By default the evaluation writes and scores attention sources
-    (:meth:`attention`); a stage that evaluates otherwise (segmentation: val mIoU) overrides
-    :meth:`score`, and :meth:`loop` where its schedule differs."""
-
-    Config: ClassVar[type[TrainConfig]] = AttentionTrainConfig
-    outputs = ("metrics.json", "evaluation.json", "checkpoint.pt")
-    distributed = True
-
-    def weights(self, cfg, profile: Profile) -> dict[str, Weights | None]:
-        if cfg.backbone == "tiny" and cfg.pretrained and cfg.width != profile.pretrain.width:
-            raise StageConfig.invalid("width", cfg.width, f"{profile.pretrain.width}, the width of the profile's "
-                                      f"pretrained tiny backbone (profile {profile.name!r}); or pretrained=False")
-        return {cfg.backbone: weights_for(cfg.backbone, cfg.pretrained, profile.pretrain)}
-
-    def expected_outputs(self, cfg) -> tuple[str, ...]:
-        return (*self.outputs, *(f"attention/{s}.pt" for s in self.sources))
-
-    def build_model(self, ctx: RunContext) -> torch.nn.Module:
-        raise NotImplementedError
-
-    def training_step(self, ctx: RunContext, model) -> tuple[Callable[[Batch], torch.Tensor], dict]:
-        """The loss of one batch, and the extra objects the checkpoint must hold."""
-        raise NotImplementedError
-
-    def attention(self, ctx: RunContext, model) -> dict[str, dict]:
-        """The attention sources this run writes (name -> source), after training."""
-        raise NotImplementedError
-
-    def extra_metrics(self, ctx: RunContext, model, evals: dict) -> dict:
-        return {}
-
-    #: the attention sources whose empty maps the run's health figures count (empty: every source)
-    health_sources: ClassVar[tuple[str, ...]] = ()
-
-    def health_nets(self, model) -> dict[str, torch.nn.Module]:
-        """The networks whose never-active head units the run's health figures count (name -> net;
-        ``""``: the model itself): :mod:`wsss_lib.engine.health`."""
-        return {"": model}
-
-    def param_groups(self, ctx: RunContext, model) -> list[dict]:
-        """The optimizer's parameter groups (default: the model's own, at the config's lr and decay)."""
-        return model.param_groups(ctx.cfg.lr, ctx.cfg.weight_decay)
-
-    def evaluation_extra(self, ctx: RunContext) -> dict:
-        return {}
-
-    def progress_label(self, cfg) -> str:
-        return self.name
-
-    def training_set(self, ctx: RunContext) -> TrainingSet:
-        cfg = ctx.cfg
-        return training_set(ctx.root, cfg.crop_size, cfg.output_stride, getattr(cfg, "store_size", 0),
-                            layout=ctx.layout)
-
-    def loop(self, ctx: RunContext) -> LoopConfig:
-        """The engine's settings (epochs, batch, augmentation...) for this run."""
-        return ctx.cfg.loop(ctx.seed, ctx.ts.crop)
-
-    #: the kind of official checkpoint this stage can score instead of training (``""``: none)
-    official_kind: ClassVar[str] = ""
-
-    def official_checkpoint(self, cfg) -> Path | None:
-        """The official checkpoint this run scores instead of training (``None``: train)."""
-        return None
-
-    def official_training_set(self, ctx: RunContext, model) -> TrainingSet:
-        """The training set an official checkpoint is scored on (default: the stage's own)."""
-        return self.training_set(ctx)
-
-    def score_official(self, ctx: RunContext, path: Path) -> None:
-        """Score an official checkpoint's maps like a trained model's; nothing is trained."""
-        if not is_main():  # scoring trains nothing: rank 0 alone
-            return
-        from wsss_lib.models.official import load_official_checkpoint
-
-        model = load_official_checkpoint(path, self.official_kind).to(ctx.device)
-        ctx.ts = self.official_training_set(ctx, model)
-        if model.num_classes != ctx.ts.num_classes:
-            raise ValueError(f"init_from={str(path)!r}: the official checkpoint has {model.num_classes} classes, the "
-                             f"data at {ctx.root} has {ctx.ts.num_classes} foreground classes")
-        self.score(ctx, model, {"train_seconds": 0.0})
-
-    def execute(self, ctx: RunContext) -> None:
-        official = self.official_checkpoint(ctx.cfg)
-        if official is not None:
-            return self.score_official(ctx, official)
-        cfg = ctx.cfg
-        ctx.ts = self.training_set(ctx)
-        model = self.build_model(ctx).to(ctx.device)
-        opt = torch.optim.SGD(self.param_groups(ctx, model), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-        step, state = self.training_step(ctx, model)
-        loop = self.loop(ctx)
-        res = fit(model, opt, cfg.schedule, ctx.ts.dataset, loop, ctx.out, step, state,
-                  ctx.device, ctx.progress, desc=self.progress_label(cfg), stop_after_steps=ctx.stop_after_steps)
-        if not is_main():  # in a process group, rank 0 scores and writes
-            return
-        self.score(ctx, model, {"history": res.history, "train_seconds": res.seconds,
-                                "final_loss": res.history[-1]["loss"]})
-
-    def score(self, ctx: RunContext, model, train_info: dict) -> None:
-        """Write and score the attention sources; ``metrics.json`` (also for a model not trained here)."""
-        t0 = time.perf_counter()
-        sources = self.attention(ctx, model)
-        evals = save_and_score(ctx.out, ctx.root, sources,
-                               {"history": train_info.get("history", []), **self.evaluation_extra(ctx)}, ctx.layout)
-        probe = probe_views(ctx.ts.dataset, ctx.ts.crop, ctx.device)
-        health = health_metrics(self.health_nets(model), probe,
-                                {k: sources[k] for k in (self.health_sources or tuple(sources)) if k in sources})
-        metrics = {**flat_metrics(evals), **self.extra_metrics(ctx, model, evals), **health,
-                   **{k: v for k, v in train_info.items() if k != "history"}}
-        metrics["eval_seconds"] = time.perf_counter() - t0
-        write_metrics(ctx.out, metrics)
-
-
-# -- notebooks ----------------------------------------------------------------------------------------
-@dataclass
-class StageCall:
-    """A notebook's stage call: the stage, its validated config, and the run arguments."""
-
-    stage: Stage
-    config: StageConfig
-    profile: Profile
-    run_args: dict
-    upstream: dict
-    params: dict
-
-    @property
-    def quick(self) -> bool:
-        return self.profile.quick
-
-    def plan(self, progress: bool = True) -> RunPlan:
-        return self.stage.plan(quick=self.profile, progress=progress, **self.run_args, **self.upstream, **self.params)
-
-    def run(self, progress: bool = True) -> Path:
-        return execute_plan(self.plan(progress), progress)
-
-    def publish(self, point_dir: str, run: Path) -> dict:
-        """The run's metrics (plus the stage's per-point extras), into the batch point's folder if any."""
-        return publish_point(point_dir, run, self.stage.point_metrics(self.config, run))
-
-    def __str__(self) -> str:
-        ups = ", ".join(f"{k}={v!r}" for k, v in self.upstream.items()) or "-"
-        return (f"stage {self.stage.name} (profile {self.profile.name}); upstream: {ups}\n"
-                f"run arguments: {self.run_args}\nconfig: {self.config}")
-
-
-def notebook_stages(notebook: str) -> list[Stage]:
-    """The stages a notebook runs (in pipeline order; notebook 05: pseudo labels, then segmentation)."""
-    from wsss_lib.stages import all_stages
-
-    return [st for st in all_stages() if st.notebook == Path(notebook).name]
-
-
-def notebook_parameters(notebook: str) -> tuple[str, ...]:
-    """Every parameter name a stage notebook takes: its stages' names and :data:`NOTEBOOK_ARGS`."""
-    names: dict[str, None] = {}
-    for st in notebook_stages(notebook):
-        names.update(dict.fromkeys(st.known_parameters()))
-    return tuple(names) + NOTEBOOK_ARGS
-
-
-#: IPython's own names in a notebook's namespace (never parameters)
-_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
-#: the first line of the cell papermill injects with the given parameters
-PAPERMILL_HEADER = "# Parameters"
-#: how every notebook's own parameters cell begins (tagged ``parameters``)
-PARAMETERS_CELL_HEADER = "# Parameters (papermill)"
-
-
-def _assigned(source: str) -> list[str]:
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    return [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)]
-
-
-def unknown_parameters(namespace: dict, known) -> list[str]:
-    """The names given to a notebook (or a stage call's namespace) that it does not take.
-
-    In a kernel, the given names are those of the cell papermill injected (its first line is
-    ``# Parameters``), read from IPython's input history, so variables a user makes later are never
-    mistaken for parameters; for a plain dict, every key holding a plain value (str, number, bool,
-    list, dict, None) is a given name."""
-    history = namespace.get("In")
-    if isinstance(history, list):
-        given = [n for cell in history if isinstance(cell, str) and cell.split("\n", 1)[0].strip() == PAPERMILL_HEADER
-                 for n in _assigned(cell)]
-    else:
-        given = [k for k, v in namespace.items() if not k.startswith("_") and k not in _IPYTHON_NAMES
-                 and isinstance(v, (str, int, float, bool, list, tuple, dict, type(None)))]
-    return sorted(set(given) - set(known))
-
-
-def check_parameters(namespace: dict, known=None, where: str = "this notebook") -> None:
-    """Refuse names ``where`` does not take, naming them and the known ones (before any work).
-
-    ``known=None`` (in a notebook kernel): the names the notebook's own parameters cell assigns
-    (the cell whose first line starts with ``# Parameters (papermill)``)."""
-    if known is None:
-        history = namespace.get("In") or []
-        known = [n for cell in history if isinstance(cell, str) and cell.startswith(PARAMETERS_CELL_HEADER)
-                 for n in _assigned(cell)]
-    bad = unknown_parameters(namespace, known)
-    if bad:
-        raise ValueError(f"unknown parameter(s) {bad} for {where}; known: {sorted(known)}")
-
-
-def notebook_call(stage_name: str, namespace: dict, announce: bool = True) -> StageCall:
-    """Build a stage call from a notebook's parameters cell (its ``globals()``), in one step.
-
-    Refuses names the notebook does not take (naming them and the known ones), picks the run
-    arguments, the stage's upstream arguments and its config fields by name (each parameter is
-    written once, in the parameters cell; ``None`` = the default), resolves the profile
-    (``WSSS_QUICK=1`` forces quick) and validates everything before any work: a bad value fails
-    here, naming the parameter. When an upstream stage of this stage runs in the same notebook
-    (notebook 05: pseudo labels before segmentation), its parameters come from the namespace too."""
-    from wsss_lib.stages import get_stage
-
-    stage = get_stage(stage_name)
-    check_parameters(namespace, notebook_parameters(stage.notebook), f"notebook {stage.notebook}")
-    profile = resolve_profile(namespace.get("quick", False), announce=announce)
-    run_args = {k: namespace[k] for k in ("data_root", "run_dir", "seed", "device") if k in namespace}
-    ups = {k: namespace[k] for k in stage.upstream if namespace.get(k)}
-    params = _stage_params(stage, namespace)
-    for arg, field_name in stage.upstream_params_field.items():
-        up = get_stage(stage.upstream[arg])
-        if up.notebook == stage.notebook and arg not in ups and field_name not in params:
-            params[field_name] = {**_stage_params(up, namespace),
-                                  **{k: namespace[k] for k in up.upstream if namespace.get(k)}}
-    cfg = stage.config(profile, seed=run_args.get("seed", 0), device=run_args.get("device", "auto"),
-                       data_root=run_args.get("data_root", ""), **params)
-    if profile.quick and announce and stage.quick_note:
-        print(f"  {stage.name}: {stage.quick_note}")
-    return StageCall(stage, cfg, profile, run_args, ups, params)
-
-
-def _stage_params(stage: Stage, namespace: dict) -> dict:
-    return {k: namespace[k] for k in stage.Config.field_names() if namespace.get(k) is not None}
-
-
-__all__ = ["NOTEBOOK_ARGS", "RUN_ARGS", "RunContext", "RunPlan", "Stage", "StageCall", "TrainingStage", "Upstream",
-           "check_outputs", "check_parameters", "execute_plan", "expected_code", "notebook_call", "notebook_parameters",
-           "notebook_stages", "plan_upstream", "run_stage", "unknown_parameters"]
+__all__ = ["NOTEBOOK_ARGS", "RUN_ARGS", "RunContext", "RunPlan", "Stage", "Upstream",
+           "check_outputs", "execute_plan", "expected_code", "plan_upstream", "run_stage"]

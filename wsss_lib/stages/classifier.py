@@ -16,21 +16,21 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
-from wsss_lib.formulas.accumulation import FUSION_SOURCES, FUSIONS, GATES, OAAStore
-from wsss_lib.formulas.attention import attention_maps, class_scores
 from wsss_lib.data.transforms import views_to_image_frame
 from wsss_lib.data.voc import VOCLayout, VOCSegDataset
-from wsss_lib.formulas.diagnostics import drift_of_recording
-from wsss_lib.formulas.drift import DriftRecorder, summary_metrics
-from wsss_lib.formulas.evaluation import mean_average_precision
-from wsss_lib.util.io import file_digest, torch_save, write_json
-from wsss_lib.models.backbones import has_training_batchnorm
 from wsss_lib.engine.common import build_attention_net, dense_source, infer_attention, training_set
 from wsss_lib.engine.config import AttentionTrainConfig
 from wsss_lib.engine.loop import Batch
-from wsss_lib.stages.base import RunContext, TrainingStage
+from wsss_lib.formulas.accumulation import FUSION_SOURCES, FUSIONS, GATES, OAAStore
+from wsss_lib.formulas.attention import attention_maps, class_scores
+from wsss_lib.formulas.diagnostics import drift_of_recording
+from wsss_lib.formulas.drift import DriftRecorder, summary_metrics
+from wsss_lib.formulas.evaluation import mean_average_precision
+from wsss_lib.models.backbones import has_training_batchnorm
+from wsss_lib.stages.base import RunContext
+from wsss_lib.stages.training import TrainingStage
+from wsss_lib.util.io import file_digest, torch_save, write_json
 from wsss_lib.util.row_buffer import RowBuffer
-
 
 #: the values a preset sets (explicit parameters win)
 PRESETS: dict[str, dict] = {
@@ -124,16 +124,17 @@ class SnapshotRecorder:
 
 class ClassifierStage(TrainingStage):
     name = "classifier"
-    prefix = "oaa"
+    prefix = "classifier"  # run folders runs/classifier-<hash> (before: runs/oaa-<hash>; found by folder or identity)
     Config = ClassifierConfig
     sources = ("cam", *FUSION_SOURCES)
+    source_names = {"cam": "CAM", **FUSION_SOURCES}
     main_metrics = tuple(f"{s}_miou" for s in ("cam", *FUSION_SOURCES)) + ("cls_mAP_val",)
     quick_note = "6 short epochs on the tiny benchmark: it learns something (val mAP about 0.5), no more"
     notebook = "01_train_classifier_oaa.ipynb"
     splits = ("train", "val")  # val: the classification mAP
 
     def run_name(self, cfg: ClassifierConfig) -> str:
-        return "oaa-official-ckpt" if cfg.init_from else "oaa"
+        return "classifier-official-ckpt" if cfg.init_from else "classifier"
 
     def identity(self, cfg: ClassifierConfig) -> dict:
         ident = super().identity(cfg)

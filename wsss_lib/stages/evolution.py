@@ -11,12 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from wsss_lib.util.io import torch_load, write_json
-from wsss_lib.runs.folders import write_metrics
 from wsss_lib.engine.config import StageConfig
+from wsss_lib.figures.evolution import attention_evolution_figure, discovery_figure
+from wsss_lib.figures.picks import detected_snapshot_rows
+from wsss_lib.figures.plots import save_figure
+from wsss_lib.formulas.drift import consecutive_region_iou, summary_metrics
+from wsss_lib.runs.folders import write_metrics
 from wsss_lib.stages.base import RunContext, Stage
+from wsss_lib.util.io import read_json, torch_load, write_json
 
 
 @dataclass
@@ -41,11 +44,6 @@ class EvolutionStage(Stage):
     outputs = ("metrics.json", "attention_evolution.png", "discovery.png", "drift.json")
 
     def execute(self, ctx: RunContext) -> None:
-        from wsss_lib.formulas.drift import summary_metrics
-        from wsss_lib.util.io import read_json
-        from wsss_lib.figures.picks import detected_snapshot_rows
-        from wsss_lib.figures.plots import attention_evolution_figure, discovery_figure, save_figure
-        from wsss_lib.formulas.drift import consecutive_region_iou
 
         cfg, run = ctx.cfg, ctx.upstream["oaa_run"]
         snaps = torch_load(run / "snapshots.pt")

@@ -21,14 +21,15 @@ from dataclasses import dataclass
 
 import torch
 
-from wsss_lib.formulas.accumulation import FUSION_SOURCES
-from wsss_lib.runs.attention_io import load_attention
 from wsss_lib.data.transforms import image_frame_to_views
-from wsss_lib.formulas.losses import OAA_PLUS_LOSSES
 from wsss_lib.engine.common import build_attention_net, dense_source, infer_attention
 from wsss_lib.engine.config import AttentionTrainConfig
 from wsss_lib.engine.loop import Batch
-from wsss_lib.stages.base import RunContext, TrainingStage
+from wsss_lib.formulas.accumulation import FUSION_SOURCES
+from wsss_lib.formulas.losses import OAA_PLUS_LOSSES
+from wsss_lib.runs.attention_io import load_attention
+from wsss_lib.stages.base import RunContext
+from wsss_lib.stages.training import TrainingStage
 
 #: the upstream classifier's attention sources that can serve as soft labels
 SOURCES = (*FUSION_SOURCES, "cam")
@@ -121,6 +122,7 @@ class OAAPlusStage(TrainingStage):
     #: the classifier made for OAA+ starts from the same weights
     inherits = ("backbone", "pretrained", "output_stride", "width")
     sources = ("oaa_plus",)
+    source_names = {"oaa_plus": "OAA+"}
     main_metrics = ("oaa_plus_miou",)
     quick_note = "2 epochs on a tiny classifier's soft labels: OAA+ maps may be empty"
     notebook = "03_train_oaa_plus.ipynb"

@@ -17,16 +17,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as Fn
+from tqdm.auto import tqdm
 
-from wsss_lib.runs.attention_io import load_attention
+from wsss_lib.data.saliency import load_saliency, resolve_saliency_root
 from wsss_lib.data.voc import VOCLayout
-from wsss_lib.util.io import write_json
-from wsss_lib.formulas.metrics import confusion_matrix, iou_from_confusion
+from wsss_lib.engine.config import StageConfig
 from wsss_lib.formulas.label_rules import (IGNORE, official_attention_prep, saliency_labels, threshold_labels,
                                            write_label_png)
+from wsss_lib.formulas.metrics import confusion_matrix, iou_from_confusion
+from wsss_lib.runs.attention_io import load_attention
 from wsss_lib.runs.folders import write_metrics
-from wsss_lib.engine.config import StageConfig
+from wsss_lib.runs.identity import folder_identity
 from wsss_lib.stages.base import RunContext, Stage, Upstream
+from wsss_lib.stages.registry import all_stages
+from wsss_lib.util.io import write_json
 
 MODES = ("threshold", "saliency")
 ATTENTION_PREPS = ("float", "official")
@@ -35,7 +39,6 @@ LABEL_FOLDER = "SegmentationClassPseudo"
 
 def stage_of_source(source: str) -> str:
     """The stage whose runs write attention source ``source`` (e.g. ``oaa_plus`` -> ``oaa_plus``)."""
-    from wsss_lib.stages import all_stages
 
     for st in all_stages():
         if source in st.sources:
@@ -105,8 +108,6 @@ class PseudoLabelStage(Stage):
         maps' content identifies them, wherever the folder lives."""
         if cfg.mode != "saliency":
             return {}
-        from wsss_lib.runs.identity import folder_identity
-        from wsss_lib.data.saliency import resolve_saliency_root
 
         folder = resolve_saliency_root(cfg.saliency_root, root, progress=False)
         ids = VOCLayout(root, "train").ids
@@ -118,9 +119,6 @@ class PseudoLabelStage(Stage):
         return {"saliency": folder_identity(folder, [f"{i}.png" for i in ids])}
 
     def execute(self, ctx: RunContext) -> None:
-        from tqdm.auto import tqdm
-
-        from wsss_lib.data.saliency import load_saliency, resolve_saliency_root
 
         cfg, layout = ctx.cfg, ctx.layout
         run = ctx.upstream["attention_run"]

@@ -22,20 +22,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as Fn
+from tqdm.auto import tqdm
 
 from wsss_lib.data.transforms import image_frame_to_views, normalize_images
 from wsss_lib.data.voc import VOCLayout, VOCSegDataset
-from wsss_lib.util.io import read_json, write_json
+from wsss_lib.engine.common import TrainingSet
+from wsss_lib.engine.config import TrainConfig, check_crop
+from wsss_lib.engine.loop import Batch, LoopConfig
+from wsss_lib.figures.plots import confusion_figure, save_figure
+from wsss_lib.formulas.crf import crf_available, dense_crf
+from wsss_lib.formulas.label_rules import IGNORE, read_label_png, write_label_png
 from wsss_lib.formulas.metrics import confusion_matrix, iou_from_confusion
 from wsss_lib.models.segnet import SEG_BACKBONES, SEG_NETWORKS, build_segnet
 from wsss_lib.models.weights import weights_for
-from wsss_lib.formulas.label_rules import IGNORE, read_label_png, write_label_png
 from wsss_lib.runs.folders import write_metrics
-from wsss_lib.engine.config import TrainConfig, check_crop
-from wsss_lib.engine.common import TrainingSet
-from wsss_lib.engine.loop import Batch, LoopConfig
-from wsss_lib.stages.base import RunContext, TrainingStage
+from wsss_lib.stages.base import RunContext
 from wsss_lib.stages.pseudo_labels import LABEL_FOLDER
+from wsss_lib.stages.training import TrainingStage
+from wsss_lib.util.io import read_json, write_json
 
 
 def fraction_subset(n: int, fraction: float, seed: int) -> list[int]:
@@ -155,7 +159,6 @@ class SegmentationConfig(TrainConfig):
         self.check_int("n_examples")
         self.check("pseudo_params", isinstance(self.pseudo_params, dict), "a mapping of pseudo-label parameters")
         if self.crf:
-            from wsss_lib.formulas.crf import crf_available
 
             self.check("crf", crf_available(), "False: the package pydensecrf2 is not installed here")
         return self
@@ -235,9 +238,6 @@ class SegmentationStage(TrainingStage):
 
     def evaluate(self, ctx: RunContext, model) -> dict:
         """Val mIoU, per-class IoU, confusion matrix (and figure); predictions as palette PNGs."""
-        from tqdm.auto import tqdm
-
-        from wsss_lib.figures.plots import confusion_figure, save_figure
 
         cfg = ctx.cfg
         val = VOCLayout(ctx.root, "val")
@@ -252,7 +252,6 @@ class SegmentationStage(TrainingStage):
             s = data[i]
             probs = predict_probs(model, s["image"][None].to(ctx.device), cfg.scales, cfg.flip)[0].cpu()
             if cfg.crf:
-                from wsss_lib.formulas.crf import dense_crf
 
                 probs = torch.from_numpy(dense_crf(s["image"].permute(1, 2, 0).numpy(), probs.numpy()))
             pred = probs.argmax(0)

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Iterator
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.nn.functional import all_reduce
+from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Sampler
 
 
@@ -67,7 +70,6 @@ def init_from_env(device: str = "auto") -> bool:
     ``MASTER_ADDR``...): NCCL when the ranks use CUDA, gloo on CPU. Returns whether it did."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ or dist.is_initialized():
         return False
-    from datetime import timedelta
 
     cuda = not str(device).startswith("cpu") and torch.cuda.is_available()
     if cuda:
@@ -163,7 +165,6 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or world()[1] == 1:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
 
         dims = (0, 2, 3)
         n = torch.tensor([float(x.numel() // x.shape[1])], dtype=x.dtype)
@@ -223,7 +224,6 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
     weights at construction and averages gradients in backward)."""
     if world()[1] == 1:
         return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
 
     if any(_trains_statistics(m) for m in model.modules()):
         converted = sync_batchnorm(model, device)

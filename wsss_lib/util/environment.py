@@ -6,6 +6,10 @@ from __future__ import annotations
 import os
 import platform
 
+import numpy as np
+
+from wsss_lib import __version__
+
 #: the words an on/off environment switch may be set to (case-insensitive); the empty string is unset
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -29,11 +33,8 @@ def env_flag(name: str, default: bool = False) -> bool:
 
 def environment_summary() -> dict:
     """Python, torch, torchvision, numpy, the platform, CPU threads and whether CUDA is there."""
-    import numpy as np
-    import torch
-    import torchvision
-
-    from wsss_lib import __version__
+    import torch  # lazy: heavy: this module stays importable without torch
+    import torchvision  # lazy: heavy: this module stays importable without torchvision
 
     return {"wsss_lib": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "numpy": np.__version__,

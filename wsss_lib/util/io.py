@@ -9,10 +9,12 @@ temporary file, so a reports or runs folder shared on a server stays readable to
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -117,7 +119,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def torch_save(path: str | os.PathLike, obj: Any) -> Path:
     """``torch.save`` through a temporary file and a rename."""
-    import torch
+    import torch  # lazy: heavy: this module stays importable without torch
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -127,7 +129,7 @@ def torch_save(path: str | os.PathLike, obj: Any) -> Path:
 def torch_load(path: str | os.PathLike, map_location="cpu", weights_only: bool = False) -> Any:
     """``torch.load`` of ``path``; a missing, truncated or foreign file raises an error that names
     it (torch's own message, e.g. "PytorchStreamReader failed", does not)."""
-    import torch
+    import torch  # lazy: heavy: this module stays importable without torch
 
     path = Path(path)
     if not path.is_file():
@@ -143,7 +145,6 @@ def torch_load(path: str | os.PathLike, map_location="cpu", weights_only: bool =
 def check_torch_file(path: str | os.PathLike) -> None:
     """A cheap integrity check of a ``torch.save`` file without loading it (its zip directory,
     which sits at the end of the file and is gone from a truncated one); raises naming the file."""
-    import zipfile
 
     path = Path(path)
     if not path.is_file():
@@ -162,7 +163,7 @@ class CorruptFileError(ValueError):
 
 def _json_default(o: Any) -> Any:
     try:
-        import numpy as np
+        import numpy as np  # lazy: optional: absent on some machines (the except clause says what then)
 
         if isinstance(o, np.generic):
             return o.item()
@@ -179,7 +180,6 @@ def _json_default(o: Any) -> Any:
 
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes (hex)."""
-    import hashlib
 
     h = hashlib.sha256()
     with open(path, "rb") as f:

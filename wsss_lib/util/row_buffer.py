@@ -15,6 +15,8 @@ from typing import Iterable, Mapping
 
 import torch
 
+from wsss_lib.util.distributed import merge_rows, world
+
 
 class RowBuffer:
     """Named tensors sharing a row axis of ``rows`` real rows plus one scratch row (index ``rows``).
@@ -52,7 +54,6 @@ class RowBuffer:
 
     def merge_shards(self) -> None:
         """Combine the rows each rank wrote since the last merge (a no-op in one process)."""
-        from wsss_lib.util.distributed import merge_rows, world
 
         if world()[1] > 1:
             self.touched[..., self.scratch] = False  # the scratch row is nobody's

@@ -7,9 +7,9 @@ a third row. Table 2: the weighted CAM along xi. The ablation: each modification
 
 from __future__ import annotations
 
-from wsss_lib.stages.amr import AMRConfig
 from wsss_lib.reporting.tables.core import Column, Row, Table
 from wsss_lib.reporting.tables.oaa import HEALTH_NOTE, REPORT_TABLE1
+from wsss_lib.stages.amr import AMRConfig
 
 #: the report's Table 2 (VOC test mIoU, %) along xi
 REPORT_TABLE2 = {0.1: 49.2, 0.3: 53.4, 0.5: 56.8, 0.7: 54.5, 0.9: 50.7}

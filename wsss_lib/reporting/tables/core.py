@@ -18,13 +18,18 @@ column); :func:`render` turns it into a DataFrame, :func:`write` into ``<name>.m
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+from wsss_lib.data.synthetic import benchmark_exists
+from wsss_lib.reporting.benchmark_page import write_table
 from wsss_lib.runs.profile import Profile
+from wsss_lib.util.paths import git_commit
+from wsss_lib.stages import get_stage
 
 #: the header of the papers' column
 PAPER_COL = "paper (VOC val seg. mIoU %)"
@@ -72,6 +77,16 @@ class Table:
     paper: str = PAPER_COL  # the paper column's header ("" for none)
     title: str = ""  # what the table shows, in words (notebook 07 heads it with this)
     note: str = ""  # how to read it: its measure, abbreviations and marks
+    #: where it is declared (``wsss_lib.reporting.tables.oaa``): set to the module that builds it
+    declared_in: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.declared_in:  # the module whose code made this Table (its provenance line names it)
+            object.__setattr__(self, "declared_in", sys._getframe(2).f_globals.get("__name__", ""))
+
+    @property
+    def declaration(self) -> str:
+        return f"{self.declared_in}: {self.name}" if self.declared_in else self.name
 
 
 def _merge(a: Mapping, b: Mapping) -> dict:
@@ -88,7 +103,6 @@ _PLANS: dict[tuple, str | None] = {}
 def planned_identity(stage: str, params: Mapping, seed: int, profile: Profile) -> str | None:
     """The identity of the run ``stage`` would make for ``params`` and ``seed`` (``None`` if the
     call cannot be planned here, e.g. weights that are not on this machine)."""
-    from wsss_lib.stages import get_stage
 
     key = (stage, json.dumps(params, sort_keys=True, default=str), seed, profile.name)
     if key not in _PLANS:
@@ -103,7 +117,6 @@ def candidates(df: pd.DataFrame, stage: str, params: Mapping, profile: Profile) 
     """Results whose run is of ``stage`` and agrees with the plain config values ``params`` names
     (a cheap filter before planning; the identity decides). An embedded benchmark variant that was
     never generated has no runs (and is not generated to find that out)."""
-    from wsss_lib.data.synthetic import benchmark_exists
 
     root = str(params.get("data_root", ""))
     if df.empty or "r.stage" not in df or (root.startswith("embedded:") and (
@@ -136,7 +149,6 @@ _PER_SEED = ("r.seed",)
 
 def check_same_setting(runs: pd.DataFrame, what: str = "") -> None:
     """Refuse runs that differ in anything but the seed and their (per-seed) upstream runs."""
-    from wsss_lib.stages import get_stage
 
     if len(runs) < 2:
         return
@@ -175,6 +187,7 @@ class Rendered:
 
     frame: pd.DataFrame
     runs: pd.DataFrame  # every run that entered a cell
+    declaration: str = ""  # the table it was rendered from (``module: name``)
 
     @property
     def empty(self) -> bool:
@@ -210,7 +223,7 @@ def render(table: Table, df: pd.DataFrame, profile: Profile) -> Rendered:
         out[row.label] = cells
     frame = pd.DataFrame(out).T.rename_axis(table.index) if out else pd.DataFrame()
     runs = pd.concat(used).drop_duplicates(subset=["run"]) if used and any(len(u) for u in used) else pd.DataFrame()
-    return Rendered(frame, runs)
+    return Rendered(frame, runs, table.declaration)
 
 
 def _mean_std_cells(value: str, vals: list[float]) -> dict:
@@ -270,8 +283,9 @@ def differences(table: Table, df: pd.DataFrame, profile: Profile, reference: str
     return pd.DataFrame(out).T.rename_axis(f"against {ref_label}") if out else pd.DataFrame()
 
 
-def provenance(runs: pd.DataFrame) -> str:
-    """One line: how many runs, their profile(s), the code digest(s) they were made by, stale ones."""
+def provenance(runs: pd.DataFrame, declaration: str = "") -> str:
+    """One line: how many runs, their profile(s), the code digest(s) they were made by, stale ones,
+    the table's declaration and the git commit of the code that rendered it."""
     if runs is None or runs.empty:
         return ""
     profiles = sorted(str(p) for p in runs.get("r.profile", pd.Series(dtype=object)).dropna().unique())
@@ -280,15 +294,14 @@ def provenance(runs: pd.DataFrame) -> str:
     stale = int(runs.get("stale", pd.Series(dtype=bool)).fillna(False).astype(bool).sum())
     line = (f"_{len(runs)} run(s), profile {', '.join(f'`{p}`' for p in profiles) or '?'}, made by code {code_s}"
             + (f"; **{stale} stale** (made by code that has changed since: run `make run` to remake them)" if stale
-               else "") + "._")
+               else "") + (f"; table `{declaration}`" if declaration else "") + f", rendered at commit `{git_commit()}`._")
     return line
 
 
 def write(rendered: Rendered, stem, floatfmt: str = ".3f") -> str:
     """``<stem>.md`` and ``<stem>.html`` (the table and its provenance line); returns the Markdown."""
-    from wsss_lib.reporting.benchmark_page import write_table
 
-    return write_table(rendered.frame, stem, floatfmt, caption=provenance(rendered.runs))
+    return write_table(rendered.frame, stem, floatfmt, caption=provenance(rendered.runs, rendered.declaration))
 
 
 __all__ = ["Column", "PAPER_COL", "Rendered", "Row", "SettingMismatch", "Table", "candidates",

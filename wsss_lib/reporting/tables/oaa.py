@@ -9,8 +9,8 @@ Plus the gate variants, the per-class detail and the setting comparison (benchma
 from __future__ import annotations
 
 from wsss_lib.formulas.accumulation import FUSION_SOURCES
-from wsss_lib.stages.amr import AMRConfig
 from wsss_lib.reporting.tables.core import Column, Row, Table
+from wsss_lib.stages.amr import AMRConfig
 
 #: the reproduction report's Table 1 (VOC test mIoU after refinement, %): Recurrence-AMR, Improvement-AMR
 REPORT_TABLE1 = {"AMR": 53.2, "AMR+both": 54.5}

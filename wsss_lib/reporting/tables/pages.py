@@ -16,12 +16,20 @@ from string import Template
 import numpy as np
 import pandas as pd
 
-from wsss_lib.util.io import read_json, write_text
-from wsss_lib.runs.profile import FULL, Profile
-from wsss_lib.runs.folders import find_run, run_data_root
-from wsss_lib.reporting.tables import amr, oaa
-from wsss_lib.reporting.tables.core import Rendered, Table, differences, render, runs_of, write
+from wsss_lib.data.spec import CLASS_NAMES, CONTEXT_OF_CLASS
+from wsss_lib.data.voc import VOCLayout, read_class_names
 from wsss_lib.figures.picks import PICK_RULE, detected_picks
+from wsss_lib.figures.plots import save_figure, sources_figure, threshold_curves_figure
+from wsss_lib.formulas.diagnostics import part_mass, zone_rows
+from wsss_lib.reporting.benchmark_page import benchmark_report, write_table
+import wsss_lib.reporting.tables.amr as amr
+import wsss_lib.reporting.tables.oaa as oaa
+from wsss_lib.reporting.tables.core import Rendered, Table, differences, render, runs_of, write
+from wsss_lib.runs.attention_io import load_attention
+from wsss_lib.runs.folders import find_run, run_data_root, upstream_run
+from wsss_lib.runs.profile import FULL, Profile
+from wsss_lib.stages import display_name, get_stage
+from wsss_lib.util.io import read_json, write_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: every table of the pages, by name
@@ -76,13 +84,12 @@ def _page(reports: Path, name: str, **values) -> None:
 
 
 def _config(stage: str, profile: Profile, **params) -> dict:
-    from wsss_lib.stages import get_stage
 
     return asdict(get_stage(stage).config(profile, **params))
 
 
 def _weights(pretrained: bool) -> str:
-    return "pretrained on the embedded source task" if pretrained else "from scratch"
+    return "pretrained on the embedded pretraining task" if pretrained else "from scratch"
 
 
 def write_reports(df: pd.DataFrame, reports: str | Path, profile: Profile = FULL) -> dict[str, Rendered]:
@@ -96,13 +103,15 @@ def write_reports(df: pd.DataFrame, reports: str | Path, profile: Profile = FULL
     for name, t in ALL_TABLES.items():  # the orderings the seeds support, for every one-value table
         if name in tables and not t.columns:
             d = differences(t, df, profile) if not tables[name].empty else pd.DataFrame()
-            md[f"{name}_differences"] = (write(Rendered(d, tables[name].runs), reports / f"{name}_differences")
+            md[f"{name}_differences"] = (write(Rendered(d, tables[name].runs, t.declaration + " (paired differences)"),
+                                                     reports / f"{name}_differences")
                                          if not d.empty else "_No paired differences (fewer than two rows run)._\n")
     cls_runs = runs_of(df, "classifier", {}, profile)
     md["oaa_per_class"] = _skip("oaa_per_class")
     if not cls_runs.empty:
         per_class = per_class_table(cls_runs)
-        md["oaa_per_class"] = write(Rendered(per_class, cls_runs), reports / "oaa_per_class")
+        md["oaa_per_class"] = write(Rendered(per_class, cls_runs, f"{__name__}: per_class_table"),
+                                    reports / "oaa_per_class")
         tables["oaa_per_class"] = Rendered(per_class, cls_runs)
         _classifier_figures(df, cls_runs, reports, profile)
     md["oaa_zones"] = zones_section(df, reports, profile)
@@ -122,14 +131,12 @@ def write_reports(df: pd.DataFrame, reports: str | Path, profile: Profile = FULL
           off_weight_decay=f"{off['weight_decay']:g}", off_momentum=f"{off['momentum']:g}",
           **{k: a[k] for k in ("backbone", "epochs", "w_cls_s", "w_cls_c", "w_cps", "threshold", "area_weight")}, **md)
     if not tables["amr_xi_table"].empty:
-        from wsss_lib.figures.plots import save_figure
 
         save_figure(xi_curve_figure(tables["amr_xi_table"].frame), reports / "amr_xi_curve.png")
     _page(reports, "amr_ablation.md", profile=profile.name, xi=f"{a['xi_main']:g}", threshold=a["threshold"],
           area_weight=a["area_weight"], **md)
     seg, pl = _config("segmentation", profile), _config("pseudo_labels", profile)
     if not tables["segmentation_table"].empty:
-        from wsss_lib.figures.plots import save_figure
 
         save_figure(segmentation_figure(tables["segmentation_table"].frame), reports / "segmentation.png")
     _page(reports, "segmentation.md", profile=profile.name, network=seg["network"], seg_epochs=seg["epochs"],
@@ -137,7 +144,6 @@ def write_reports(df: pd.DataFrame, reports: str | Path, profile: Profile = FULL
           fg_threshold=pl["fg_threshold"], conflict=pl["conflict"], bg_saliency=f"{pl['bg_saliency']:.3f}",
           pl_threshold=pl["threshold"], same_steps=seg["same_steps"], **md)
     if setting:  # a setting other than the default was run (make setting)
-        from wsss_lib.figures.plots import save_figure
 
         save_figure(drift_figure(df, profile), reports / "drift_setting.png")
         _page(reports, "setting.md", profile=profile.name, **md)
@@ -154,8 +160,6 @@ def run_zone_analysis(run: str | Path, voc_root: str | Path, max_images: int = 5
                       new: str = "oaa_max", ref: str = "cam") -> list[dict]:
     """:func:`wsss_lib.formulas.diagnostics.zone_rows` of a classifier run's ``new`` source over its
     ``ref`` source, at their best thresholds (``evaluation.json``) and at 0.5."""
-    from wsss_lib.formulas.diagnostics import zone_rows
-    from wsss_lib.runs.attention_io import load_attention
 
     run = Path(run)
     ev = read_json(run / "evaluation.json")["sources"]
@@ -171,7 +175,6 @@ def zones_section(df: pd.DataFrame, reports: Path, profile: Profile) -> str:
     """Where OAA-MAX's extra pixels land (:func:`run_zone_analysis`), for
     the first seed's classifier run of every setting that has one (the default, and those of
     ``make setting``), at each source's best threshold and at 0.5; written as ``oaa_zones.md``."""
-    from wsss_lib.reporting.benchmark_page import write_table
 
     rows = []
     used = []
@@ -190,12 +193,10 @@ def zones_section(df: pd.DataFrame, reports: Path, profile: Profile) -> str:
     if not rows:
         return _skip("oaa_zones")
     frame = pd.DataFrame(rows).set_index("setting")
-    return write(Rendered(frame, pd.concat(used)), reports / "oaa_zones")
+    return write(Rendered(frame, pd.concat(used), f"{__name__}: zones_section"), reports / "oaa_zones")
 
 def per_class_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-class IoU at each source's best threshold, mean over the classifier runs; context classes starred."""
-    from wsss_lib.data.synthetic import CLASS_NAMES, CONTEXT_OF_CLASS
-    from wsss_lib.data.voc import read_class_names
 
     folders = [find_run(r) for r in runs["run"]]
     cols = {}
@@ -216,12 +217,6 @@ def per_class_table(runs: pd.DataFrame) -> pd.DataFrame:
 def _classifier_figures(df: pd.DataFrame, cls_runs: pd.DataFrame, reports: Path, profile: Profile) -> None:
     """Figures of the first seed's classifier run, its OAA+ runs and its evolution run; the benchmark
     page with the CAM properties measured on that run."""
-    from wsss_lib.runs.attention_io import load_attention
-    from wsss_lib.data.voc import VOCLayout
-    from wsss_lib.formulas.diagnostics import part_mass
-    from wsss_lib.reporting.benchmark_page import benchmark_report, write_table
-    from wsss_lib.runs.folders import upstream_run
-    from wsss_lib.figures.plots import save_figure, sources_figure, threshold_curves_figure
 
     first = cls_runs.iloc[0]
     run0, seed0 = find_run(first["run"]), int(first["r.seed"])
@@ -233,7 +228,8 @@ def _classifier_figures(df: pd.DataFrame, cls_runs: pd.DataFrame, reports: Path,
                 reports / "oaa_threshold_curves.png")
     srcs = {name: load_attention(run0 / "attention" / f"{name}.pt") for name in oaa.OAA_SOURCES.values()}
     picks = detected_picks(layout, srcs["cam"], 6)
-    save_figure(sources_figure(layout, srcs, picks, rule=PICK_RULE), reports / "oaa_sources.png")
+    save_figure(sources_figure(layout, {display_name(k): v for k, v in srcs.items()}, picks, rule=PICK_RULE),
+                reports / "oaa_sources.png")
     evo = runs_of(df, "evolution", {}, profile)
     evo = evo[evo["run"].map(lambda r: upstream_run(find_run(r), "oaa_run") == run0)] if not evo.empty else evo
     if not evo.empty:
@@ -247,7 +243,7 @@ def _classifier_figures(df: pd.DataFrame, cls_runs: pd.DataFrame, reports: Path,
     plus = {label: runs_of(df, "oaa_plus", {"loss": loss}, profile) for label, loss in oaa.OAA_PLUS_LOSSES.items()}
     plus = {label: r[r["r.seed"] == seed0] for label, r in plus.items()}
     if all(not r.empty for r in plus.values()):
-        maps = {"cam": srcs["cam"], "oaa_max": srcs["oaa_max"],
+        maps = {"CAM": srcs["cam"], "OAA-MAX": srcs["oaa_max"],
                 **{label: load_attention(find_run(r.iloc[0]["run"]) / "attention" / "oaa_plus.pt")
                    for label, r in plus.items()}}
         save_figure(sources_figure(layout, maps, picks, rule=PICK_RULE), reports / "oaa_plus_sources.png")
@@ -256,7 +252,7 @@ def _classifier_figures(df: pd.DataFrame, cls_runs: pd.DataFrame, reports: Path,
 def xi_curve_figure(xi_table: pd.DataFrame):
     """The weighted CAM along xi (left axis) next to the report's Table 2 (right axis), one legend
     below the axes (every entry visible)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: heavy: only where a figure is drawn
 
     fig, ax = plt.subplots(figsize=(5.8, 4.2))
     xs = [float(x) for x in xi_table.index]
@@ -301,7 +297,7 @@ def parse_cell(cell) -> tuple[float, float, int]:
 def segmentation_figure(table: pd.DataFrame):
     """Bars: val segmentation mIoU per source, both pseudo-label modes (mean over seeds, std as error
     bars; a source with one seed has no error bar, and the title says so)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: heavy: only where a figure is drawn
 
     modes = [c for c in table.columns if c.startswith("seg mIoU (val), ")]
     labels = list(table.index)
@@ -331,7 +327,7 @@ def segmentation_figure(table: pd.DataFrame):
 
 def drift_figure(df: pd.DataFrame, profile: Profile):
     """Discovery curves (solid: MAX so far; dashed: that epoch alone), mean over seeds, per setting."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: heavy: only where a figure is drawn
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.9))
     any_curve = False
