@@ -18,8 +18,10 @@ $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
+	sed -n 's/^# no-deps: \([^ ]*\).*/\1/p' requirements.lock | xargs -r $(BIN)/python -m pip install --quiet --no-deps
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	$(BIN)/python -m wsss_lib.models.weights mobilenet_v2 > /dev/null  # ImageNet MobileNetV2 into $$TORCH_HOME, checked
 	touch $(STAMP)
 
 # Command 1: the main job on the embedded benchmark: the grids of notebooks/grids/ through the batch

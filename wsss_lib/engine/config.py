@@ -174,7 +174,7 @@ def check_crop(cfg: "StageConfig", output_stride: int, what: str) -> None:
 
 #: the output strides each backbone can make (the tiny one dilates its last stages for 4; VGG-16 is
 #: the OAA code's stride-8 network; ResNets dilate for 8 or keep 16)
-OUTPUT_STRIDES = {"tiny": (4, 8), "vgg16": (8,), "resnet50": (8, 16), "resnet101": (8, 16)}
+OUTPUT_STRIDES = {"tiny": (4, 8), "vgg16": (8,), "resnet50": (8, 16), "resnet101": (8, 16), "mobilenet_v2": (8, 16)}
 
 
 @dataclass

