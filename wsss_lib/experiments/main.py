@@ -45,7 +45,7 @@ MAIN_GRIDS = ("oaa_fusion.yaml", "evolution.yaml", "oaa_gate.yaml", "oaa_plus_lo
 #: added by --segmentation (make segmentation): the 3-seed segmentation tables (about 50 minutes more)
 SEGMENTATION_GRIDS = ("segmentation.yaml", "data_fraction.yaml")
 #: added by --setting (make setting): the OAA table per benchmark variant and pretraining (hours on 2 cores)
-SETTING_GRIDS = ("oaa_setting.yaml", "segmentation_setting.yaml", "segmentation_setting_parts2.yaml",
+SETTING_GRIDS = ("oaa_setting.yaml", "oaa_setting_mobilenet.yaml", "segmentation_setting.yaml", "segmentation_setting_parts2.yaml",
                  "segmentation_setting_mini.yaml")
 #: the executed notebooks shown in reports/notebooks/ as HTML: notebook -> the seed-0 point's parameters
 SHOWCASE = {"01_train_classifier_oaa.ipynb": {"seed": 0}, "02_attention_evolution.ipynb": {"seed": 0},

@@ -38,7 +38,7 @@ from wsss_lib.models.amr import build_amr
 from wsss_lib.models.cam import build_cam_net
 from wsss_lib.runs.profile import FULL, QUICK
 from wsss_lib.speed.official_loop import official_loop_cams
-from wsss_lib.speed.training import bench_train, format_train, variant_costs
+from wsss_lib.speed.training import backbone_costs, bench_train, format_train, variant_costs
 from wsss_lib.util.io import write_text
 
 VOC_TRAIN_AUG_IMAGES = 10582
@@ -308,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                                         "embedded benchmark against the default, one thread, side by side")
     s.add_argument("--quick", action="store_true", help="the quick profile's variants (a smoke run)")
     s.add_argument("--out", type=Path, default=None, help="also write the Markdown table here")
+    b = sub.add_parser("backbones", help="the classifier's and OAA+'s steps on tiny against ImageNet MobileNetV2 "
+                                         "(strides 16 and 8) at the default benchmark's size, one thread, side by side")
+    b.add_argument("--out", type=Path, default=None, help="also write the Markdown table here")
     v = sub.add_parser("voc", help="the VOC-size set: train (VGG16 at 321, ResNet-50 at 512), CAM inference, "
                                    "OAA store share; with the device and versions")
     v.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -324,6 +327,13 @@ def main(argv: list[str] | None = None) -> int:
         text = "\n\n".join(parts) + "\n"
         if args.what == "train":
             print(text)
+        if args.out:
+            write_text(args.out, text)
+        return 0
+    if args.what == "backbones":
+        size = FULL.benchmark(FULL.default_variant).size
+        text = backbone_costs(size).to_markdown(index=False) + "\n"
+        print(text)
         if args.out:
             write_text(args.out, text)
         return 0

@@ -75,14 +75,14 @@ class _RandomPseudoLabels:
 
 def stage_case(case: str, backbone: str, image_size: int, batch_size: int, num_classes: int, dev: torch.device,
                seg_network: str = "deeplab_largefov", n_images: int = 10582, tmp: str | Path | None = None,
-               profile=None):
+               profile=None, overrides: dict | None = None):
     """``(model, step, batch_of)``: the stage's network and its own training step on a synthetic run
     context; ``batch_of(x, i)`` makes the engine's batch ``i`` around the images ``x``. The configs
     resolve under ``profile`` (default: the full one) on its default benchmark variant."""
 
     profile = profile or FULL
     stage = get_stage(CASE_STAGE[case])
-    params = {"network": seg_network} if case == "segmentation" else {"backbone": backbone}
+    params = {"network": seg_network} if case == "segmentation" else {"backbone": backbone, **(overrides or {})}
     if case in ("cam", "cam+oaa"):
         params["epochs"] = 2  # the recorders keep a row per epoch; the step's cost does not depend on it
     cfg = stage.config(profile, seed=0, device=str(dev), **params)
@@ -123,7 +123,7 @@ def stage_case(case: str, backbone: str, image_size: int, batch_size: int, num_c
 def bench_train(device: str = "cuda", backbone: str = "vgg16", image_size: int = 321, batch_size: int = 16,
                 steps: int = 20, warmup: int = 5, num_classes: int = 20, cases=CASES,
                 precisions=("fp32", "bf16"), seg_network: str = "deeplab_largefov", seg_image_size: int | None = None,
-                n_images: int = 10582, profile=None) -> dict:
+                n_images: int = 10582, profile=None, overrides: dict | None = None) -> dict:
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     rows = []
@@ -134,7 +134,7 @@ def bench_train(device: str = "cuda", backbone: str = "vgg16", image_size: int =
             torch.manual_seed(0)
             size = seg_image_size or image_size if case == "segmentation" else image_size
             model, step, batch_of = stage_case(case, backbone, size, batch_size, num_classes, dev, seg_network,
-                                               n_images=n_images, profile=profile)
+                                               n_images=n_images, profile=profile, overrides=overrides)
             if cuda:
                 model.to(memory_format=torch.channels_last)
                 torch.cuda.reset_peak_memory_stats(dev)
@@ -200,6 +200,43 @@ def variant_costs(variants: dict[str, int], rounds: int = 2, steps: int = 6, thr
             row[f"{v} cost (x {first})"] = f"{best[(first, case)] / best[(v, case)]:.2f}"
         rows.append(row)
 
+    return pd.DataFrame(rows)
+
+
+#: the backbones :func:`backbone_costs` compares: ``label -> (backbone, config overrides)``
+BACKBONE_CASES = {"tiny (pretraining task)": ("tiny", {}),
+                  "mobilenet_v2 (ImageNet), stride 16": ("mobilenet_v2", {"output_stride": 16}),
+                  "mobilenet_v2 (ImageNet), stride 8": ("mobilenet_v2", {"output_stride": 8})}
+
+
+def backbone_costs(image_size: int, rounds: int = 2, steps: int = 4, threads: int = 1, batch_size: int = 16,
+                   cases=("cam+oaa", "oaa_plus")) -> "pd.DataFrame":
+    """Images/s of the classifier's (+ OAA store) and OAA+'s training steps on each backbone of
+    :data:`BACKBONE_CASES` at ``image_size`` (the default benchmark's), with the full profile's
+    settings otherwise (pretrained: BatchNorm frozen), one CPU thread as the main job's points,
+    side by side (``rounds`` interleaved rounds, the fastest kept); the cost column is relative to
+    ``tiny``'s step."""
+    import pandas as pd  # lazy: heavy: only the tables of the benchmarks use pandas
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    best: dict[tuple[str, str], float] = {}
+    try:
+        for _ in range(rounds):
+            for label, (backbone, overrides) in BACKBONE_CASES.items():
+                res = bench_train("cpu", backbone, image_size, batch_size, steps=steps, warmup=1, num_classes=8,
+                                  cases=cases, precisions=("fp32",), n_images=2000, overrides=overrides)
+                for row in res["rows"]:
+                    key = (label, row["case"])
+                    best[key] = max(best.get(key, 0.0), row["images_per_s"])
+    finally:
+        torch.set_num_threads(before)
+    first = next(iter(BACKBONE_CASES))
+    rows = []
+    for label in BACKBONE_CASES:
+        for case in cases:
+            rows.append({"backbone": label, "stage step": case, f"images/s ({image_size} px)": f"{best[(label, case)]:.1f}",
+                         "cost (x tiny)": f"{best[(first, case)] / best[(label, case)]:.1f}"})
     return pd.DataFrame(rows)
 
 
