@@ -25,7 +25,7 @@ import pandas as pd
 from wsss_lib.experiments.results import collect
 from wsss_lib.runs.folders import runs_root
 from wsss_lib.stages import stage_of_notebook
-from wsss_lib.util.io import read_json, write_text
+from wsss_lib.util.io import read_json, write_json, write_text
 from wsss_lib.util.paths import REPO
 
 #: besides each stage's main metrics: the health figures and the segmentation numbers
@@ -107,6 +107,14 @@ def report(first_root: Path, other_root: Path) -> tuple[str, pd.DataFrame, pd.Da
     return text, diffs, summ
 
 
+def digits_record(summ: pd.DataFrame) -> dict:
+    """What the tables read (:func:`wsss_lib.reporting.tables.core.metric_digits`): per metric, the
+    fewest digits any stage's points of it support, and the largest difference behind that."""
+    by_metric = summ.reset_index().groupby("metric")
+    return {"digits": {m: int(g["digits supported"].min()) for m, g in by_metric},
+            "largest": {m: float(g["largest"].max()) for m, g in by_metric}}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m wsss_lib.experiments.repeat", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,11 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "repeat.md")
     args = ap.parse_args(argv)
     try:
-        text, _, _ = report(args.first or runs_root(), args.other)
+        text, _, summ = report(args.first or runs_root(), args.other)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     write_text(args.out, text)
+    write_json(args.out.with_suffix(".json"), digits_record(summ))
     print(text)
     return 0
 

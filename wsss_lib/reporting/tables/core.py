@@ -28,7 +28,7 @@ import pandas as pd
 from wsss_lib.data.synthetic import benchmark_exists
 from wsss_lib.reporting.benchmark_page import write_table
 from wsss_lib.runs.profile import Profile
-from wsss_lib.util.paths import git_commit
+from wsss_lib.util.paths import REPO, git_commit
 from wsss_lib.stages import get_stage
 
 #: the header of the papers' column
@@ -173,11 +173,27 @@ def values(runs: pd.DataFrame, metric: str, what: str = "") -> list[float]:
     return [float(v) for v in runs[metric].dropna()] if metric in runs else []
 
 
-def mean_std(vals: list[float]) -> str:
+#: where the repeat of the main job records the digits each metric supports
+#: (``python -m wsss_lib.experiments.repeat``)
+REPEAT_DIGITS = REPO / "reports" / "repeat.json"
+
+
+def metric_digits(metric: str, profile: Profile) -> int:
+    """The decimals a table prints ``metric`` with: the digits the repeat of the main job supports
+    (:data:`REPEAT_DIGITS`: every point moved by less than half a unit of that digit when run again
+    with another thread count), at most 3; 3 where the metric was not repeated, and in the quick
+    profile."""
+    if profile.quick or not REPEAT_DIGITS.exists():
+        return 3
+    digits = json.loads(REPEAT_DIGITS.read_text()).get("digits", {})
+    return max(1, min(3, int(digits.get(metric, 3))))
+
+
+def mean_std(vals: list[float], digits: int = 3) -> str:
     if not vals:
         return "-"
     v = np.asarray(vals, dtype=float)
-    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if v.size > 1 else f"{v.mean():.3f}"  # no spread from one run
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if v.size > 1 else f"{v.mean():.{digits}f}"  # no spread from one run
 
 
 # -- rendering -------------------------------------------------------------------------------------
@@ -205,16 +221,17 @@ def render(table: Table, df: pd.DataFrame, profile: Profile) -> Rendered:
             params = _merge(row.params, col.params)
             runs = runs_of(df, row.stage, params, profile)
             metric = (col.metric or row.metric).format(**row.vars)
+            digits = metric_digits(metric, profile)
             vals = values(runs, metric, f"row {row.label!r} of {table.name}")
             used.append(runs)
             n_any = max(n_any, len(vals))
             if not table.columns:
-                cells = _mean_std_cells(table.value, vals)
+                cells = _mean_std_cells(table.value, vals, digits)
             elif col.agg == "mean":
                 m = float(np.mean(vals)) if vals else np.nan
                 cells[col.label] = int(m) if vals and all(float(v).is_integer() for v in vals) and m.is_integer() else m
             else:
-                cells[col.label] = mean_std(vals) + (f" (n={len(vals)})" if 0 < len(vals) < 3 else "")
+                cells[col.label] = mean_std(vals, digits) + (f" (n={len(vals)})" if 0 < len(vals) < 3 else "")
         if n_any == 0:
             continue
         if table.paper:
@@ -226,11 +243,11 @@ def render(table: Table, df: pd.DataFrame, profile: Profile) -> Rendered:
     return Rendered(frame, runs, table.declaration)
 
 
-def _mean_std_cells(value: str, vals: list[float]) -> dict:
+def _mean_std_cells(value: str, vals: list[float], digits: int = 3) -> dict:
     v = np.asarray(vals, dtype=float)
     return {f"{value} mean": float(v.mean()) if v.size else np.nan,
             f"{value} std": float(v.std(ddof=1)) if v.size > 1 else np.nan, "n": int(v.size),  # one run: no std
-            "values": ", ".join(f"{x:.3f}" for x in v)}
+            "values": ", ".join(f"{x:.{digits}f}" for x in v)}
 
 
 # -- orderings the seeds support -------------------------------------------------------------------
@@ -262,9 +279,10 @@ def differences(table: Table, df: pd.DataFrame, profile: Profile, reference: str
     with no run, and seeds the reference lacks, are left out."""
     if table.columns:
         raise ValueError(f"differences: table {table.name!r} has columns; pair the values of one column at a time")
-    by_label = {}
+    by_label, digits = {}, 3
     for row in table.rows:
         runs = runs_of(df, row.stage, row.params, profile)
+        digits = min(digits, metric_digits(row.metric.format(**row.vars), profile))
         vals = seed_values(runs, row.metric.format(**row.vars), f"row {row.label!r} of {table.name}")
         if vals:
             by_label[row.label] = vals
@@ -278,8 +296,8 @@ def differences(table: Table, df: pd.DataFrame, profile: Profile, reference: str
             continue
         seeds = sorted(set(vals) & set(ref))
         d = [vals[s] - ref[s] for s in seeds]
-        out[label] = {"seeds": ", ".join(map(str, seeds)), "differences": ", ".join(f"{x:+.3f}" for x in d),
-                      "mean ± std": mean_std(d) if d else "-", "ordering": paired_verdict(d)}
+        out[label] = {"seeds": ", ".join(map(str, seeds)), "differences": ", ".join(f"{x:+.{digits}f}" for x in d),
+                      "mean ± std": mean_std(d, digits) if d else "-", "ordering": paired_verdict(d)}
     return pd.DataFrame(out).T.rename_axis(f"against {ref_label}") if out else pd.DataFrame()
 
 
@@ -305,5 +323,5 @@ def write(rendered: Rendered, stem, floatfmt: str = ".3f") -> str:
 
 
 __all__ = ["Column", "PAPER_COL", "Rendered", "Row", "SettingMismatch", "Table", "candidates",
-           "check_same_setting", "differences", "mean_std", "paired_verdict", "seed_values", "planned_identity", "provenance", "render", "runs_of", "values",
+           "check_same_setting", "differences", "mean_std", "metric_digits", "paired_verdict", "seed_values", "planned_identity", "provenance", "render", "runs_of", "values",
            "write"]
