@@ -34,8 +34,9 @@ run: $(STAMP)
 segmentation: $(STAMP)
 	$(BIN)/python -m wsss_lib.experiments.main --segmentation $(ARGS)
 
-# The main job plus the setting grids (oaa_setting.yaml, segmentation_setting*.yaml): the OAA table on
-# benchmark version 1, its two-part variant and version 2, pretrained and from scratch (hours on 2 cores).
+# The main job plus the setting grids (oaa_setting.yaml, oaa_setting_mobilenet.yaml, segmentation_setting*.yaml):
+# the OAA table on benchmark version 1, its two-part variant and version 2, pretrained, from scratch and
+# with the ImageNet MobileNetV2 backbone (hours on 2 cores).
 setting: $(STAMP)
 	$(BIN)/python -m wsss_lib.experiments.main --setting $(ARGS)
 

@@ -1,5 +1,5 @@
 """Tables as data: rows are stage calls whose runs are found by planned identity; a row never mixes
-settings; each table states where its rows came from; the README's tables are the rendered ones."""
+settings; each table states where its rows came from; the tables of the README and docs/ are the rendered ones."""
 
 from __future__ import annotations
 
@@ -59,12 +59,40 @@ def test_columns_merge_parameters_into_every_row(quick_voc):
 
 
 def test_readme_tables_are_the_rendered_tables():
-    from wsss_lib.reporting.tables.readme import readme_blocks
+    """Every table block of every synced page (the README and the docs pages that hold blocks) is its
+    rendered file; the README shows the headline tables, and every block is on a page the main job syncs."""
+    from wsss_lib.reporting.tables.readme import page_blocks, readme_blocks, synced_pages
 
-    blocks = readme_blocks(REPO / "README.md")
-    assert {"reports/oaa_plus_table.md", "reports/amr_table.md", "reports/segmentation_table.md"} <= set(blocks)
-    for f, body in blocks.items():
-        assert body == (REPO / f).read_text(), f"README's block of {f} differs from the rendered table"
+    readme = readme_blocks(REPO / "README.md")
+    assert {"reports/oaa_plus_table.md", "reports/amr_table.md", "reports/segmentation_table.md"} <= set(readme)
+    pages = synced_pages(REPO)
+    assert REPO / "README.md" in pages and REPO / "docs" / "results.md" in pages
+    for page in pages:
+        for f, body in page_blocks(page).items():
+            assert (REPO / f).is_file(), f"{page.relative_to(REPO)} has a block of {f}, which does not exist"
+            assert body == (REPO / f).read_text(), f"{page.relative_to(REPO)}'s block of {f} differs from the rendered table"
+    # a block on a page the main job does not sync would go stale unseen
+    synced = set(pages)
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        assert page in synced or not page_blocks(page), page
+
+
+def test_syncing_fills_every_page_and_leaves_the_rest(tmp_path):
+    from wsss_lib.reporting.tables.readme import page_blocks, sync_docs
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "t.md").write_text("| a |\n|---|\n| 1 |\n")
+    (tmp_path / "docs").mkdir()
+    block = "<!-- table: reports/t.md -->\nold\n<!-- /table -->\n"
+    (tmp_path / "README.md").write_text("# r\n\n" + block)
+    (tmp_path / "docs" / "results.md").write_text("text\n" + block + "<!-- table: reports/missing.md -->\nkept\n<!-- /table -->\n")
+    (tmp_path / "docs" / "other.md").write_text("no blocks\n")
+    copied = sync_docs(tmp_path)
+    assert copied == {"README.md": ["reports/t.md"], "docs/results.md": ["reports/t.md"]}
+    for page in ("README.md", "docs/results.md"):
+        assert page_blocks(tmp_path / page)["reports/t.md"] == "| a |\n|---|\n| 1 |\n"
+    assert page_blocks(tmp_path / "docs" / "results.md")["reports/missing.md"] == "kept\n"  # no file: left as it is
+    assert (tmp_path / "docs" / "other.md").read_text() == "no blocks\n"
 
 
 def test_every_table_says_what_it_shows_and_how_to_read_it():

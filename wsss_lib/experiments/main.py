@@ -10,7 +10,8 @@ Runs and grid points are identified by what they are computed with (resolved con
 content, weights, upstream runs) under ``runs/``: a second invocation reuses finished points and
 resumes interrupted ones, then renders the reports again. Points finished by code that has changed
 since are listed and run again (``--keep-stale`` keeps them, and the tables say so). Every table
-the full profile renders into ``reports/`` is also copied into the README's table blocks.
+the full profile renders into ``reports/`` is also copied into the table blocks of the README and of
+``docs/`` (:func:`~wsss_lib.reporting.tables.readme.sync_docs`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from wsss_lib.experiments.executors import run_batch
 from wsss_lib.experiments.grids import GridError, load_grids
 from wsss_lib.experiments.points import KERNEL_ARGS, plan
 from wsss_lib.reporting.benchmark_page import benchmark_report
-from wsss_lib.reporting.tables.readme import sync_readme
+from wsss_lib.reporting.tables.readme import sync_docs
 from wsss_lib.runs.folders import RunsFolderError, runs_root
 from wsss_lib.runs.profile import resolve_profile
 from wsss_lib.util.environment import environment_summary
@@ -42,7 +43,7 @@ from wsss_lib.util.paths import REPO, default_cache_dir
 #: the main job's grids, in order (upstream stages first; see notebooks/grids/)
 MAIN_GRIDS = ("oaa_fusion.yaml", "evolution.yaml", "oaa_gate.yaml", "oaa_plus_loss.yaml", "amr.yaml",
               "segmentation_main.yaml")
-#: added by --segmentation (make segmentation): the 3-seed segmentation tables (about 50 minutes more)
+#: added by --segmentation (make segmentation): the 3-seed segmentation tables (about 30 minutes more on 2 cores)
 SEGMENTATION_GRIDS = ("segmentation.yaml", "data_fraction.yaml")
 #: added by --setting (make setting): the OAA table per benchmark variant and pretraining (hours on 2 cores)
 SETTING_GRIDS = ("oaa_setting.yaml", "oaa_setting_mobilenet.yaml", "segmentation_setting.yaml", "segmentation_setting_parts2.yaml",
@@ -206,7 +207,7 @@ def run_main_job(args, argv) -> int:
         print(f"[main] note: {p.name} is {n / 2**20:.1f} MiB (over {MAX_HTML_BYTES / 2**20:.0f} MiB)", file=sys.stderr)
     if reports.resolve() == (repo_root() / FULL_REPORTS).resolve() and not profile.quick:
 
-        sync_readme(repo_root() / "README.md", repo_root())
+        sync_docs(repo_root())  # the table blocks of README.md and of the docs/ pages that hold some
     total = time.perf_counter() - t0
     failed = summary[summary["status"] == "failed"]
     write_timings(reports, summary, timings, total, args, argv, large)
@@ -217,7 +218,7 @@ def run_main_job(args, argv) -> int:
     return 1 if len(failed) else 0
 
 
-#: the full profile's reports folder (the one the README's tables are copied from)
+#: the full profile's reports folder (the one the tables of the README and docs/ are copied from)
 FULL_REPORTS = "reports"
 
 

@@ -57,7 +57,7 @@ def notebook_defaults(notebook: str) -> dict:
 
 def notebook_accepts(notebook: str) -> set[str]:
     """Every parameter a notebook takes, the same set its first cell after the parameters accepts
-    (:func:`wsss_lib.stages.base.notebook_call`): a stage notebook's stages' parameters (every config
+    (:func:`wsss_lib.stages.notebook.notebook_call`): a stage notebook's stages' parameters (every config
     field, upstream run and run argument, listed in its parameters cell or not) and the cell's own
     names; any other notebook, the names its parameters cell assigns."""
 

@@ -6,7 +6,7 @@
   gate variants, the setting comparison); :mod:`.amr`: the AMR reproduction report's (Tables 1, 2,
   the ablation);
 - :mod:`.pages`: the report pages (tables, figures, prose from templates filled with config values);
-- :mod:`.readme`: the README's result tables, copied from the rendered ones.
+- :mod:`.readme`: the synced table blocks of the README and the docs pages, copied from the rendered tables.
 """
 
 from __future__ import annotations
