@@ -49,7 +49,7 @@ def attention_evolution_figure(snapshots: dict, layout, epochs: Sequence[int] | 
     fig.tight_layout(rect=(0, bottom, 0.93, 1))
     attention_colorbar(fig, "attention, class named at left")
     add_class_legend(fig, layout.class_names, seen, ignore=ignored, title="ground-truth colours",
-                     ignore_label="ignore (boundary)")
+                     ignore_label="ignore (boundary)", above_caption=bool(rule))
     if rule:
         fig.text(0.5, 0.005, rule, ha="center", va="bottom", fontsize=6.5, wrap=True)
     return fig

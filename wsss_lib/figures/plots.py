@@ -51,11 +51,14 @@ def class_legend_handles(class_names: Sequence[str], values, ignore: bool = Fals
 
 
 def add_class_legend(fig: "plt.Figure", class_names: Sequence[str], values, ignore: bool = False,
-                     title: str = "label colours", fontsize: int = 8, ignore_label: str = "ignored (255)") -> None:
-    """One legend under the figure for every label map in it (leave room: ``tight_layout(rect=(0, 0.1, ...))``)."""
+                     title: str = "label colours", fontsize: int = 8, ignore_label: str = "ignored (255)",
+                     above_caption: bool = False) -> None:
+    """One legend under the figure for every label map in it (leave room: ``tight_layout(rect=(0, 0.1, ...))``);
+    ``above_caption``: raised by 0.4 inch, clear of a caption line printed at the figure's foot."""
     handles = class_legend_handles(class_names, values, ignore, ignore_label)
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=fontsize, frameon=False,
-               title=title, title_fontsize=fontsize)
+    y = 0.4 / fig.get_figheight() if above_caption else 0.0
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, y), ncol=min(len(handles), 7),
+               fontsize=fontsize, frameon=False, title=title, title_fontsize=fontsize)
 
 
 def save_figure(fig: "plt.Figure", path: str | os.PathLike, dpi: int = 110) -> Path:
@@ -135,7 +138,7 @@ def sources_figure(layout, sources: dict[str, dict], indices: Sequence, rule: st
     fig.tight_layout(rect=(0, bottom, 0.93, 1))
     attention_colorbar(fig, "attention (eq. 2), class named at left")
     add_class_legend(fig, class_names, seen_classes, ignore=ignored, title="ground-truth colours",
-                     ignore_label="ignore (boundary)")
+                     ignore_label="ignore (boundary)", above_caption=bool(rule))
     if rule:
         fig.text(0.5, 0.005, rule, ha="center", va="bottom", fontsize=6.5, wrap=True)
     return fig
