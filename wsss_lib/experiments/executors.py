@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import psutil
 from tqdm.auto import tqdm
 
 from wsss_lib.experiments.grids import Grid
@@ -86,6 +87,21 @@ def submit_points(points: list[Point], jobs: int, cluster: str, options: Cluster
         if running:
             time.sleep(options.poll_seconds)
     return results
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill a worker and every process under it (its notebook kernel is not its child's child in every
+    launcher, and a kernel left running would go on training after the batch has stopped)."""
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True) + [root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _die_with_parent(parent: int) -> None:
@@ -186,9 +202,9 @@ def run_batch(grids: list[Grid], jobs: int = 1, quick: bool | None = None, root:
                 except Exception as e:  # noqa: BLE001 - a worker that died
                     results[i] = {"status": "failed", "seconds": 0.0, "error": f"{type(e).__name__}: {e}"}
                 bar.update()
-        except BaseException:  # Ctrl-C (or any error): stop the workers now, their points resume later
+        except BaseException:  # Ctrl-C (or any error): stop the workers and their kernels now, their points resume later
             for proc in list(getattr(ex, "_processes", {}).values()):
-                proc.kill()
+                _kill_tree(proc.pid)
             ex.shutdown(wait=False, cancel_futures=True)
             bar.close()
             raise
