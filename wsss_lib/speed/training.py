@@ -167,6 +167,23 @@ def bench_train(device: str = "cuda", backbone: str = "vgg16", image_size: int =
             "seg_network": seg_network}
 
 
+def fastest_rates(configs: dict[str, dict], rounds: int, threads: int) -> dict[tuple[str, str], float]:
+    """``{(label, case): images/s}``: :func:`bench_train` on the CPU for each ``label -> keyword
+    arguments`` of ``configs``, in ``rounds`` interleaved rounds (the fastest kept), on ``threads``
+    CPU threads: the side-by-side measurement every cost table here is made of."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    best: dict[tuple[str, str], float] = {}
+    try:
+        for _ in range(rounds):
+            for label, kwargs in configs.items():
+                for row in bench_train("cpu", **kwargs)["rows"]:
+                    best[(label, row["case"])] = max(best.get((label, row["case"]), 0.0), row["images_per_s"])
+    finally:
+        torch.set_num_threads(before)
+    return best
+
+
 def variant_costs(variants: dict[str, int], rounds: int = 2, steps: int = 6, threads: int = 1,
                   batch_size: int = 16) -> "pd.DataFrame":
     """Images/s of every stage's own training step (:func:`wsss_lib.speed.training.bench_train`: the
@@ -176,20 +193,10 @@ def variant_costs(variants: dict[str, int], rounds: int = 2, steps: int = 6, thr
     ``threads`` CPU threads (the main job runs each point on one). The cost column is relative to
     the first variant: what the main job's stages cost on another default."""
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    best: dict[tuple[str, str], float] = {}
-    try:
-        for _ in range(rounds):
-            for variant, size in variants.items():
-                res = bench_train("cpu", "tiny", size, batch_size, steps=steps, warmup=2, num_classes=8,
-                                  precisions=("fp32",), seg_network="small", n_images=2000,
-                                  profile=replace(FULL, default_variant=variant))
-                for row in res["rows"]:
-                    key = (variant, row["case"])
-                    best[key] = max(best.get(key, 0.0), row["images_per_s"])
-    finally:
-        torch.set_num_threads(before)
+    best = fastest_rates({variant: dict(backbone="tiny", image_size=size, batch_size=batch_size, steps=steps, warmup=2,
+                                        num_classes=8, precisions=("fp32",), seg_network="small", n_images=2000,
+                                        profile=replace(FULL, default_variant=variant))
+                          for variant, size in variants.items()}, rounds, threads)
     first = next(iter(variants))
     rows = []
     for case in CASES:
@@ -218,19 +225,10 @@ def backbone_costs(image_size: int, rounds: int = 2, steps: int = 4, threads: in
     ``tiny``'s step."""
     import pandas as pd  # lazy: heavy: only the tables of the benchmarks use pandas
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    best: dict[tuple[str, str], float] = {}
-    try:
-        for _ in range(rounds):
-            for label, (backbone, overrides) in BACKBONE_CASES.items():
-                res = bench_train("cpu", backbone, image_size, batch_size, steps=steps, warmup=1, num_classes=8,
-                                  cases=cases, precisions=("fp32",), n_images=2000, overrides=overrides)
-                for row in res["rows"]:
-                    key = (label, row["case"])
-                    best[key] = max(best.get(key, 0.0), row["images_per_s"])
-    finally:
-        torch.set_num_threads(before)
+    best = fastest_rates({label: dict(backbone=backbone, image_size=image_size, batch_size=batch_size, steps=steps,
+                                      warmup=1, num_classes=8, cases=cases, precisions=("fp32",), n_images=2000,
+                                      overrides=overrides)
+                          for label, (backbone, overrides) in BACKBONE_CASES.items()}, rounds, threads)
     first = next(iter(BACKBONE_CASES))
     rows = []
     for label in BACKBONE_CASES:
