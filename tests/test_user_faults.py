@@ -246,11 +246,11 @@ def test_one_wording_per_range():
 # 12 ------------------------------------------------------------------------------------------------------
 def test_ctrl_c_ends_a_batch_with_one_line_and_its_point_shows_interrupted(runs, tmp_path):
     gf = tmp_path / "slow.yaml"
-    gf.write_text(f"notebook: {TOY}\nparams: {{sleep: 300}}\ngrid:\n  x: [1, 2]\n")
+    gf.write_text(f"notebook: {TOY}\nparams: {{sleep: 30}}\ngrid:\n  x: [1, 2]\n")
     proc = subprocess.Popen([sys.executable, "-m", "wsss_lib.experiments.batch", str(gf), "-j", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     pts = batch.plan(batch.load_grids(gf))
-    deadline = time.time() + 240
+    deadline = time.time() + 60
     while time.time() < deadline and not all((p.folder / "point.json").exists() for p in pts):
         time.sleep(0.2)
     time.sleep(2.0)
