@@ -28,10 +28,16 @@ def test_killed_run_resumes_to_the_same_final_maps(tmp_path, quick_voc, extra):
     assert (killed / "checkpoint.pt").exists() and not (killed / "metrics.json").exists()
     ckpt = torch.load(killed / "checkpoint.pt", weights_only=False)
     assert ckpt["global_step"] in ((6,) if not extra else (8,))
+    # the drift record of a finished epoch is written once, outside the checkpoint (which holds the rest)
+    drift = ckpt["extra"]["drift"]
+    assert drift["spilled"] == 1 and drift["maps"].shape[0] == (0 if not extra else 1)  # only the epoch in progress
+    assert (killed / "drift_epochs" / "epoch_0.pt").exists()
     resumed = run_classifier_stage(run_dir=str(killed), **SMALL, **extra)
     a, b = _maps(ref), _maps(resumed)
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)
+    assert json.loads((ref / "drift.json").read_text()) == json.loads((resumed / "drift.json").read_text())
+    assert not (resumed / "drift_epochs").exists() and not (ref / "drift_epochs").exists()  # removed once finished
     assert json.loads((ref / "metrics.json").read_text())["oaa_max_miou"] == pytest.approx(
         json.loads((resumed / "metrics.json").read_text())["oaa_max_miou"], abs=1e-6)
 

@@ -117,6 +117,21 @@ def test_pseudo_label_views_follow_the_geometry(tmp_path):
     assert out[0, 0, 0] == 255 and out[0, 1, 1] != 255
 
 
+def test_pseudo_labels_are_kept_as_uint8_and_ignore_stays_ignore(tmp_path):
+    """One byte a label pixel (VOC train_aug: 2 GB, not 16 GB as int64); a 255 (ignored) pixel renders as 255."""
+    from wsss_lib.formulas.label_rules import write_label_png
+
+    class L:
+        ids = ["a"]
+
+    lab = np.array([[0, 255, 2, 3]] * 4, np.uint8)
+    write_label_png(tmp_path / "a.png", lab)
+    ls = PseudoLabelSet(tmp_path, L, [0])
+    assert ls.maps[0].dtype == torch.uint8
+    v = ls.views(torch.tensor([0]), ViewGeometry().as_tensor()[None], 4)
+    assert v.dtype == torch.int64 and v[0].tolist() == lab.tolist()
+
+
 def test_segmentation_loss_by_hand():
     logits = torch.tensor([[[[2.0, 0.0]], [[0.0, 5.0]]]])  # 1 x 2 classes x 1 x 2
     target = torch.tensor([[[0, 255]]])

@@ -34,6 +34,11 @@ VOC_CLASSES: tuple[str, ...] = (
     "train", "tvmonitor")
 IGNORE_INDEX = 255
 
+#: every mask this process has read, once, as ``H x W`` uint8 (key: the file, its size and mtime, so an
+#: edited file is read again): the scorers of every stage and page share them (VOC train_aug: about
+#: 2 GB as uint8, where one int64 copy per scorer was 16 GB)
+_MASK_CACHE: dict[tuple[str, int, int], torch.Tensor] = {}
+
 
 class DataError(ValueError):
     """A data file or folder is missing or not what the VOC layout expects."""
@@ -205,6 +210,19 @@ class VOCLayout:
         if p.suffix == ".mat":
             return _load_sbd_mat(p, self.num_classes)
         return load_mask(p, self.num_classes)
+
+    def mask_tensor(self, i: int) -> torch.Tensor | None:
+        """The mask of image ``i`` as an ``H x W`` uint8 tensor, read once per process and shared
+        (:data:`_MASK_CACHE`); ``None`` without a mask. Read-only: callers convert, never edit."""
+        p = self.mask_path(i)
+        if p is None:
+            return None
+        st = p.stat()
+        key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+        m = _MASK_CACHE.get(key)
+        if m is None:
+            m = _MASK_CACHE[key] = torch.from_numpy(np.array(self.load_mask(i), dtype=np.uint8))
+        return m
 
     def load_image(self, i: int) -> np.ndarray:
         return load_image(self.image_path(i))

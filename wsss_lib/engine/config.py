@@ -32,6 +32,15 @@ class StageConfig:
     #: preset name -> the parameter values it sets (empty: the config has no presets)
     PRESETS: ClassVar[dict[str, dict]] = {}
 
+    #: the training split the stage reads: ``train`` (VOC 2012's segmentation train list, the
+    #: embedded benchmark's only training split), ``train_aug`` (VOC + SBD, the papers' 10,582
+    #: images) or another list name of ``ImageSets/Segmentation``; passed on to the upstream runs
+    train_split: str = "train"
+    #: SBD's ``benchmark_RELEASE/dataset`` folder (``cls/*.mat``, ``train.txt``, ``val.txt``): how
+    #: ``train_aug`` is built when the VOC folder has no ``ImageSets/Segmentation/train_aug.txt``;
+    #: its content (not its location) enters the run's identity
+    sbd_root: str = ""
+
     @staticmethod
     def invalid(name: str, value, expected: str) -> ValueError:
         hint = ""
@@ -58,6 +67,14 @@ class StageConfig:
         ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and (lo <= v if closed_lo else lo < v)
               and (v <= hi if closed_hi else v < hi))
         self.check(name, ok, f"a number in {interval(lo, hi, closed_lo, closed_hi)}")
+
+    def check_data(self) -> None:
+        """``train_split`` names a list (``train``, ``train_aug``...) and ``sbd_root`` is a folder
+        path or empty; whether they exist is checked when the run is planned (on its data)."""
+        self.check("train_split", isinstance(self.train_split, str) and bool(self.train_split)
+                   and all(c.isalnum() or c in "_-" for c in self.train_split),
+                   "a split list name such as 'train' or 'train_aug'")
+        self.check("sbd_root", isinstance(self.sbd_root, str), "a folder path (or '' for none)")
 
     def validate(self):
         if self.PRESETS:
@@ -103,6 +120,7 @@ class StageConfig:
         cfg = cls()
         for k, v in values.items():
             setattr(cfg, k, v)
+        cfg.check_data()
         return cfg.validate()
 
 

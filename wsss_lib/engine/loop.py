@@ -151,6 +151,23 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+class EpochBatches(torch.utils.data.Sampler):
+    """The batch sampler of a loader that lives for the whole run: it yields the batches of
+    ``current`` (the epoch's :class:`~wsss_lib.util.distributed.DistributedEpochSampler`), which the
+    engine replaces every epoch, so the loader's workers persist (``persistent_workers``)."""
+
+    def __init__(self) -> None:
+        self.current: torch.utils.data.Sampler | None = None
+
+    def __iter__(self):
+        if self.current is None:
+            raise RuntimeError("EpochBatches: no epoch set (the engine sets .current before iterating)")
+        return iter(self.current)
+
+    def __len__(self) -> int:
+        return len(self.current) if self.current is not None else 0
+
+
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: str, dataset,
         cfg: LoopConfig, run_dir: Path, step_fn: Callable[[Batch], torch.Tensor],
         extra_state: dict[str, Stateful] | None = None, device: torch.device = torch.device("cpu"),
@@ -209,6 +226,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: str,
 
     def save(ep: int, step_in_epoch: int) -> None:
         D.merge_state(extra_state.values())
+        for o in extra_state.values():  # state that writes finished epochs once, outside the checkpoint
+            if hasattr(o, "epochs_finished"):
+                o.epochs_finished(ep)
         if rank == 0:
             torch_save(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "extra": {k: o.state_dict() for k, o in extra_state.items()},
@@ -217,11 +237,14 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: str,
 
     t0 = time.perf_counter()
     model.train()
+    # one loader for the whole run: its workers persist across epochs (no start-up per epoch); each
+    # epoch points its batch sampler at that epoch's order
+    batches = EpochBatches()
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_samples, num_workers=workers,
+                        pin_memory=cuda, persistent_workers=workers > 0)
     while epoch < cfg.epochs:
         order = epoch_order(n, cfg.seed, epoch)
-        sampler = D.DistributedEpochSampler(order, cfg.batch_size, rank, size, start_step=skip)
-        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_samples, num_workers=workers,
-                            pin_memory=cuda)
+        sampler = batches.current = D.DistributedEpochSampler(order, cfg.batch_size, rank, size, start_step=skip)
         loss_sum = torch.zeros((), device=device)
         window, window_n, n_steps = torch.zeros((), device=device), 0, 0
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False,

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
+from wsss_lib.util.io import torch_load, torch_save
 from wsss_lib.util.row_buffer import RowBuffer
 
 
@@ -32,13 +33,24 @@ class DriftRecorder:
     OAA store's own table, so slots line up with its maps). Rows live in a
     :class:`~wsss_lib.util.row_buffer.RowBuffer` (a row per epoch and slot): :meth:`record` writes
     absent classes into its scratch row (no host synchronisation) and :meth:`merge_shards` combines
-    the ranks' rows in a process group. ``maps`` and ``seen`` are read on the CPU."""
+    the ranks' rows in a process group. ``maps`` and ``seen`` are read on the CPU.
 
-    def __init__(self, slot_of: torch.Tensor, epochs: int, size: tuple[int, int]) -> None:
+    With ``spill_dir`` (the run's ``drift_epochs/``), a checkpoint holds only the epoch in progress
+    (later epochs are not recorded yet): each finished epoch's rows are written once, to ``spill_dir/epoch_<e>.pt``, when the
+    first checkpoint after it is made (on VOC train_aug at 41 x 41 an epoch is about 1.25 GB, which
+    the per-epoch checkpoint otherwise rewrote every epoch for every epoch recorded so far); a
+    resumed run reads them back."""
+
+    def __init__(self, slot_of: torch.Tensor, epochs: int, size: tuple[int, int], spill_dir=None) -> None:
         self.slot_of = slot_of
         s = int((slot_of >= 0).sum())
         self.buffer = RowBuffer(s, {"maps": (tuple(size), torch.float16), "seen": ((), torch.bool)}, lead=(epochs,),
                                 device=slot_of.device)
+        self.epochs = epochs
+        self.spill_dir = spill_dir
+        self.spilled = 0  # epochs 0 .. spilled-1 are in spill_dir, not in the checkpoint
+        self.latest = -1  # the last epoch recorded (a host int: no synchronisation)
+        self.finished = 0  # epochs the engine has finished (told before each checkpoint)
 
     @property
     def maps(self) -> torch.Tensor:
@@ -55,6 +67,7 @@ class DriftRecorder:
         a = attention.detach().float()
         if valid is not None:
             a = a * valid.to(a.dtype)
+        self.latest = max(self.latest, int(epoch))
         self.buffer["maps"][epoch, rows] = a.flatten(0, 1).half()
         self.buffer["seen"][epoch].index_fill_(0, rows, True)
         self.buffer.touched[epoch].index_fill_(0, rows, True)
@@ -62,11 +75,44 @@ class DriftRecorder:
     def merge_shards(self) -> None:
         self.buffer.merge_shards()
 
+    def epochs_finished(self, n: int) -> None:
+        """The engine has finished ``n`` epochs (called before every checkpoint)."""
+        self.finished = max(self.finished, int(n))
+
+    def epoch_file(self, epoch: int):
+        return self.spill_dir / f"epoch_{epoch}.pt"
+
     def state_dict(self) -> dict:
-        return self.buffer.state()
+        full = self.buffer.state()
+        if self.spill_dir is None:
+            return full
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        done = max(self.finished, self.latest)  # the epochs before the latest recorded are finished too
+        for e in range(self.spilled, done):
+            torch_save(self.epoch_file(e), {"maps": full["maps"][e].clone(), "seen": full["seen"][e].clone()})
+        self.spilled = max(self.spilled, done)
+        # the epochs in progress only: later epochs are not recorded yet (zeros, restored as zeros)
+        return {"spilled": self.spilled, **{k: v[self.spilled:self.latest + 1].clone() for k, v in full.items()}}
 
     def load_state_dict(self, sd: dict) -> None:
-        self.buffer.load(sd, "drift record")
+        if "spilled" not in sd:  # a checkpoint holding every epoch
+            return self.buffer.load(sd, "drift record")
+        spilled = int(sd["spilled"])
+        parts = {k: [] for k in ("maps", "seen")}
+        for e in range(spilled):
+            path = self.epoch_file(e)
+            if self.spill_dir is None or not path.exists():
+                raise FileNotFoundError(f"drift record of epoch {e + 1} ({path}) is missing: the checkpoint needs it "
+                                        "to resume; delete the run folder to train again")
+            ep = torch_load(path)
+            for k in parts:
+                parts[k].append(ep[k][None])
+        later = self.epochs - spilled - sd["maps"].shape[0]  # epochs not recorded when it was written
+        full = {k: torch.cat([*parts[k], sd[k], torch.zeros((later, *sd[k].shape[1:]), dtype=sd[k].dtype)])
+                for k in parts}
+        self.buffer.load(full, "drift record")
+        self.spilled = self.finished = spilled
+        self.latest = max(spilled - 1, self.latest)
 
 
 def peaks(maps: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,8 @@ DEFAULT_THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 0.96, 0.05))
 
 
 class CAMEvaluator:
-    """Holds a split's masks once and scores any number of attention sources against them."""
+    """Scores any number of attention sources against a split's masks (uint8, shared by every
+    evaluator of the process: :meth:`~wsss_lib.data.voc.VOCLayout.mask_tensor`)."""
 
     def __init__(self, layout, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> None:
         self.layout = layout
@@ -29,10 +30,10 @@ class CAMEvaluator:
         self.k1 = layout.num_classes
         self.masks = []
         for i in range(len(layout)):
-            m = layout.load_mask(i)
+            m = layout.mask_tensor(i)
             if m is None:
                 raise ValueError(f"image {layout.ids[i]} has no mask: CAM mIoU needs masks")
-            self.masks.append(torch.from_numpy(m.astype(np.int64)))
+            self.masks.append(m)
         self.index = {iid: i for i, iid in enumerate(layout.ids)}
 
     def confusion(self, source: dict, chunk: int = 64) -> torch.Tensor:
@@ -72,7 +73,7 @@ class CAMEvaluator:
                 maxv, arg = up.max(1)  # n x h x w
                 label = cls.gather(1, arg.view(n, -1)).view(n, h, w)
                 below = torch.searchsorted(self.thresholds, maxv.contiguous(), right=False)
-                gt = torch.stack([self.masks[li] for li in part])
+                gt = torch.stack([self.masks[li] for li in part]).long()
                 keep = gt != 255
                 idx = ((gt * k1 + label) * (t_count + 1) + below)[keep]
                 hist += torch.bincount(idx, minlength=hist.numel())

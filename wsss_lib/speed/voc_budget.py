@@ -73,7 +73,9 @@ def checkpoint_parts(run: Path) -> dict:
     slots = int(extra["store"]["slot_image"].numel())
     images = len(extra["store"]["image_ids"])
     epochs = int(params["epochs"])
-    return {"weights": _nbytes(ck["model"]), "optimizer": _nbytes(ck["optimizer"]),
+    h, w = extra["store"]["size"]
+    return {"drift_slot_epoch": h * w * 2 + 1,  # one fp16 map and its "seen" flag per (slot, epoch)
+            "weights": _nbytes(ck["model"]), "optimizer": _nbytes(ck["optimizer"]),
             "store": _nbytes(extra.get("store", {})), "drift": _nbytes(extra.get("drift", {})),
             "snapshots": _nbytes(extra.get("snapshots", {})), "file": (run / "checkpoint.pt").stat().st_size,
             "slots": slots, "images": images, "epochs": epochs}
@@ -83,49 +85,64 @@ def _gb(b: float) -> str:
     return f"{b / 1e9:.2f} GB"
 
 
+def _run_cost_lines(run: Path) -> list[str]:
+    """What the run's own ``metrics.json`` recorded of its cost (checkpoint and peak host memory), projected."""
+    m = read_json(run / "metrics.json") if (run / "metrics.json").exists() else {}
+    if "peak_host_bytes" not in m:
+        return []
+    split = read_json(run / "params.json").get("params", {}).get("train_split", "train")
+    return [f"Recorded by the run itself (`metrics.json`, on its `{split}` list): checkpoint "
+            f"{m['checkpoint_bytes'] / 1e6:.1f} MB ({m['checkpoint_bytes_per_image'] / 1e3:.0f} kB a training image), "
+            f"peak host memory of its process {m['peak_host_bytes'] / 1e9:.2f} GB ({m['peak_host_bytes_per_image'] / 1e6:.1f} MB "
+            "a training image; most of it is the interpreter, torch and the cached images, so it does not scale "
+            "linearly: the per-image figures above are the ones to project).", ""]
+
+
 def page(rehearsal: Path, run: Path) -> str:
     px, n_images = mean_pixels(rehearsal)
     ck = checkpoint_parts(run)
     slots_per_image = ck["slots"] / ck["images"]
     voc_slots = slots_per_image * VOC_TRAIN_AUG
-    drift_per_slot_epoch = ck["drift"] / (ck["slots"] * ck["epochs"])
+    drift_per_slot_epoch = ck["drift_slot_epoch"]
     store_per_slot = ck["store"] / ck["slots"]
+    split = read_json(run / "params.json").get("params", {}).get("train_split", "train")
     lines = [
         "# The VOC budget: memory, disk and GPU time of a VOC run, measured on the rehearsal and projected", "",
         "`python -m wsss_lib.speed.voc_budget` (wsss_lib/speed/voc_budget.py). Measured here, on this code: the "
         f"rehearsal folder of `python -m wsss_lib.data.rehearsal` ({n_images} train_aug images of VOC's size "
-        f"distribution: mean {px:,.0f} pixels an image) and a classifier + OAA run on its VOC train list at crop 321 "
+        f"distribution: mean {px:,.0f} pixels an image) and a classifier + OAA run on its `{split}` list at crop 321 "
         f"(`{run.name}`: {ck['images']} images, {ck['slots']} (image, class) slots, {ck['epochs']} epochs, the tiny "
         "backbone: the store and drift record depend on the crop and output stride (8: 41 x 41 cells), not on the "
         f"backbone). Projected: the per-image and per-slot bytes times train_aug's {VOC_TRAIN_AUG:,} images "
         f"({slots_per_image:.2f} slots an image as measured).", "",
         "## Host memory and disk, per image and for train_aug", "",
-        "| what | per image (measured) | train_aug (projected) | with uint8 / written once |",
+        "| what | per image (measured) | train_aug (projected) | before / still to do |",
         "|---|---:|---:|---:|",
-        f"| masks held by the CAM scorer (`formulas/evaluation.py` `CAMEvaluator`: int64) | {px * 8 / 1e6:.2f} MB | "
-        f"{_gb(px * 8 * VOC_TRAIN_AUG)} | {_gb(px * VOC_TRAIN_AUG)} as uint8 |",
-        f"| pseudo labels held by the segmentation stage (`stages/segmentation.py`: int64) | {px * 8 / 1e6:.2f} MB | "
-        f"{_gb(px * 8 * VOC_TRAIN_AUG)} | {_gb(px * VOC_TRAIN_AUG)} as uint8 |",
+        f"| masks held by the CAM scorers (`VOCLayout.mask_tensor`: uint8, one copy a process that every "
+        f"`CAMEvaluator` shares) | {px / 1e6:.2f} MB | {_gb(px * VOC_TRAIN_AUG)} | int64, one copy per scorer: "
+        f"{_gb(px * 8 * VOC_TRAIN_AUG)} each |",
+        f"| pseudo labels held by the segmentation stage (`PseudoLabelSet`: uint8) | {px / 1e6:.2f} MB | "
+        f"{_gb(px * VOC_TRAIN_AUG)} | int64: {_gb(px * 8 * VOC_TRAIN_AUG)} |",
         f"| OAA store in the checkpoint (max, ave, pixel counts) | {store_per_slot * slots_per_image / 1e3:.1f} kB | "
         f"{_gb(store_per_slot * voc_slots)} | the same |",
-        f"| drift record in the checkpoint, per epoch recorded (fp16 maps of every slot) | "
-        f"{drift_per_slot_epoch * slots_per_image / 1e3:.1f} kB | {_gb(drift_per_slot_epoch * voc_slots)} an epoch: "
-        f"{_gb(drift_per_slot_epoch * voc_slots * 15)} in the checkpoint at epoch 15 | written once at the end: "
-        f"{_gb(drift_per_slot_epoch * voc_slots * 15)} once instead of "
-        f"{_gb(drift_per_slot_epoch * voc_slots * sum(range(1, 16)))} over 15 per-epoch checkpoints |",
+        f"| drift record, per epoch recorded (an fp16 map of every slot): each finished epoch written once to "
+        f"`drift_epochs/` (removed when the run ends), the checkpoint holding the epoch in progress only | "
+        f"{drift_per_slot_epoch * slots_per_image / 1e3:.1f} kB | {_gb(drift_per_slot_epoch * voc_slots)} an epoch, "
+        f"{_gb(drift_per_slot_epoch * voc_slots * 15)} written over 15 epochs | inside every per-epoch checkpoint: "
+        f"{_gb(drift_per_slot_epoch * voc_slots * 15)} in each, "
+        f"{_gb(drift_per_slot_epoch * voc_slots * 15 * 15)} written over 15 checkpoints |",
         "", f"The run's checkpoint here: {ck['file'] / 1e6:.1f} MB (weights {ck['weights'] / 1e6:.1f} MB, optimizer "
         f"{ck['optimizer'] / 1e6:.1f} MB, store {ck['store'] / 1e6:.2f} MB, drift {ck['drift'] / 1e6:.2f} MB, snapshots "
         f"{ck['snapshots'] / 1e6:.2f} MB). VGG16's weights and momentum add about 0.12 GB a checkpoint "
         "(14.7 M backbone parameters + the head, float32, twice).", "",
-        "A checkpoint of the VGG16 classifier at epoch 15 on train_aug thus holds about "
-        f"{_gb(store_per_slot * voc_slots + drift_per_slot_epoch * voc_slots * 15 + 0.12e9)} (store + drift record of "
-        "15 epochs + weights and momentum), and one is written every epoch. The run trained on the rehearsal's VOC "
-        "`train` list: the stages do not take `split` yet (train_aug is read by `VOCLayout` and this page, not by the "
-        "stages), and peak host memory is not yet recorded with each run.", "",
-        "**Where this stands.** The masks and pseudo labels are kept as int64 (8x what uint8 needs) and rebuilt by "
-        "each scorer; the drift record grows with every epoch inside the checkpoint that is rewritten each epoch. "
-        "These are the bounded-memory changes still to make for VOC (uint8 caches shared by every scorer, the drift "
-        "record out of the per-epoch checkpoint); the figures above are the code as it is.", "",
+        "A checkpoint of the VGG16 classifier on train_aug thus holds about "
+        f"{_gb(store_per_slot * voc_slots + drift_per_slot_epoch * voc_slots + 0.12e9)} at most (store + the drift "
+        "record of the epoch in progress + weights and momentum; at an epoch's end, when it is written, "
+        f"{_gb(store_per_slot * voc_slots + 0.12e9)}), and one is written every epoch.", "",
+        *_run_cost_lines(run),
+        "**Where this stands.** The masks and pseudo labels are held as uint8 (the masks once a process, shared by "
+        "every scorer); the drift record is out of the per-epoch checkpoint (each epoch written once). The OAA "
+        "store (float32 max and average maps) is the checkpoint's largest part on VOC.", "",
         "## GPU time per stage, projected from the H200's measured training rates", "",
         "Training only: images x epochs / images per second, with the rates `make bench-gpu` measured on one "
         "NVIDIA H200 (reports/bench_gpu.md, second session; synthetic tensors of VOC size, the stages' own steps, "

@@ -41,7 +41,6 @@ from pathlib import Path
 
 import torch
 
-from wsss_lib.data.voc import VOCLayout
 from wsss_lib.engine.adversarial_cam import OFFICIAL_SCALES, ClimbSettings, official_cams, strided_size
 from wsss_lib.engine.common import dense_source, infer_attention, present_slots
 from wsss_lib.engine.config import AttentionTrainConfig
@@ -52,8 +51,7 @@ from wsss_lib.formulas.losses import amr_total_loss, area_regularizer, cps_loss,
 from wsss_lib.models.amm import AMM_FORMS, SPATIAL_POOLS
 from wsss_lib.models.amr import LR_GROUPS, PLACEMENTS, build_amr, weighted_cam
 from wsss_lib.runs.attention_io import load_attention
-from wsss_lib.runs.folders import run_data_root
-from wsss_lib.stages.base import RunContext, Upstream
+from wsss_lib.stages.base import RunContext, Upstream, run_split_layout
 from wsss_lib.stages.training import TrainingStage
 from wsss_lib.util.distributed import is_main
 from wsss_lib.util.io import file_digest, read_json, torch_load
@@ -386,7 +384,7 @@ def xi_miou(run: str | Path, xi: float) -> float:
     if name is not None:
         return float(read_json(run / "metrics.json")[f"{name}_miou"])
     params = read_json(run / "params.json")["params"]
-    layout = VOCLayout(run_data_root(run), "train")
+    layout = run_split_layout(run)
     if params.get("score_images"):
         layout = layout.first(int(params["score_images"]))
     return float(CAMEvaluator(layout).evaluate(weighted_source(run, xi))["miou"])

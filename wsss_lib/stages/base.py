@@ -46,7 +46,7 @@ from wsss_lib.engine.loop import resolve_device, seed_everything
 from wsss_lib.models.weights import Weights
 from wsss_lib.runs.folders import (canonical, find_run, is_finished, params_hash, prepare_run, run_data_root,
                                    run_identity, runs_root, stage_entry, upstream_run)
-from wsss_lib.runs.identity import code_digest, combine, data_identity
+from wsss_lib.runs.identity import code_digest, combine, data_identity, folder_identity
 from wsss_lib.runs.profile import FULL, Profile, resolve_profile
 from wsss_lib.stages.registry import get_stage
 from wsss_lib.util.distributed import is_main, main_first
@@ -55,7 +55,7 @@ from wsss_lib.util.io import check_torch_file, read_json
 #: the arguments every stage call takes besides its config's fields and its upstream runs
 RUN_ARGS = ("data_root", "run_dir", "seed", "device", "quick")
 #: config fields that cannot change a result (how many loader workers, how often a checkpoint is written)
-NO_RESULT_FIELDS = ("num_workers", "checkpoint_every")
+NO_RESULT_FIELDS = ("num_workers", "checkpoint_every", "sbd_root")  # sbd_root: its content is identified instead
 #: parameters every notebook takes besides its stages' (the batch runner's point folder)
 NOTEBOOK_ARGS = ("point_dir",)
 
@@ -215,7 +215,7 @@ class Stage:
         profile = resolve_profile(quick)
         given = {k: params.pop(k) for k in list(params) if k in self.upstream}
         cfg = self.config(profile, seed=seed, device=device, inherited=inherited, data_root=data_root, **params)
-        inherit_up = {**(inherited or {}), **{k: getattr(cfg, k) for k in self.inherits}}
+        inherit_up = {**(inherited or {}), **{k: getattr(cfg, k) for k in (*DATA_FIELDS, *self.inherits)}}
         ups: dict[str, RunPlan | Path] = {}
         for arg, req in self.upstream_requests(cfg, given).items():
             ups[arg] = plan_upstream(arg, req, data_root=data_root, seed=seed, device=device, profile=profile,
@@ -226,10 +226,14 @@ class Stage:
         else:
             with main_first():  # under torchrun: rank 0 generates the embedded benchmark if missing
                 root = resolve_data_root(data_root, profile)
+        for arg, p in ups.items():  # an upstream run read the same training split
+            if not isinstance(p, RunPlan):
+                check_upstream_split(arg, p, cfg.train_split)
         for split in self.splits:  # every split decodes, before any folder is made (all bad files listed at once)
-            VOCLayout(root, split).check(progress=progress and is_main())
+            split_layout(cfg, root, split).check(progress=progress and is_main())
         weights = self.weights(cfg, profile.for_data(data_root))
-        ident = {"stage": self.name, "profile": profile.name, "data": data_identity(root), "seed": seed,
+        ident = {"stage": self.name, "profile": profile.name, "data": data_identity(root), **sbd_identity(cfg, root),
+                 "seed": seed,
                  **{arg: (p.identity if isinstance(p, RunPlan) else run_identity(p)) for arg, p in ups.items()},
                  **self.identity(cfg), **self.inputs(cfg, root, ups),
                  "weights": [w.identity(name) for name, w in weights.items() if w is not None],
@@ -250,6 +254,58 @@ class Stage:
 
     def __repr__(self) -> str:
         return f"<stage {self.name}: {self.Config.__name__}, upstream {self.upstream or '-'}>"
+
+
+#: the config fields that say which data a run reads; every upstream run made for it inherits them
+DATA_FIELDS = ("train_split", "sbd_root")
+
+
+def split_layout(cfg, root: Path, split: str = "train") -> VOCLayout:
+    """The index of ``split`` on ``root`` as a run of ``cfg`` reads it: ``"train"`` stands for the
+    run's training split (``cfg.train_split``, e.g. ``train_aug`` with ``cfg.sbd_root``); other
+    names (``val``) are read as they are."""
+    name = cfg.train_split if split == "train" else split
+    sbd = resolve_sbd_root(cfg.sbd_root) if name == "train_aug" and cfg.sbd_root else None
+    return VOCLayout(root, name, sbd_root=sbd)
+
+
+def resolve_sbd_root(sbd_root: str) -> Path:
+    """The SBD ``dataset`` folder at or under ``sbd_root`` (the one holding ``cls/``); a clear error if none."""
+    p = Path(sbd_root).expanduser()
+    for cand in (p, p / "dataset", p / "benchmark_RELEASE" / "dataset"):
+        if (cand / "cls").is_dir() and (cand / "train.txt").is_file():
+            return cand.resolve()
+    raise FileNotFoundError(f"sbd_root={sbd_root!r}: no SBD dataset folder there (expected benchmark_RELEASE/dataset "
+                            "with cls/<id>.mat, train.txt and val.txt; SBD is at "
+                            "http://home.bharathh.info/pubs/codes/SBD/download.html)")
+
+
+def sbd_identity(cfg, root: Path) -> dict:
+    """What identifies the SBD masks a ``train_aug`` run reads (their content; nothing when none are read)."""
+    if cfg.train_split != "train_aug" or not cfg.sbd_root:
+        return {}
+    layout = split_layout(cfg, root)
+    names = sorted({p.name for i in range(len(layout)) if (p := layout.mask_path(i)) is not None and p.suffix == ".mat"})
+    sbd = resolve_sbd_root(cfg.sbd_root)
+    return {"sbd": folder_identity(sbd / "cls", names)} if names else {}
+
+
+def run_split_layout(run: Path) -> VOCLayout:
+    """The training split a finished run read (its recorded ``train_split``, ``sbd_root``), on its data root."""
+    info = read_json(Path(run) / "params.json")
+    params = info.get("params", {})
+    split = params.get("train_split", "train")
+    sbd = info.get("paths", {}).get("sbd_root") or ""
+    sbd_path = resolve_sbd_root(sbd) if split == "train_aug" and sbd else None
+    return VOCLayout(run_data_root(run), split, sbd_root=sbd_path)
+
+
+def check_upstream_split(arg: str, run: Path, split: str) -> None:
+    """A given upstream run trained on the split this run reads (else a clear error, before any work)."""
+    theirs = read_json(Path(run) / "params.json").get("params", {}).get("train_split", "train")
+    if theirs != split:
+        raise ValueError(f"{arg}={str(run)!r} was made on train_split={theirs!r}, this run reads "
+                         f"train_split={split!r}: pass train_split={theirs!r} or an upstream run made on {split!r}")
 
 
 def _run_data_root(run: Path) -> Path:
@@ -304,7 +360,7 @@ def expected_code(run: Path) -> str:
 
     info = read_json(Path(run) / "params.json")
     stage = get_stage(run_stage(run))
-    ups = [a for a in info.get("paths", {}) if a != "data_root"]
+    ups = [a for a in info.get("paths", {}) if a not in ("data_root", "sbd_root")]
     return combine(stage.code(), *sorted(expected_code(upstream_run(run, a)) for a in ups))
 
 
@@ -332,7 +388,8 @@ def execute_plan(plan: RunPlan, progress: bool = True, stop_after_steps: int | N
         else:
             ups[arg] = p
     stage = plan.stage
-    paths = {"data_root": str(plan.root), **{k: str(Path(v).resolve()) for k, v in ups.items()}}
+    paths = {"data_root": str(plan.root), **{k: str(Path(v).resolve()) for k, v in ups.items()},
+             **({"sbd_root": str(resolve_sbd_root(plan.cfg.sbd_root))} if plan.cfg.sbd_root else {})}
     with main_first():  # rank 0 makes and locks the folder; the other ranks find it
         out, finished = prepare_run(stage.run_name(plan.cfg), plan.params, plan.code, plan.run_dir, paths,
                                     {"stage_name": stage.name})
@@ -340,7 +397,7 @@ def execute_plan(plan: RunPlan, progress: bool = True, stop_after_steps: int | N
         return out
     seed_everything(plan.seed)
     ctx = RunContext(plan.cfg, plan.seed, plan.profile, resolve_device(plan.device), plan.root,
-                     VOCLayout(plan.root, "train"), out, ups, plan.weights, progress and is_main(), stop_after_steps)
+                     split_layout(plan.cfg, plan.root), out, ups, plan.weights, progress and is_main(), stop_after_steps)
     if stage.distributed:  # every rank trains; rank 0 writes
         stage.execute(ctx)
     else:  # in a process group, rank 0 alone does a stage that trains nothing
@@ -354,5 +411,6 @@ def execute_plan(plan: RunPlan, progress: bool = True, stop_after_steps: int | N
     return out
 
 
-__all__ = ["NOTEBOOK_ARGS", "RUN_ARGS", "RunContext", "RunPlan", "Stage", "Upstream",
-           "check_outputs", "execute_plan", "expected_code", "plan_upstream", "run_stage"]
+__all__ = ["DATA_FIELDS", "NOTEBOOK_ARGS", "RUN_ARGS", "RunContext", "RunPlan", "Stage", "Upstream",
+           "check_outputs", "check_upstream_split", "execute_plan", "expected_code", "plan_upstream",
+           "resolve_sbd_root", "run_split_layout", "run_stage", "split_layout"]

@@ -9,6 +9,7 @@ nothing is trained.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,9 @@ from wsss_lib.stages.base import RunContext
 from wsss_lib.stages.training import TrainingStage
 from wsss_lib.util.io import file_digest, torch_save, write_json
 from wsss_lib.util.row_buffer import RowBuffer
+
+#: the run's folder of finished epochs' drift record (written once each, read on resume, removed when the run ends)
+DRIFT_EPOCHS = "drift_epochs"
 
 #: the values a preset sets (explicit parameters win)
 PRESETS: dict[str, dict] = {
@@ -164,7 +168,7 @@ class ClassifierStage(TrainingStage):
                          device=ctx.device)
         idx = np.linspace(0, len(ctx.layout) - 1, min(cfg.n_snapshots, len(ctx.layout))).round().astype(int).tolist()
         snaps = SnapshotRecorder(idx, ctx.ts.num_classes, size, cfg.epochs, len(ctx.layout), ctx.device)
-        drift = DriftRecorder(store.slot_of, cfg.epochs, size)
+        drift = DriftRecorder(store.slot_of, cfg.epochs, size, spill_dir=ctx.out / DRIFT_EPOCHS)
         # one network mode for the store, the drift record and the CAM row: a pretrained backbone's
         # BatchNorm is frozen (training forward = evaluation forward); where BatchNorm trains (from
         # scratch), the store is fed by an extra evaluation-mode forward, the mode the CAM is read in
@@ -210,6 +214,10 @@ class ClassifierStage(TrainingStage):
                                               **{f.source: store.dense(name, snaps.indices).half()
                                                  for name, f in fusions.items()}})
         return sources
+
+    def score(self, ctx: RunContext, model, train_info: dict) -> None:
+        super().score(ctx, model, train_info)
+        shutil.rmtree(ctx.out / DRIFT_EPOCHS, ignore_errors=True)  # only a resume needed it; metrics.json is written
 
     def extra_metrics(self, ctx: RunContext, model, evals: dict) -> dict:
         store: OAAStore | None = ctx.state.get("store")

@@ -20,7 +20,6 @@ import torch.nn.functional as Fn
 from tqdm.auto import tqdm
 
 from wsss_lib.data.saliency import load_saliency, resolve_saliency_root
-from wsss_lib.data.voc import VOCLayout
 from wsss_lib.engine.config import StageConfig
 from wsss_lib.formulas.label_rules import (IGNORE, official_attention_prep, saliency_labels, threshold_labels,
                                            write_label_png)
@@ -28,7 +27,7 @@ from wsss_lib.formulas.metrics import confusion_matrix, iou_from_confusion
 from wsss_lib.runs.attention_io import load_attention
 from wsss_lib.runs.folders import write_metrics
 from wsss_lib.runs.identity import folder_identity
-from wsss_lib.stages.base import RunContext, Stage, Upstream
+from wsss_lib.stages.base import RunContext, Stage, Upstream, split_layout
 from wsss_lib.stages.registry import all_stages
 from wsss_lib.util.io import write_json
 
@@ -110,7 +109,7 @@ class PseudoLabelStage(Stage):
             return {}
 
         folder = resolve_saliency_root(cfg.saliency_root, root, progress=False)
-        ids = VOCLayout(root, "train").ids
+        ids = split_layout(cfg, root).ids
         missing = [i for i in ids if not (folder / f"{i}.png").is_file()]
         if missing:
             raise FileNotFoundError(f"saliency_root={str(folder)!r}: no saliency map for {len(missing)} of the {len(ids)} "

@@ -12,6 +12,7 @@ from wsss_lib.engine.common import TrainingSet, flat_metrics, save_and_score, tr
 from wsss_lib.engine.config import AttentionTrainConfig, StageConfig, TrainConfig
 from wsss_lib.engine.health import health_metrics, probe_views
 from wsss_lib.engine.loop import Batch, LoopConfig, fit
+from wsss_lib.engine.resources import resource_metrics
 from wsss_lib.models.official import load_official_checkpoint
 from wsss_lib.models.weights import Weights, weights_for
 from wsss_lib.runs.folders import write_metrics
@@ -136,4 +137,5 @@ class TrainingStage(Stage):
         metrics = {**flat_metrics(evals), **self.extra_metrics(ctx, model, evals), **health,
                    **{k: v for k, v in train_info.items() if k != "history"}}
         metrics["eval_seconds"] = time.perf_counter() - t0
+        metrics.update(resource_metrics(ctx.out, len(ctx.ts.dataset)))
         write_metrics(ctx.out, metrics)

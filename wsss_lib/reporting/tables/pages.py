@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from wsss_lib.data.spec import CLASS_NAMES, CONTEXT_OF_CLASS
-from wsss_lib.data.voc import VOCLayout, read_class_names
+from wsss_lib.data.voc import read_class_names
 from wsss_lib.figures.picks import PICK_RULE, detected_picks
 from wsss_lib.figures.plots import save_figure, sources_figure, threshold_curves_figure
 from wsss_lib.formulas.diagnostics import part_mass, zone_rows
@@ -29,6 +29,7 @@ from wsss_lib.runs.attention_io import load_attention
 from wsss_lib.runs.folders import find_run, run_data_root, upstream_run
 from wsss_lib.runs.profile import FULL, Profile
 from wsss_lib.stages import display_name, get_stage
+from wsss_lib.stages.base import run_split_layout
 from wsss_lib.util.io import read_json, write_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -221,7 +222,7 @@ def _classifier_figures(df: pd.DataFrame, cls_runs: pd.DataFrame, reports: Path,
     first = cls_runs.iloc[0]
     run0, seed0 = find_run(first["run"]), int(first["r.seed"])
     root = run_data_root(run0)
-    layout = VOCLayout(root, "train")
+    layout = run_split_layout(run0)
     ev = read_json(run0 / "evaluation.json")["sources"]
     shown = {label: ev[src] for label, src in oaa.OAA_SOURCES.items() if src in ev}  # the tables' names
     save_figure(threshold_curves_figure(shown, f"seed {seed0}: CAM mIoU vs background threshold"),
