@@ -27,10 +27,12 @@ def test_guard_refuses_what_would_sync_and_allows_the_rest():
         x[0].index_fill_(0, rows, 1.0)
         y = torch.where(x > 2, x, torch.zeros_like(x)).sum()  # fixed-size work is fine
         x[0, 1] = 7.0
+        x.to(torch.float64), x.to("cpu", non_blocking=True)  # a dtype change, a copy that does not wait
         for bad in (lambda: y.item(), lambda: x.tolist(), lambda: x.nonzero(), lambda: x[x > 2],
                     lambda: bool(y), lambda: float(y), lambda: torch.where(x > 2),
                     lambda: torch.tensor([0.5, 0.2]), lambda: torch.as_tensor((1, 2)),
-                    lambda: x.__setitem__(rows, 0.0), lambda: x.__setitem__((0, rows), True)):
+                    lambda: x.__setitem__(rows, 0.0), lambda: x.__setitem__((0, rows), True),
+                    lambda: x.to(torch.device("cpu")), lambda: x.to("cpu"), lambda: x.to(device="cpu")):
             with pytest.raises(HostSyncError):
                 bad()
     assert float(y) == 12.0  # outside the guard nothing is checked
@@ -79,3 +81,30 @@ def test_a_step_that_reads_a_value_is_caught(tmp_path, sync_check, monkeypatch, 
     with pytest.raises((HostSyncError, RuntimeError), match="training step|synchroniz"):
         get_stage("classifier")(quick=True, run_dir=str(tmp_path / "leaky"), device=DEVICE, progress=False,
                                 stop_after_steps=3)
+
+
+def test_variable_size_images_take_one_copy_and_render_as_each_image_alone():
+    """VOC images differ in size: a batch of them goes to the device as one padded canvas, with no
+    blocking copy per image (the guard refuses one), and every view equals the view rendered from its
+    own image alone (the per-image rendering restated here), for flips, crops and zoom-outs."""
+    from wsss_lib.data.transforms import ViewGeometry, normalize_images, render_views, sample_geometry
+    from wsss_lib.engine.loop import collate_samples, make_views
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(37, 50), (41, 29), (50, 50), (23, 61)]
+    images = [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8) for h, w in shapes]
+    rng = __import__("numpy").random.default_rng(0)
+    geos = [sample_geometry(rng, "flip_scale_crop", (0.5, 1.0)).as_tensor() for _ in images[:3]]
+    geos.append(ViewGeometry(0.2, -0.1, 1.3, 1.2, True).as_tensor())  # reaches outside the image
+    geo = torch.stack(geos)
+    want = torch.cat([render_views(normalize_images(im[None]), gg[None], 33) for im, gg in zip(images, geo)])
+    raw = collate_samples([{"image": im, "label": torch.zeros(3), "index": k, "id": str(k)}
+                           for k, im in enumerate(images)])
+    assert raw["images"].shape == (4, 3, 50, 61) and raw["sizes"].tolist() == [list(s) for s in shapes]
+    with HostSyncGuard():
+        batched = make_views(raw["images"], geo, 33, torch.device("cpu"), sizes=raw["sizes"])
+    listed = make_views(images, geo, 33, torch.device("cpu"))  # inference's form: a list, padded here
+    torch.testing.assert_close(batched, want, atol=1e-4, rtol=0)  # float32 coordinates: ~1e-5
+    torch.testing.assert_close(listed, want, atol=1e-4, rtol=0)
+    same = collate_samples([{"image": im, "label": torch.zeros(3), "index": 0, "id": "a"} for im in images[2:3] * 2])
+    assert same["sizes"] is None and same["images"].shape == (2, 3, 50, 50)  # equal sizes: a plain stack

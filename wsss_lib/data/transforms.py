@@ -74,12 +74,49 @@ def inverse_theta(geo: torch.Tensor) -> torch.Tensor:
                         torch.stack([z, 1 / hh, -cy / hh], -1)], -2)
 
 
+def pad_to_canvas(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``C x H_i x W_i`` of different sizes -> one zero canvas ``B x C x max H x max W`` (each
+    image at its top left) and their sizes ``B x 2`` (h, w): a batch of variable-size images as one
+    tensor, which a loader pins and the engine copies to the device in one call."""
+    h = max(im.shape[-2] for im in images)
+    w = max(im.shape[-1] for im in images)
+    canvas = images[0].new_zeros((len(images), images[0].shape[0], h, w))
+    for k, im in enumerate(images):
+        canvas[k, :, :im.shape[-2], :im.shape[-1]] = im
+    return canvas, torch.tensor([im.shape[-2:] for im in images], dtype=torch.long)
+
+
+def canvas_mask(sizes: torch.Tensor, canvas_hw: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """``B x 1 x H x W`` float: 1 on each image's own pixels of a :func:`pad_to_canvas` canvas, 0 on
+    the padding (made on ``device`` without reading ``sizes`` on the host)."""
+    sizes = sizes.to(device, non_blocking=True)
+    rows = torch.arange(canvas_hw[0], device=device).view(1, -1, 1) < sizes[:, :1, None]
+    cols = torch.arange(canvas_hw[1], device=device).view(1, 1, -1) < sizes[:, 1:, None]
+    return (rows & cols).unsqueeze(1).float()
+
+
+def canvas_theta(theta: torch.Tensor, sizes: torch.Tensor, canvas_hw: tuple[int, int]) -> torch.Tensor:
+    """Compose ``B x 2 x 3`` image <- view affines with canvas <- image for images of ``sizes`` at the
+    top left of a ``canvas_hw`` canvas. With ``align_corners=False`` an image's normalized coordinate
+    ``u`` is the canvas coordinate ``s*u + s - 1``, ``s = W / W_canvas`` (likewise for rows), so a pixel
+    centre of the image lands on the same canvas pixel centre."""
+    sizes = sizes.to(theta.device, non_blocking=True).to(theta.dtype)
+    s = torch.stack([sizes[:, 1] / canvas_hw[1], sizes[:, 0] / canvas_hw[0]], -1)  # B x 2: (x, y)
+    out = theta * s[:, :, None]
+    return torch.cat([out[..., :2], out[..., 2:] + (s - 1)[:, :, None]], -1)
+
+
 def render_views(images: torch.Tensor, geo: torch.Tensor, size: int | tuple[int, int],
-                 mode: str = "bilinear") -> torch.Tensor:
-    """Sample ``B x C x H x W`` images into ``B x C x size`` views (zero padding outside)."""
+                 mode: str = "bilinear", sizes: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample ``B x C x H x W`` images into ``B x C x size`` views (zero padding outside).
+
+    ``sizes`` (``B x 2``): the images are of these sizes at the top left of a :func:`pad_to_canvas`
+    canvas, whose padding must be zero; the views are those of the images themselves."""
     size = (size, size) if isinstance(size, int) else tuple(size)
-    grid = Fn.affine_grid(view_theta(geo).to(images.dtype), (images.shape[0], images.shape[1], *size),
-                          align_corners=False)
+    theta = view_theta(geo).to(images.dtype)
+    if sizes is not None:
+        theta = canvas_theta(theta, sizes, tuple(images.shape[-2:]))
+    grid = Fn.affine_grid(theta, (images.shape[0], images.shape[1], *size), align_corners=False)
     return Fn.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 

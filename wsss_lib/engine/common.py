@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from wsss_lib.data.transforms import ViewGeometry
 from wsss_lib.data.voc import VOCLayout, VOCSegDataset
-from wsss_lib.engine.loop import make_views
+from wsss_lib.engine.loop import collate_samples, loader_workers, make_views
 from wsss_lib.formulas.attention import multiscale_attention
 from wsss_lib.formulas.evaluation import CAMEvaluator
 from wsss_lib.models.cam import CAMNet, build_cam_net
@@ -110,10 +111,13 @@ def infer_attention(model: torch.nn.Module, dataset, size: tuple[int, int], crop
     model.eval()
     all_maps, all_logits = [], []
     ident = ViewGeometry().as_tensor()
-    for start in tqdm(range(0, len(dataset), batch_size), desc="inference", leave=False, disable=not progress):
-        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        geo = ident.expand(len(samples), 5).clone()
-        x = make_views([s["image"] for s in samples], geo, crop_size, device)
+    # the images in order, read by loader workers (on CUDA) into pinned batches, variable sizes on one
+    # canvas: one non-blocking copy a batch
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_samples,
+                        num_workers=loader_workers(device), pin_memory=device.type == "cuda")
+    for raw in tqdm(loader, desc="inference", leave=False, disable=not progress):
+        geo = ident.expand(len(raw["ids"]), 5).clone()
+        x = make_views(raw["images"], geo, crop_size, device, sizes=raw["sizes"])
         maps, logits = multiscale_attention(model, x, scales, flip, out_size=size, amp=amp, return_logits=True)
         all_maps.append(tuple(m.cpu() for m in maps) if isinstance(maps, tuple) else maps.cpu())
         all_logits.append((logits[0] if isinstance(logits, tuple) else logits).cpu())

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from wsss_lib.data.transforms import normalize_images, render_views, sample_geometry
+from wsss_lib.data.transforms import canvas_mask, normalize_images, pad_to_canvas, render_views, sample_geometry
 from wsss_lib.util import distributed as D
 from wsss_lib.util.distributed import local_device
 from wsss_lib.util.environment import env_flag
@@ -73,22 +73,40 @@ def view_geometries(indices: list[int], seed: int, epoch: int, augment: str,
 
 
 def collate_samples(samples: list[dict]) -> dict:
-    """A batch: images stacked when they share a size (so the loader can pin them), else a list."""
-    images = [s["image"] for s in samples]
-    if all(im.shape == images[0].shape for im in images):
-        images = torch.stack(images)
-    return {"images": images, "labels": torch.stack([s["label"] for s in samples]),
+    """A batch: images stacked when they share a size, else on one zero canvas with their ``sizes``
+    (:func:`~wsss_lib.data.transforms.pad_to_canvas`), so the loader pins one tensor either way."""
+    images, sizes = stack_images([s["image"] for s in samples])
+    return {"images": images, "sizes": sizes, "labels": torch.stack([s["label"] for s in samples]),
             "indices": torch.tensor([s["index"] for s in samples]), "ids": [s["id"] for s in samples]}
 
 
-def make_views(images, geo: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
-    """Render normalized views of uint8 images (a stacked ``B x 3 x H x W`` tensor, or a list of
-    images of different sizes); copies to the device without waiting (pinned batches)."""
-    if isinstance(images, torch.Tensor) or all(im.shape == images[0].shape for im in images):
-        x = images if isinstance(images, torch.Tensor) else torch.stack(images)
-        return render_views(normalize_images(x.to(device, non_blocking=True)), geo.to(device, non_blocking=True), size)
-    return torch.cat([render_views(normalize_images(im[None].to(device)), g[None].to(device), size)
-                      for im, g in zip(images, geo)])
+def stack_images(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """uint8 images -> ``(B x 3 x H x W, None)`` when they share a size, else ``(canvas, sizes)``."""
+    if all(im.shape == images[0].shape for im in images):
+        return torch.stack(images), None
+    return pad_to_canvas(images)
+
+
+def make_views(images, geo: torch.Tensor, size: int, device: torch.device,
+               sizes: torch.Tensor | None = None) -> torch.Tensor:
+    """Render normalized views of uint8 images: a stacked ``B x 3 x H x W`` tensor (with ``sizes``: a
+    :func:`~wsss_lib.data.transforms.pad_to_canvas` canvas of variable-size images), or a list of
+    images. One copy to the device for the whole batch, without waiting (pinned batches); the canvas's
+    padding is zeroed after normalization, so every view equals the one rendered from its own image."""
+    if not isinstance(images, torch.Tensor):
+        images, sizes = stack_images(list(images))
+    x = normalize_images(images.to(device, non_blocking=True))
+    if sizes is not None:
+        x = x * canvas_mask(sizes, tuple(x.shape[-2:]), device)
+    return render_views(x, geo.to(device, non_blocking=True), size, sizes=sizes)
+
+
+def loader_workers(device: torch.device, num_workers: int = 0) -> int:
+    """Loader worker processes: ``num_workers`` when given; else on CUDA this rank's share of the cores
+    (up to 8, one left for the main process), on CPU none (the cores compute the steps)."""
+    if num_workers:
+        return num_workers
+    return min(8, max(1, (os.cpu_count() or 2) // D.world()[1] - 1)) if device.type == "cuda" else 0
 
 
 def poly_lr(step: int, total: int, power: float = 0.9) -> float:
@@ -220,9 +238,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: str,
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     sync_check = cfg.sync_check or env_flag("WSSS_SYNC_CHECK")
     log_every = max(1, cfg.log_every)
-    # workers change no result (every view's geometry comes from (seed, epoch, index)); on CUDA,
-    # num_workers=0 means: loader workers on this rank's share of the cores
-    workers = cfg.num_workers or (min(8, max(1, (os.cpu_count() or 2) // size - 1)) if cuda else 0)
+    # workers change no result (every view's geometry comes from (seed, epoch, index))
+    workers = loader_workers(device, cfg.num_workers)
 
     def save(ep: int, step_in_epoch: int) -> None:
         D.merge_state(extra_state.values())
@@ -259,7 +276,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: str,
             share = size * len(idx) / len(sampler.global_batch(k))  # DDP averages: the batch's mean loss
             logging = (gstep + 1) % log_every == 0
             with no_host_sync(device, sync_check and not logging):
-                views = make_views(raw["images"], geo, cfg.crop_size, device)
+                views = make_views(raw["images"], geo, cfg.crop_size, device, sizes=raw["sizes"])
                 if cuda:
                     views = views.contiguous(memory_format=torch.channels_last)
                 batch = Batch(views, geo.to(device, non_blocking=True), raw["labels"].to(device, non_blocking=True),

@@ -10,7 +10,9 @@ of a tensor, ``numpy``, ``cpu``), and operations whose output size depends on th
 the host-to-device copies of Python values that CUDA makes synchronously (``torch.tensor(list)``,
 ``x[index_tensor] = 0.0``: ``index_fill_`` / ``torch.full`` are the copy-free forms). It sees
 the calls made by our code (the OAA store, the recorders, the losses), not those inside torch's
-own C++ kernels, which the CUDA mode covers when a GPU is there.
+own C++ kernels, which the CUDA mode covers when a GPU is there. A copy to a device
+(``x.to(device)``, ``x.cuda()``) must say ``non_blocking=True``: from pinned memory it then does not
+wait, where a plain one does (on CPU both are no-ops, so the guard reads the call, not the memory).
 """
 
 from __future__ import annotations
@@ -27,6 +29,16 @@ _SYNCING = {_T.item, _T.tolist, _T.nonzero, torch.nonzero, torch.argwhere, _T.ar
             _T.unique, torch.unique_consecutive, _T.unique_consecutive}
 _INDEXING = {_T.__getitem__, _T.__setitem__}
 _FROM_PYTHON = {torch.tensor, torch.as_tensor}
+_COPIES = {_T.to, _T.cuda}
+
+
+def _names_a_device(func, args, kwargs) -> bool:
+    """``x.to(device)`` / ``x.to("cuda")`` / ``x.cuda()``: a copy to a device (a dtype or a tensor alone is not)."""
+    if func is _T.cuda:
+        return True
+    given = list(args[1:2]) + [kwargs.get("device")]
+    return any(isinstance(a, torch.device) or (isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda", "mps"))
+               for a in given)
 
 
 class HostSyncError(RuntimeError):
@@ -64,6 +76,9 @@ class HostSyncGuard(TorchFunctionMode):
         if func in _FROM_PYTHON and args and not isinstance(args[0], torch.Tensor):
             raise HostSyncError(f"torch.{func.__name__}(<Python data>) inside the training step: on a GPU it is a synchronous "
                                 "host-to-device copy; make constants with torch.full / outside the step")
+        if func in _COPIES and not kwargs.get("non_blocking", False) and _names_a_device(func, args, kwargs):
+            raise HostSyncError(f"{_name(func)}(<device>) without non_blocking=True inside the training step: on a GPU "
+                                "a host tensor's copy waits for the device; copy pinned batches with non_blocking=True")
         if func is torch.where and len(args) + len(kwargs) == 1:
             raise HostSyncError("one-argument torch.where inside the training step (it is nonzero())")
         return func(*args, **kwargs)
