@@ -204,3 +204,33 @@ def test_official_inference_settings_are_checked(bad):
 
     with pytest.raises(ValueError, match=next(iter(bad))):
         AMRConfig.from_params(**bad)
+
+
+def test_chunks_are_sized_by_a_pixel_budget_per_scale(monkeypatch):
+    """A large scale of a large image takes fewer pairs per forward (at scale 2.0 a fixed pair count
+    runs out of memory on VOC images); the maps do not depend on the chunking."""
+    import wsss_lib.engine.adversarial_cam as A
+
+    net = _amr("official", seed=2).double()
+    images = _images(5, 20, 30, seed=2)
+    classes = [[0], [1], [2], [3], [0]]
+    s = ClimbSettings(adv_iter=2, scales=(1.0, 0.5, 2.0))
+    real, calls = A.climb_grad_cam, []
+
+    def spy(branch, pairs, *args):
+        calls.append(tuple(pairs.shape))
+        return real(branch, pairs, *args)
+
+    monkeypatch.setattr(A, "climb_grad_cam", spy)
+    budget = 2 * 40 * 60 * 2  # two pairs of the scale-2.0 image (40 x 60 px, image and mirror)
+    chunked = official_cams(net, images, classes, s, max_pairs=8, max_pixels=budget, dtype=torch.float64)
+    per_size = {}
+    for shape in calls:
+        per_size.setdefault(shape[-2:], []).append(shape[0])
+    assert max(per_size[(40, 60)]) == 2 and sum(per_size[(40, 60)]) == 5 * 2  # 2 branches x 5 pairs, 2 at a time
+    assert per_size[(20, 30)] == [5, 5] and per_size[(10, 15)] == [5, 5]  # the budget holds all 5 pairs there
+    assert A.pairs_per_chunk((20, 30), 2.0, 8, budget) == 2 and A.pairs_per_chunk((20, 30), 2.0, 8, 10) == 1
+    monkeypatch.setattr(A, "climb_grad_cam", real)
+    one_go = official_cams(net, images, classes, s, max_pairs=8, dtype=torch.float64)
+    for a, b in zip(chunked, one_go):
+        torch.testing.assert_close(a["compensation"]["high_res"], b["compensation"]["high_res"], rtol=1e-9, atol=1e-10)

@@ -101,6 +101,18 @@ def normalize_uint8(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(((image / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1).copy())
 
 
+#: input pixels per forward of the climb (a pair is an image and its mirror): 2**24 holds 2 pairs of a
+#: 1000 x 750 image at scale 2.0, 32 pairs at 512 x 512, the whole 64-pair chunk of small images
+PAIR_PIXEL_BUDGET = 2 ** 24
+
+
+def pairs_per_chunk(size: tuple[int, int], scale: float, max_pairs: int, max_pixels: int) -> int:
+    """How many image-and-mirror pairs of an image of ``size`` go into one forward at ``scale``:
+    as many as ``max_pixels`` input pixels hold (at least one), at most ``max_pairs``."""
+    h, w = (max(1, round(v * scale)) for v in size)
+    return max(1, min(max_pairs, max_pixels // (2 * h * w)))
+
+
 def climb_grad_cam(branch: torch.nn.Module, pairs: torch.Tensor, classes: torch.Tensor, iterations: int,
                    factor: float, s: ClimbSettings) -> torch.Tensor:
     """The official per-class loop of one scale for ``P`` independent pairs at once.
@@ -152,14 +164,17 @@ def climb_grad_cam(branch: torch.nn.Module, pairs: torch.Tensor, classes: torch.
 def official_cams(model, images: Sequence[np.ndarray], classes: list[list[int]], s: ClimbSettings = ClimbSettings(),
                   device: torch.device | str = "cpu", max_pairs: int = 64, progress: bool = False,
                   branches: tuple[str, ...] = ("spotlight", "compensation"),
-                  dtype: torch.dtype = torch.float32) -> list[dict]:
+                  dtype: torch.dtype = torch.float32, max_pixels: int = PAIR_PIXEL_BUDGET) -> list[dict]:
     """The official ``make_cam`` outputs of every image, for each AMR branch: per image a dict
     ``{branch: {"high_res": n x H x W, "strided": n x ceil(H/4) x ceil(W/4)}}`` for its ``n`` present
     classes (in ``classes[i]``'s order), each divided by its maximum + 1e-5.
 
     ``images``: ``H x W x 3`` uint8 arrays, or any sequence that loads them on indexing (each is read
-    once per branch and scale, never all held); images of one size are batched together (at most
-    ``max_pairs`` image-and-mirror pairs per forward). ``dtype``: the images' (the model must match).
+    once per branch and scale, never all held); images of one size are batched together: at most
+    ``max_pairs`` image-and-mirror pairs per forward, and at most ``max_pixels`` input pixels (image and
+    mirror) per forward at every scale (:func:`pairs_per_chunk`), so a large scale of a large image
+    takes fewer pairs at once instead of running out of memory. ``dtype``: the images' (the model must
+    match).
 
     The official maps are not continuous in the input: the Grad-CAM weight counts positive gradient
     entries and the climbing mask thresholds the map, so a rounding difference between two ways of
@@ -185,8 +200,9 @@ def official_cams(model, images: Sequence[np.ndarray], classes: list[list[int]],
                 for idx, iters, factor in sched:
                     jobs = [(i, c) for i in members for c in classes[i]]
                     maps = {}
-                    for start in range(0, len(jobs), max_pairs):
-                        chunk = jobs[start:start + max_pairs]
+                    step = pairs_per_chunk(size, s.scales[idx], max_pairs, max_pixels)
+                    for start in range(0, len(jobs), step):
+                        chunk = jobs[start:start + step]
                         xs = []
                         for i, _ in chunk:
                             t = normalize_uint8(rescale_uint8(images[i], s.scales[idx]))
