@@ -97,6 +97,7 @@ def make_views(images, geo: torch.Tensor, size: int, device: torch.device,
         images, sizes = stack_images(list(images))
     x = normalize_images(images.to(device, non_blocking=True))
     if sizes is not None:
+        sizes = sizes.to(device, non_blocking=True)  # once: the mask and the affines read it on the device
         x = x * canvas_mask(sizes, tuple(x.shape[-2:]), device)
     return render_views(x, geo.to(device, non_blocking=True), size, sizes=sizes)
 
