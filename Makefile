@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.wsss-installed
 # Extra arguments for the main job, e.g. `make run ARGS="-j 1"` or `make run ARGS="--quick"`.
 ARGS ?=
 
-.PHONY: run test test-fast env clean-runs segmentation setting candidates bench-gpu course grade-demo
+.PHONY: run test test-fast env clean-runs segmentation setting candidates bench-gpu course grade-demo voc voc-rehearsal
 
 env: $(STAMP)
 
@@ -28,6 +28,23 @@ $(STAMP): requirements.lock pyproject.toml
 # runner (2 points at a time), then notebook 07 renders the tables and figures into reports/.
 run: $(STAMP)
 	$(BIN)/python -m wsss_lib.experiments.main $(ARGS)
+
+# PASCAL VOC 2012 with the papers' recipes (docs/voc.md): make voc VOC=/data/VOCdevkit
+# SBD=/data/benchmark_RELEASE/dataset SALIENCY=/data/saliency [ARGS="-j 1"] -> reports/voc/voc.md.
+# Inputs (folders, ImageNet weights) are checked before anything runs.
+VOC ?=
+SBD ?=
+SALIENCY ?=
+voc: $(STAMP)
+	@test -n "$(VOC)" || { echo "make voc needs VOC=/path/to/VOCdevkit (and SBD=..., SALIENCY=...): see docs/voc.md" >&2; exit 2; }
+	$(BIN)/python -m wsss_lib.experiments.main --data "$(VOC)" $(if $(SBD),--sbd "$(SBD)") $(if $(SALIENCY),--saliency "$(SALIENCY)") $(ARGS)
+
+# The VOC job at smoke size on a VOC-size rehearsal folder the suite writes (a few dozen images, a few
+# CPU minutes): runs/rehearsal/ and reports/voc-quick/
+REHEARSAL ?= runs/rehearsal
+voc-rehearsal: $(STAMP)
+	test -d "$(REHEARSAL)" || $(BIN)/python -m wsss_lib.data.rehearsal "$(REHEARSAL)" --fraction 0.003
+	$(BIN)/python -m wsss_lib.experiments.main --quick --data "$(REHEARSAL)/VOCdevkit" --sbd "$(REHEARSAL)/benchmark_RELEASE/dataset" --saliency "$(REHEARSAL)/saliency" $(ARGS)
 
 # The main job plus the 3-seed segmentation grids (segmentation.yaml, data_fraction.yaml): about
 # 30 minutes more on 2 cores (1,713 s measured); finished points of `make run` are reused.

@@ -93,7 +93,8 @@ class StageConfig:
     @classmethod
     def from_params(cls, profile: Profile = FULL, seed=0, device="auto", inherited: dict | None = None,
                     data_defaults: dict | None = None, **overrides):
-        """The resolved config: defaults, then the ``profile``'s settings, then the network settings
+        """The resolved config: defaults, then the ``profile``'s settings (its recipe for the config's
+        backbone last, :attr:`~wsss_lib.runs.profile.Profile.recipes`), then the network settings
         of the data's benchmark variant (``data_defaults``; the tiny backbone's, so dropped when the
         config names another backbone), then the settings a downstream stage
         passes on (``inherited``; for both, only the fields this config has), then ``overrides``
@@ -108,14 +109,17 @@ class StageConfig:
         prof = profile.config_overrides(cls)
         inh = {k: v for k, v in (inherited or {}).items() if k in names}
         given = {k: v for k, v in overrides.items() if v is not None}
-        if "backbone" in names and {**prof, **inh, **given}.get("backbone", getattr(cls, "backbone")) != "tiny":
+        backbone = {**prof, **inh, **given}.get("backbone", getattr(cls, "backbone", None)) if "backbone" in names else None
+        if backbone is not None:
+            prof = profile.config_overrides(cls, backbone)  # with the profile's recipe for that network
+        if backbone is not None and backbone != "tiny":
             data_defaults = {}  # a variant's network settings are the tiny backbone's: another backbone keeps its own
         values = {**prof, **{k: v for k, v in (data_defaults or {}).items() if k in names}, **inh}
         if cls.PRESETS:
-            preset = overrides.get("preset") or getattr(cls, "preset")
+            preset = overrides.get("preset") or prof.get("preset") or getattr(cls, "preset")
             if preset not in cls.PRESETS:
                 raise cls.invalid("preset", preset, f"one of {', '.join(cls.PRESETS)}")
-            values.update(cls.preset_values(preset, overrides, inherited or {}))
+            values.update(cls.preset_values(preset, {**prof, **inh, **given}, inherited or {}))
         values.update({k: v for k, v in overrides.items() if v is not None})
         cfg = cls()
         for k, v in values.items():

@@ -5,6 +5,8 @@ runner, then the results notebook, into ``reports/``.
     python -m wsss_lib.experiments.main --quick          # the quick profile (a smoke run of a few minutes) -> reports/quick/
     python -m wsss_lib.experiments.main -j 1             # one point at a time
     python -m wsss_lib.experiments.main --segmentation   # also the 3-seed segmentation grids (make segmentation)
+    python -m wsss_lib.experiments.main --data VOCdevkit --sbd benchmark_RELEASE/dataset --saliency SAL
+                                                         # PASCAL VOC with the papers' recipes (make voc) -> reports/voc/
 
 Runs and grid points are identified by what they are computed with (resolved configs, profile, data
 content, weights, upstream runs) under ``runs/``: a second invocation reuses finished points and
@@ -28,10 +30,12 @@ from pathlib import Path
 from PIL import Image
 
 from wsss_lib.data.synthetic import ensure_benchmark
+from wsss_lib.data.voc import DataError
 from wsss_lib.experiments.batch import _jobs, stale_policy_env
 from wsss_lib.experiments.executors import run_batch
 from wsss_lib.experiments.grids import GridError, load_grids
 from wsss_lib.experiments.points import KERNEL_ARGS, plan
+from wsss_lib.experiments.voc import VOCJobError, run_voc_job
 from wsss_lib.reporting.benchmark_page import benchmark_report
 from wsss_lib.reporting.tables.readme import sync_docs
 from wsss_lib.runs.folders import RunsFolderError, runs_root
@@ -160,10 +164,35 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"also run {', '.join(SETTING_GRIDS)} (the setting comparison, reports/setting.md)")
     ap.add_argument("--keep-stale", action="store_true",
                     help="keep points finished by code that has changed since (listed loudly; the tables say so)")
+    voc = ap.add_argument_group("PASCAL VOC 2012 (make voc): the papers' recipes on real data, instead of the embedded benchmark")
+    voc.add_argument("--data", type=Path, default=None, metavar="VOCDEVKIT",
+                     help="the VOC 2012 folder (VOCdevkit, VOCdevkit/VOC2012 or the folder above): runs the VOC job")
+    voc.add_argument("--sbd", type=Path, default=None, metavar="DATASET",
+                     help="SBD's benchmark_RELEASE/dataset folder: the stages train on train_aug (10,582 images)")
+    voc.add_argument("--saliency", type=Path, default=None, metavar="FOLDER",
+                     help="the saliency maps (<image id>.png) of the training images, for the pseudo labels")
+    voc.add_argument("--split", default=None, help="the training split (default: train_aug where SBD or train_aug.txt "
+                     "is there, else train)")
     args = ap.parse_args(argv)
+    if args.data is None and (args.sbd or args.saliency or args.split):
+        ap.error("--sbd, --saliency and --split go with --data (the VOC job)")
 
     with stale_policy_env(args.keep_stale):  # the points' kernels inherit it
-        return run_main_job(args, argv)
+        return run_voc(args) if args.data is not None else run_main_job(args, argv)
+
+
+def run_voc(args) -> int:
+    """The VOC job (:mod:`wsss_lib.experiments.voc`): its inputs checked first, errors as one line."""
+    try:
+        return run_voc_job(args.data, args.sbd, args.saliency, args.quick, args.jobs, args.reports, repo_root(),
+                           split=args.split)
+    except (VOCJobError, DataError, GridError, RunsFolderError, DiskFullError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: the VOC job; run the same command again to resume (finished points are kept, "
+              "interrupted runs resume from their last checkpoint)", file=sys.stderr)
+        return 130
 
 
 def run_main_job(args, argv) -> int:

@@ -6,6 +6,7 @@ import ast
 import functools
 import hashlib
 import json
+import logging
 import os
 import socket
 import sys
@@ -68,6 +69,25 @@ def notebook_accepts(notebook: str) -> set[str]:
 #: the kernel's own arguments when a notebook is executed: its log quiet below errors (a local kernel on
 #: TCP logs a warning about encryption at every start: noise in every batch's output)
 KERNEL_ARGS = ["--log-level=ERROR"]
+
+class _KnownParameters(logging.Filter):
+    """Drops papermill's "Passed unknown parameter" warning: papermill knows only the names a
+    notebook's parameters cell assigns, while a stage notebook takes every field of its stages'
+    configs (:func:`notebook_accepts`), and a name it does not take is refused before it runs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Passed unknown parameter")
+
+
+_KNOWN_PARAMETERS = _KnownParameters()
+
+
+def quiet_papermill() -> None:
+    """Install :class:`_KnownParameters` on papermill's logger (once)."""
+    logger = logging.getLogger("papermill")
+    if _KNOWN_PARAMETERS not in logger.filters:
+        logger.addFilter(_KNOWN_PARAMETERS)
+
 
 #: parameters that name a file or folder: a relative one is resolved against the caller's working
 #: folder before it reaches a kernel (whose working folder is notebooks/)
@@ -238,6 +258,7 @@ def run_point(notebook: str, params: dict, folder: str, skip_failed: bool = Fals
         partial = folder_p / f".{src.stem}.partial.ipynb"
         error = ""
         try:
+            quiet_papermill()
             pm.execute_notebook(str(src), str(partial), parameters={**params, "point_dir": str(folder_p)},
                                 kernel_name="python3", cwd=str(src.parent), progress_bar=False, extra_arguments=KERNEL_ARGS)
             if not (folder_p / "metrics.json").exists():

@@ -205,6 +205,8 @@ class AMRStage(TrainingStage):
         if scores_only(cfg):  # read the network the same training made: nothing trained here
             training = {f.name: getattr(cfg, f.name) for f in fields(cfg)
                         if f.name not in SCORING_FIELDS and f.name not in self.display_only}
+            # the trained run reads plainly, whatever a profile sets (the voc profile reads officially)
+            training.update(inference="plain", score_images=0)
             return {"trained_run": Upstream("amr", str(given.get("trained_run") or ""), training, "trained_run",
                                             hint=" (an AMR run trained with the same parameters)")}
         if cfg.init_from == "auto":  # the classifier run made for it inherits backbone, pretrained, output stride
