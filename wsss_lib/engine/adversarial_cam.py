@@ -32,6 +32,7 @@ and compares maps.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -114,13 +115,15 @@ def pairs_per_chunk(size: tuple[int, int], scale: float, max_pairs: int, max_pix
 
 
 def climb_grad_cam(branch: torch.nn.Module, pairs: torch.Tensor, classes: torch.Tensor, iterations: int,
-                   factor: float, s: ClimbSettings) -> torch.Tensor:
+                   factor: float, s: ClimbSettings, autocast: torch.dtype | None = None) -> torch.Tensor:
     """The official per-class loop of one scale for ``P`` independent pairs at once.
 
     ``pairs``: ``P x 2 x 3 x H x W`` (each image and its mirror); ``classes``: ``P`` class indices;
     ``branch(x) -> class maps`` (a :class:`~wsss_lib.models.cam.CAMNet`: 1x1 classifier last).
     Returns the accumulated maps ``P x h x w`` (the image's map plus the mirror's flipped back,
-    summed over the iterations, times ``factor``)."""
+    summed over the iterations, times ``factor``). ``autocast``: the network's forward (and its
+    backward) in that dtype (bf16 on a GPU); the images, the gradient step and the maps stay in the
+    images' dtype."""
     p = pairs.shape[0]
     rows = torch.arange(p, device=pairs.device)
     weight = branch.classifier.weight.detach().flatten(1)  # K x C
@@ -132,7 +135,9 @@ def climb_grad_cam(branch: torch.nn.Module, pairs: torch.Tensor, classes: torch.
     with grouped_statistics(branch, 2):
         for _ in range(iterations):
             x.requires_grad_(True)
-            out = branch(x).to(x.dtype)  # 2P x K x h x w
+            with torch.autocast(x.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+                out = branch(x)
+            out = out.to(x.dtype)  # 2P x K x h x w
             k, h, w = out.shape[1:]
             out_c = out.view(p, 2, k, h, w)[rows, :, classes]  # P x 2 x h x w
             with torch.no_grad():
@@ -164,7 +169,8 @@ def climb_grad_cam(branch: torch.nn.Module, pairs: torch.Tensor, classes: torch.
 def official_cams(model, images: Sequence[np.ndarray], classes: list[list[int]], s: ClimbSettings = ClimbSettings(),
                   device: torch.device | str = "cpu", max_pairs: int = 64, progress: bool = False,
                   branches: tuple[str, ...] = ("spotlight", "compensation"),
-                  dtype: torch.dtype = torch.float32, max_pixels: int = PAIR_PIXEL_BUDGET) -> list[dict]:
+                  dtype: torch.dtype = torch.float32, max_pixels: int = PAIR_PIXEL_BUDGET,
+                  autocast: torch.dtype | None = None) -> list[dict]:
     """The official ``make_cam`` outputs of every image, for each AMR branch: per image a dict
     ``{branch: {"high_res": n x H x W, "strided": n x ceil(H/4) x ceil(W/4)}}`` for its ``n`` present
     classes (in ``classes[i]``'s order), each divided by its maximum + 1e-5.
@@ -174,7 +180,8 @@ def official_cams(model, images: Sequence[np.ndarray], classes: list[list[int]],
     ``max_pairs`` image-and-mirror pairs per forward, and at most ``max_pixels`` input pixels (image and
     mirror) per forward at every scale (:func:`pairs_per_chunk`), so a large scale of a large image
     takes fewer pairs at once instead of running out of memory. ``dtype``: the images' (the model must
-    match).
+    match); ``autocast``: the network run in that dtype (:func:`climb_grad_cam`; bf16 on a GPU, checked
+    against float64 on a subset by :func:`autocast_agreement`).
 
     The official maps are not continuous in the input: the Grad-CAM weight counts positive gradient
     entries and the climbing mask thresholds the map, so a rounding difference between two ways of
@@ -208,7 +215,8 @@ def official_cams(model, images: Sequence[np.ndarray], classes: list[list[int]],
                             t = normalize_uint8(rescale_uint8(images[i], s.scales[idx]))
                             xs.append(torch.stack([t, t.flip(-1)]))
                         cls = torch.tensor([c for _, c in chunk], device=device)
-                        acc = climb_grad_cam(branch, torch.stack(xs).to(device, dtype), cls, iters, factor, s)
+                        acc = climb_grad_cam(branch, torch.stack(xs).to(device, dtype, non_blocking=True), cls, iters,
+                                             factor, s, autocast)
                         for (i, c), m in zip(chunk, acc.cpu()):
                             maps[(i, c)] = m
                         bar.update(len(chunk))
@@ -218,6 +226,41 @@ def official_cams(model, images: Sequence[np.ndarray], classes: list[list[int]],
     finally:
         bar.close()
         model.train(was_training)
+    return out
+
+
+#: how many images :func:`autocast_agreement` runs in float64 against the autocast dtype
+AGREEMENT_IMAGES = 8
+
+
+def autocast_agreement(model, images: Sequence[np.ndarray], classes: list[list[int]], s: ClimbSettings,
+                       device: torch.device | str, autocast: torch.dtype, n_images: int = AGREEMENT_IMAGES,
+                       threshold: float = 0.3, max_pixels: int = PAIR_PIXEL_BUDGET) -> dict:
+    """How far the ``autocast`` maps of :func:`official_cams` are from float64 ones, on the first
+    ``n_images`` images with a present class: per branch, the mean and the largest absolute difference
+    of the ``high_res`` maps (each in [0, 1]), and the share of pixels whose label agrees (background
+    where every map is below ``threshold``, else the class of the largest map: the threshold rule of
+    the pseudo labels). The climb is not continuous in its input (see :func:`official_cams`), so a
+    difference is a changed climb somewhere, not only a rounding."""
+    idx = [i for i in range(len(images)) if classes[i]][:n_images]
+    sub_images, sub_classes = [images[i] for i in idx], [classes[i] for i in idx]
+    ref_model = copy.deepcopy(model).double()
+    ref = official_cams(ref_model, sub_images, sub_classes, s, device, dtype=torch.float64, max_pixels=max_pixels)
+    del ref_model
+    got = official_cams(model, sub_images, sub_classes, s, device, autocast=autocast, max_pixels=max_pixels)
+    out = {"images": len(idx), "dtype": str(autocast).replace("torch.", "")}
+    for branch in ref[0] if ref else ():
+        diffs, agree, total = [], 0, 0
+        for r, g in zip(ref, got):
+            a, b = r[branch]["high_res"].float().cpu(), g[branch]["high_res"].float().cpu()
+            diffs.append((a - b).abs().flatten())
+            la = torch.where(a.amax(0) < threshold, -1, a.argmax(0))
+            lb = torch.where(b.amax(0) < threshold, -1, b.argmax(0))
+            agree += int((la == lb).sum())
+            total += la.numel()
+        d = torch.cat(diffs)
+        out[branch] = {"mean_abs_diff": float(d.mean()), "max_abs_diff": float(d.max()),
+                       "label_agreement": agree / max(total, 1)}
     return out
 
 
@@ -238,5 +281,5 @@ def assemble_maps(i: int, cls: list[int], size: tuple[int, int], per_scale: dict
     return {"high_res": h_sum, "strided": s_sum}
 
 
-__all__ = ["ClimbSettings", "OFFICIAL_SCALES", "assemble_maps", "climb_grad_cam", "normalize_uint8", "official_cams",
+__all__ = ["AGREEMENT_IMAGES", "ClimbSettings", "OFFICIAL_SCALES", "assemble_maps", "autocast_agreement", "climb_grad_cam", "normalize_uint8", "official_cams",
            "rescale_uint8", "strided_size"]

@@ -31,7 +31,7 @@ import torch.nn.functional as Fn
 from PIL import Image
 
 from wsss_lib.data.transforms import views_to_image_frame
-from wsss_lib.engine.adversarial_cam import ClimbSettings, official_cams
+from wsss_lib.engine.adversarial_cam import ClimbSettings, autocast_agreement, official_cams
 from wsss_lib.formulas.accumulation import OAAStore, gate_paper
 from wsss_lib.formulas.attention import attention_maps, class_scores
 from wsss_lib.models.amr import build_amr
@@ -179,12 +179,15 @@ def format_memory() -> str:
 
 def bench_cam(device: str = "cpu", image_size: int = 64, n_images: int = 16, num_classes: int = 8,
               backbone: str = "tiny", seed: int = 0, loop_images: int = 4, adv_iter: int = 8,
-              scales=(1.0, 0.5, 1.5), max_pairs: int = 64, amm_form: str = "official", check_images: int = 2) -> dict:
+              scales=(1.0, 0.5, 1.5), max_pairs: int = 64, amm_form: str = "official", check_images: int = 2,
+              bf16: bool | None = None) -> dict:
     """AMR's official inference, batched (:func:`wsss_lib.engine.adversarial_cam.official_cams`)
     against the official loop (:func:`wsss_lib.speed.official_loop.official_loop_cams`: one
     image-and-mirror pair per forward, hooks and two backwards per iteration), both branches, on the
     same random AMR network and images; the outputs of the images both ran are compared, and the first
-    ``check_images`` once more in float64 (where rounding cannot flip a threshold)."""
+    ``check_images`` once more in float64 (where rounding cannot flip a threshold). ``bf16`` (default:
+    on CUDA): the batched method also under bf16 autocast, timed, and its maps against float64 ones
+    (:func:`~wsss_lib.engine.adversarial_cam.autocast_agreement`, on ``check_images`` images)."""
 
     dev = torch.device(device)
     torch.manual_seed(seed)
@@ -220,7 +223,16 @@ def bench_cam(device: str = "cpu", image_size: int = 64, n_images: int = 16, num
     diff64 = max_diff(official_cams(m64, images[few], labels[few], settings, dev, dtype=torch.float64),
                       official_loop_cams(m64, images[few], labels[few], settings, dtype=torch.float64))
     batched_rate, loop_rate = n_images / t_batched, loop_images / t_loop
-    return {"device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
+    extra = {}
+    if bf16 if bf16 is not None else dev.type == "cuda":
+        sync()
+        t0 = time.perf_counter()
+        official_cams(model, images, labels, settings, dev, max_pairs=max_pairs, autocast=torch.bfloat16)
+        sync()
+        extra = {"bf16_images_per_s": n_images / (time.perf_counter() - t0),
+                 "bf16_agreement": autocast_agreement(model, images, labels, settings, dev, torch.bfloat16,
+                                                      n_images=check_images)}
+    return {**extra, "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
             "threads": torch.get_num_threads(), "image_size": image_size, "backbone": backbone, "amm_form": amm_form,
             "scales": list(scales), "adv_iter": adv_iter, "schedule": settings.schedule(), "max_pairs": max_pairs,
             "batched_images_per_s": batched_rate, "loop_images_per_s": loop_rate, "speedup": batched_rate / loop_rate,
@@ -238,13 +250,25 @@ def format_cam(res: dict) -> str:
         "", "| method | images/s |", "|---|---:|",
         f"| batched: image-and-mirror pairs of many images, classes and one scale per forward, closed-form Grad-CAM "
         f"(up to {res['max_pairs']} pairs; {res['n_images']} images) | {res['batched_images_per_s']:.3f} |",
+        *([f"| batched under bf16 autocast ({res['n_images']} images) | {res['bf16_images_per_s']:.3f} |"]
+          if "bf16_images_per_s" in res else []),
         f"| the official loop: one pair per forward, hooks, two backwards per iteration ({res['loop_images']} images) "
         f"| {res['loop_images_per_s']:.3f} |",
         "", f"Speed-up on the same output: **{res['speedup']:.1f}x**. Largest difference between the two methods' "
         f"normalized maps in float64 ({res['checked_images']} images, both branches): {res['max_abs_diff']:.1e}; "
         f"in the float32 runs timed above: {res['max_abs_diff_float32']:.1e} (the official maps jump where a pixel "
         "crosses zero or the climbing mask's threshold, so rounding differences between one pair per forward and "
-        "many can grow; in float64 they do not arise)."])
+        "many can grow; in float64 they do not arise).", *_bf16_line(res)])
+
+
+def _bf16_line(res: dict) -> list[str]:
+    a = res.get("bf16_agreement")
+    if not a:
+        return []
+    parts = [f"{b}: mean |diff| {a[b]['mean_abs_diff']:.4f}, max {a[b]['max_abs_diff']:.3f}, labels agree on "
+             f"{100 * a[b]['label_agreement']:.2f}% of the pixels" for b in ("spotlight", "compensation") if b in a]
+    return ["", f"bf16 autocast against float64 on {a['images']} images (normalized maps in [0, 1]; labels at "
+                "threshold 0.3): " + "; ".join(parts) + "."]
 
 
 def voc_benchmarks(device: str, steps: int = 20, emit=print) -> list[str]:

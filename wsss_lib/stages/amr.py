@@ -41,10 +41,10 @@ from pathlib import Path
 
 import torch
 
-from wsss_lib.engine.adversarial_cam import OFFICIAL_SCALES, ClimbSettings, official_cams, strided_size
+from wsss_lib.engine.adversarial_cam import OFFICIAL_SCALES, ClimbSettings, autocast_agreement, official_cams, strided_size
 from wsss_lib.engine.common import dense_source, infer_attention, present_slots
 from wsss_lib.engine.config import AttentionTrainConfig
-from wsss_lib.engine.loop import Batch
+from wsss_lib.engine.loop import Batch, amp_dtype
 from wsss_lib.formulas.attention import attention_maps, class_scores
 from wsss_lib.formulas.evaluation import CAMEvaluator
 from wsss_lib.formulas.losses import amr_total_loss, area_regularizer, cps_loss, multilabel_bce
@@ -306,7 +306,10 @@ class AMRStage(TrainingStage):
         classes = [[] for _ in range(len(images))]
         for i, c in zip(si.tolist(), sc.tolist()):
             classes[i].append(c)
-        cams = official_cams(model, images, classes, settings, ctx.device, progress=ctx.progress)
+        autocast = make_cam_autocast(ctx.device, cfg.amp)
+        if autocast is not None:  # bf16 on a GPU: how far its maps are from float64 ones, on a subset
+            ctx.state["make_cam_autocast"] = autocast_agreement(model, images, classes, settings, ctx.device, autocast)
+        cams = official_cams(model, images, classes, settings, ctx.device, progress=ctx.progress, autocast=autocast)
         size = strided_size((ctx.ts.crop, ctx.ts.crop), 4)
         out = {}
         for branch, source in (("spotlight", "amr_spotlight"), ("compensation", "amr_compensation")):
@@ -320,8 +323,11 @@ class AMRStage(TrainingStage):
         return {"xi": list(XI_SWEEP)}
 
     def extra_metrics(self, ctx: RunContext, model, evals: dict) -> dict:
+        check = ctx.state.get("make_cam_autocast") or {}
+        agreement = {f"make_cam_{check['dtype']}_{branch}_{k}": v for branch in ("spotlight", "compensation")
+                     for k, v in check.get(branch, {}).items()}
         return {"amr_miou": evals["amr_xi0.5"]["miou"],  # the report's xi
-                "amr_best_xi": max(XI_SWEEP, key=lambda x: evals[f"amr_xi{x:g}"]["miou"])}
+                "amr_best_xi": max(XI_SWEEP, key=lambda x: evals[f"amr_xi{x:g}"]["miou"]), **agreement}
 
     def point_metrics(self, cfg: AMRConfig, run: Path) -> dict:
         """This point's ``xi_main`` picks the headline number: the run's sweep value there, or the
@@ -390,6 +396,13 @@ def xi_miou(run: str | Path, xi: float) -> float:
     if params.get("score_images"):
         layout = layout.first(int(params["score_images"]))
     return float(CAMEvaluator(layout).evaluate(weighted_source(run, xi))["miou"])
+
+
+def make_cam_autocast(device: torch.device, amp: bool) -> torch.dtype | None:
+    """The dtype the official inference runs the network in: bf16 on a GPU that has it, with ``amp``
+    (the training stages' switch); None (float32) elsewhere, and on a GPU without bf16 (fp16 would
+    need a scaled climb)."""
+    return torch.bfloat16 if amp_dtype(device, amp) == torch.bfloat16 else None
 
 
 def scores_only(cfg: AMRConfig) -> bool:
