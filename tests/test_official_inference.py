@@ -276,3 +276,21 @@ def test_amr_stage_records_the_autocast_agreement(tmp_path, quick_voc, monkeypat
     for branch in ("spotlight", "compensation"):
         assert 0 <= m[f"make_cam_bfloat16_{branch}_mean_abs_diff"] < 0.05
         assert m[f"make_cam_bfloat16_{branch}_label_agreement"] > 0.9
+
+
+def test_each_image_is_read_and_resized_once_per_scale_and_branch_and_normalized_as_the_official(monkeypatch):
+    """An image's classes share its resized copy (the old loop read and resized it once per class),
+    which goes to the device as uint8 and is normalized there, with values identical to the official
+    float64-then-float32 normalization."""
+    from wsss_lib.engine import adversarial_cam as ac
+
+    images = _images(3, 29, 33)
+    torch.testing.assert_close(ac.normalize_batch(torch.from_numpy(np.stack(images))),
+                               torch.stack([normalize_uint8(im) for im in images]), rtol=0, atol=0)
+    calls = []
+    real = ac.rescale_uint8
+    monkeypatch.setattr(ac, "rescale_uint8", lambda im, sc: calls.append(sc) or real(im, sc))
+    classes = [[0, 1, 2], [3], [1, 3]]
+    s = ClimbSettings(adv_iter=1, scales=(1.0, 0.5))
+    official_cams(_amr("official"), images, classes, s)
+    assert len(calls) == len(images) * len(s.scales) * 2  # 3 images x 2 scales x 2 branches (not x 6 classes)
