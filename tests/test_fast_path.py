@@ -108,3 +108,19 @@ def test_variable_size_images_take_one_copy_and_render_as_each_image_alone():
     torch.testing.assert_close(listed, want, atol=1e-4, rtol=0)
     same = collate_samples([{"image": im, "label": torch.zeros(3), "index": 0, "id": "a"} for im in images[2:3] * 2])
     assert same["sizes"] is None and same["images"].shape == (2, 3, 50, 50)  # equal sizes: a plain stack
+
+
+def test_cam_scoring_on_the_device_counts_what_the_host_counts(quick_voc):
+    """CAMEvaluator on the run's device (the GPU where there is one) gives the confusion matrices of
+    the host, up to the bilinear upsampling's last bits (a pixel within 1e-6 of a threshold)."""
+    from wsss_lib.data.voc import VOCLayout
+    from wsss_lib.engine.common import dense_source
+    from wsss_lib.formulas.evaluation import CAMEvaluator
+
+    layout = VOCLayout(quick_voc, "train")
+    g = torch.Generator().manual_seed(0)
+    source = dense_source(torch.rand(len(layout), layout.num_classes - 1, 9, 9, generator=g), layout)
+    host = CAMEvaluator(layout).confusion(source)
+    dev = CAMEvaluator(layout, device=DEVICE).confusion(source)
+    assert dev.device.type == "cpu" and dev.shape == host.shape
+    assert (dev - host).abs().sum() <= 1e-4 * host.sum()

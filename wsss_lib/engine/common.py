@@ -77,13 +77,14 @@ def snapshot_epoch_miou(snapshots: dict, layout) -> list[float]:
 
 
 def save_and_score(out: Path, root: Path, sources: dict[str, dict], extra: dict | None = None,
-                   layout: VOCLayout | None = None) -> dict:
+                   layout: VOCLayout | None = None, device: torch.device | str = "cpu") -> dict:
     """Write ``attention/<name>.pt`` for each source, score each on the train split (or on ``layout``,
-    a part of it), write ``evaluation.json``; returns the per-source evaluations."""
+    a part of it) on ``device`` (the run's: upsampling and counting on the GPU where it has one),
+    write ``evaluation.json``; returns the per-source evaluations."""
     (out / "attention").mkdir(exist_ok=True)
     for name, src in sources.items():
         save_attention(out / "attention" / f"{name}.pt", src, name)
-    evaluator = CAMEvaluator(layout if layout is not None else VOCLayout(root, "train"))
+    evaluator = CAMEvaluator(layout if layout is not None else VOCLayout(root, "train"), device=device)
     evals = {name: evaluator.evaluate(src) for name, src in sources.items()}
     write_json(out / "evaluation.json", {"sources": evals, **(extra or {})})
     return evals

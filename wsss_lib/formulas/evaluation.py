@@ -24,8 +24,13 @@ class CAMEvaluator:
     """Scores any number of attention sources against a split's masks (uint8, shared by every
     evaluator of the process: :meth:`~wsss_lib.data.voc.VOCLayout.mask_tensor`)."""
 
-    def __init__(self, layout, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> None:
+    def __init__(self, layout, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+                 device: torch.device | str = "cpu") -> None:
         self.layout = layout
+        #: where the maps are upsampled and the pixels counted (the masks stay on the host, uint8,
+        #: and go there a chunk at a time); the counts are the same on any device up to the bilinear
+        #: upsampling's last bits
+        self.device = torch.device(device)
         self.thresholds = torch.tensor(list(thresholds), dtype=torch.float32)
         self.k1 = layout.num_classes
         self.masks = []
@@ -55,7 +60,9 @@ class CAMEvaluator:
             groups.setdefault(tuple(mask.shape), []).append(li)
         # A pixel with max score v and label l predicts l at every threshold below v and background
         # at the others, so one histogram over (gt, l, #thresholds below v) gives all T matrices.
-        hist = torch.zeros(k1 * k1 * (t_count + 1), dtype=torch.int64)
+        dev = self.device
+        thresholds = self.thresholds.to(dev)
+        hist = torch.zeros(k1 * k1 * (t_count + 1), dtype=torch.int64, device=dev)
         maps_all, cls_all = source["maps"].float(), source["slot_class"]
         for (h, w), members in groups.items():
             for start in range(0, len(members), chunk):
@@ -69,15 +76,16 @@ class CAMEvaluator:
                     if sl:
                         dense[j, :len(sl)] = maps_all[sl]
                         cls[j, :len(sl)] = cls_all[sl] + 1
+                dense, cls = dense.to(dev, non_blocking=True), cls.to(dev, non_blocking=True)
                 up = Fn.interpolate(dense, size=(h, w), mode="bilinear", align_corners=False)
                 maxv, arg = up.max(1)  # n x h x w
                 label = cls.gather(1, arg.view(n, -1)).view(n, h, w)
-                below = torch.searchsorted(self.thresholds, maxv.contiguous(), right=False)
-                gt = torch.stack([self.masks[li] for li in part]).long()
+                below = torch.searchsorted(thresholds, maxv.contiguous(), right=False)
+                gt = torch.stack([self.masks[li] for li in part]).to(dev, non_blocking=True).long()
                 keep = gt != 255
                 idx = ((gt * k1 + label) * (t_count + 1) + below)[keep]
                 hist += torch.bincount(idx, minlength=hist.numel())
-        hist = hist.view(k1, k1, t_count + 1)
+        hist = hist.cpu().view(k1, k1, t_count + 1)
         # above[g, l, j] = pixels with #thresholds-below > j, i.e. v > threshold j: predicted l
         csum = hist.cumsum(-1)
         above = csum[..., -1:] - csum[..., :t_count]

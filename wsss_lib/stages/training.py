@@ -130,7 +130,8 @@ class TrainingStage(Stage):
         t0 = time.perf_counter()
         sources = self.attention(ctx, model)
         evals = save_and_score(ctx.out, ctx.root, sources,
-                               {"history": train_info.get("history", []), **self.evaluation_extra(ctx)}, ctx.layout)
+                               {"history": train_info.get("history", []), **self.evaluation_extra(ctx)}, ctx.layout,
+                               device=ctx.device)
         probe = probe_views(ctx.ts.dataset, ctx.ts.crop, ctx.device)
         health = health_metrics(self.health_nets(model), probe,
                                 {k: sources[k] for k in (self.health_sources or tuple(sources)) if k in sources})
