@@ -1,5 +1,7 @@
 """The benchmark code runs and reports its figures (tiny sizes; no timing is asserted)."""
 
+import pytest
+
 from wsss_lib.speed.bench import bench_cam, bench_oaa, format_cam, format_memory, format_oaa, store_memory_table
 
 import torch
@@ -70,3 +72,28 @@ def test_variant_costs_time_every_stage_on_version_1_and_the_default(tmp_path):
     for case in ("cam+oaa", "oaa_plus", "amr", "segmentation"):
         assert f"| {case}" in md
     assert "v1 (64 px), images/s" in md  # the quick profile's default is version 1: one column, no ratio
+
+
+def test_make_cam_flops_follow_the_official_schedule_and_scales():
+    """The make_cam FLOP bound of reports/voc_budget.md: each branch's count is one image-and-mirror
+    forward and input backward per climbing iteration, at each scale's size: about (sum over the
+    official schedule of iterations x scale^2) times the count at scale 1."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from wsss_lib.engine.adversarial_cam import OFFICIAL_SCALES, ClimbSettings
+    from wsss_lib.models.amr import build_amr
+    from wsss_lib.speed.voc_budget import make_cam_flops
+
+    size = (96, 128)
+    got = make_cam_flops(size)
+    with torch.device("meta"):
+        net = build_amr("resnet50", 20, None, output_stride=16, placement="bottleneck", head_convs=0, form="official")
+    net.eval().requires_grad_(False)
+    x = torch.zeros(2, 3, *size, device="meta", requires_grad=True)
+    with FlopCounterMode(display=False) as fc:
+        net.spotlight(x).relu().mean().backward()
+    weight = sum(iters * OFFICIAL_SCALES[idx] ** 2 for idx, iters, _ in ClimbSettings(adv_iter=27).schedule())
+    assert weight == pytest.approx(13 * 0.25 + 27 * (1 + 0.75 ** 2 + 1.25 ** 2 + 1.5 ** 2 + 1.75 ** 2 + 4))
+    assert got["spotlight"] == pytest.approx(weight * fc.get_total_flops(), rel=0.1)
+    assert got["compensation"] == pytest.approx(got["spotlight"], rel=0.01)  # the AMMs cost little
