@@ -248,3 +248,20 @@ def test_flip_inference_of_a_flip_equivariant_net_changes_nothing():
     net = torch.nn.Conv2d(3, 4, 1).eval()  # per-pixel: mirroring commutes with it
     x = torch.randint(0, 255, (1, 3, 16, 16), dtype=torch.uint8)
     assert torch.allclose(predict_probs(net, x, flip=True), predict_probs(net, x), atol=1e-6)
+
+
+def test_pseudo_labels_made_in_loader_workers_equal_those_made_in_the_main_process(tmp_path, quick_root):
+    """The labels are one independent job per image (``LabelJobs``): made by two loader workers they
+    are the same files and the same scores, and the worker count is not part of the run's identity."""
+    stage = get_stage("pseudo_labels")
+    kw = dict(quick=True, mode="saliency", source="cam", progress=False)
+    one = stage(run_dir=str(tmp_path / "w0"), **kw)
+    two = stage(run_dir=str(tmp_path / "w2"), num_workers=2, **kw)
+    files = sorted(p.name for p in (one / LABEL_FOLDER).glob("*.png"))
+    assert files and files == sorted(p.name for p in (two / LABEL_FOLDER).glob("*.png"))
+    for name in files:
+        assert np.array_equal(np.asarray(Image.open(one / LABEL_FOLDER / name)), np.asarray(Image.open(two / LABEL_FOLDER / name)))
+    m1, m2 = read_json(one / "metrics.json"), read_json(two / "metrics.json")
+    assert {k: v for k, v in m1.items() if "seconds" not in k and "bytes" not in k} == \
+        {k: v for k, v in m2.items() if "seconds" not in k and "bytes" not in k}
+    assert read_json(one / "params.json")["params"] == read_json(two / "params.json")["params"]

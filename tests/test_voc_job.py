@@ -120,6 +120,7 @@ def test_the_voc_job_runs_end_to_end_at_smoke_size(rehearsal, tmp_path, monkeypa
     assert _voc(["--quick", "--data", str(voc), "--sbd", str(sbd), "--saliency", str(sal), "--reports", str(reports),
                  "-j", "2"]) == 0
     page = (reports / "voc.md").read_text()
+    assert (reports / "environment.json").exists()
     aug = VOCLayout(voc, "train_aug", sbd_root=str(sbd))
     assert f"train_aug: {len(aug)} training images" in page
     rows = [line for line in page.splitlines() if line.startswith("| ") and not line.startswith("| method")]

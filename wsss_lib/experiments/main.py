@@ -181,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_voc(args) if args.data is not None else run_main_job(args, argv)
 
 
+def interrupted(what: str) -> int:
+    """Say how to resume an interrupted job; its exit status (130, as a shell's for Ctrl-C)."""
+    print(f"\ninterrupted: {what}; run the same command again to resume (finished points are kept, "
+          "interrupted runs resume from their last checkpoint)", file=sys.stderr)
+    return 130
+
+
 def run_voc(args) -> int:
     """The VOC job (:mod:`wsss_lib.experiments.voc`): its inputs checked first, errors as one line."""
     try:
@@ -190,9 +197,7 @@ def run_voc(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: the VOC job; run the same command again to resume (finished points are kept, "
-              "interrupted runs resume from their last checkpoint)", file=sys.stderr)
-        return 130
+        return interrupted("the VOC job")
 
 
 def run_main_job(args, argv) -> int:
@@ -224,9 +229,7 @@ def run_main_job(args, argv) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: the main job; run the same command again to resume (finished points are kept, "
-              "interrupted runs resume from their last checkpoint)", file=sys.stderr)
-        return 130
+        return interrupted("the main job")
     timings["grids (batch runner)"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     pages = [run_results_notebook(reports, profile.quick), *showcase(points, reports)]

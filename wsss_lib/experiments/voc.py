@@ -36,7 +36,8 @@ from wsss_lib.models.weights import WeightsUnavailable, imagenet_file
 from wsss_lib.reporting.tables.oaa import OAA_TABLE2, REPORT_TABLE1
 from wsss_lib.runs.profile import VOC, VOC_QUICK, Profile, resolve_profile
 from wsss_lib.stages.notebook import notebook_stages
-from wsss_lib.util.io import read_json, write_text
+from wsss_lib.util.environment import environment_summary
+from wsss_lib.util.io import read_json, write_json, write_text
 
 
 class VOCJobError(ValueError):
@@ -241,6 +242,7 @@ def run_voc_job(data, sbd, saliency, quick: bool, jobs: int, reports: Path | Non
     summary = run_batch(grids, jobs, profile.name, points=points)
     reports.mkdir(parents=True, exist_ok=True)
     page = write_text(reports / "voc.md", voc_table(points, inputs, profile))
+    write_json(reports / "environment.json", environment_summary())  # the versions that made the page
     failed = summary[summary["status"] == "failed"]
     print(f"[voc] {len(summary)} points, {len(failed)} failed, in {time.perf_counter() - t0:.0f} s; see {page}")
     return 1 if len(failed) else 0

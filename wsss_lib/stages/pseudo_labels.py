@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from wsss_lib.data.saliency import load_saliency, resolve_saliency_root
 from wsss_lib.engine.config import StageConfig
+from wsss_lib.engine.loop import loader_workers
 from wsss_lib.formulas.label_rules import (IGNORE, official_attention_prep, saliency_labels, threshold_labels,
                                            write_label_png)
 from wsss_lib.formulas.metrics import confusion_matrix, iou_from_confusion
@@ -59,6 +60,7 @@ class PseudoLabelConfig(StageConfig):
     min_fg_ratio: float = 0.01  # saliency mode: images with less confident foreground -> all ignored
     saliency_root: str = ""  # folder of <id>.png saliency maps; empty: the embedded benchmark's generated ones
     attention_prep: str = "float"  # "float": bilinear resize of the float maps | "official": res.py (8-bit, bicubic, min-max, truncation)
+    num_workers: int = 0  # loader workers making the labels (0: none on CPU; on CUDA, a few per GPU)
 
     def validate(self) -> "PseudoLabelConfig":
         self.check("source", isinstance(self.source, str), "the name of an attention source")
@@ -69,6 +71,7 @@ class PseudoLabelConfig(StageConfig):
             self.check_number(name, 0.0, 1.0)
         self.check("saliency_root", isinstance(self.saliency_root, str), "a folder path, or empty")
         self.check("attention_prep", self.attention_prep in ATTENTION_PREPS, f"one of {', '.join(ATTENTION_PREPS)}")
+        self.check_int("num_workers")
         return self
 
 
@@ -132,40 +135,16 @@ class PseudoLabelStage(Stage):
         folder = ctx.out / LABEL_FOLDER
         folder.mkdir(exist_ok=True)
         k1 = layout.num_classes
+        jobs = LabelJobs(cfg, layout, src, slots, sal_root, folder)
+        loader = torch.utils.data.DataLoader(jobs, batch_size=None, shuffle=False, collate_fn=_as_is,
+                                             num_workers=loader_workers(ctx.device, cfg.num_workers))
         cm = np.zeros((k1, k1), dtype=np.int64)
-        fg_gt = fg_hit = labelled_fg = correct_fg = ignored = total = empty = 0
-        for i in tqdm(range(len(layout)), desc="pseudo labels", leave=False, disable=not ctx.progress):
-            gt = layout.load_mask(i)
-            shape = gt.shape
-            sl = slots.get(i, [])
-            classes = src["slot_class"][sl].numpy()
-            maps = src["maps"][sl]
-            if not sl:
-                att = np.zeros((0, *shape), np.float32)
-            elif cfg.attention_prep == "official":
-                att = official_attention_prep(maps.numpy(), shape)
-            else:
-                att = Fn.interpolate(maps[None], size=shape, mode="bilinear", align_corners=False)[0].numpy()
-            if cfg.mode == "threshold":
-                lab = threshold_labels(att, classes, cfg.threshold)
-            else:
-                sal = load_saliency(sal_root, layout.ids[i], shape)
-                lab = saliency_labels(att, classes, sal, cfg.fg_threshold, cfg.conflict, cfg.bg_saliency,
-                                      cfg.att_salient, cfg.min_fg_ratio)
-            write_label_png(folder / f"{layout.ids[i]}.png", lab)
-            valid = gt != IGNORE
-            keep = valid & (lab != IGNORE)
-            cm += confusion_matrix(torch.from_numpy(lab[keep].astype(np.int64)),
-                                   torch.from_numpy(gt[keep].astype(np.int64)), k1)
-            gfg = valid & (gt > 0)
-            lfg = valid & (lab > 0) & (lab != IGNORE)
-            fg_gt += int(gfg.sum())
-            fg_hit += int((gfg & (lab == gt)).sum())
-            labelled_fg += int(lfg.sum())
-            correct_fg += int((lfg & (lab == gt)).sum())
-            ignored += int((valid & (lab == IGNORE)).sum())
-            total += int(valid.sum())
-            empty += int((lab == IGNORE).all())
+        counts = dict.fromkeys(COUNTS, 0)
+        for part in tqdm(loader, total=len(jobs), desc="pseudo labels", leave=False, disable=not ctx.progress):
+            cm += part.pop("confusion")
+            for k in COUNTS:
+                counts[k] += part[k]
+        fg_gt, fg_hit, labelled_fg, correct_fg, ignored, total, empty = (counts[k] for k in COUNTS)
         iou = iou_from_confusion(cm)
         # every pixel ignored (e.g. empty maps): no mIoU, and metrics.json leaves it out
         miou = {"pseudo_miou": float(np.nanmean(iou))} if np.isfinite(iou).any() else {}
@@ -181,6 +160,57 @@ class PseudoLabelStage(Stage):
         write_metrics(ctx.out, metrics)
 
 
+#: what :class:`LabelJobs` counts per image (summed over the split by the stage)
+COUNTS = ("fg_gt", "fg_hit", "labelled_fg", "correct_fg", "ignored", "total", "empty")
+
+
+def _as_is(item):
+    return item
+
+
+class LabelJobs(torch.utils.data.Dataset):
+    """Image ``i``'s pseudo label made from its maps (and saliency map), written as a PNG and counted
+    against its mask: one job per image, run in the loader's workers where it has any (on CUDA by
+    default: the label rules are the official code's, on the host), each independent of the others."""
+
+    def __init__(self, cfg: "PseudoLabelConfig", layout, src: dict, slots: dict, sal_root, folder) -> None:
+        self.cfg, self.layout, self.src, self.slots, self.sal_root, self.folder = cfg, layout, src, slots, sal_root, folder
+
+    def __len__(self) -> int:
+        return len(self.layout)
+
+    def __getitem__(self, i: int) -> dict:
+        cfg, layout, src = self.cfg, self.layout, self.src
+        gt = layout.load_mask(i)
+        shape = gt.shape
+        sl = self.slots.get(i, [])
+        classes = src["slot_class"][sl].numpy()
+        maps = src["maps"][sl]
+        if not sl:
+            att = np.zeros((0, *shape), np.float32)
+        elif cfg.attention_prep == "official":
+            att = official_attention_prep(maps.numpy(), shape)
+        else:
+            att = Fn.interpolate(maps[None], size=shape, mode="bilinear", align_corners=False)[0].numpy()
+        if cfg.mode == "threshold":
+            lab = threshold_labels(att, classes, cfg.threshold)
+        else:
+            sal = load_saliency(self.sal_root, layout.ids[i], shape)
+            lab = saliency_labels(att, classes, sal, cfg.fg_threshold, cfg.conflict, cfg.bg_saliency,
+                                  cfg.att_salient, cfg.min_fg_ratio)
+        write_label_png(self.folder / f"{layout.ids[i]}.png", lab)
+        valid = gt != IGNORE
+        keep = valid & (lab != IGNORE)
+        cm = confusion_matrix(torch.from_numpy(lab[keep].astype(np.int64)),
+                              torch.from_numpy(gt[keep].astype(np.int64)), layout.num_classes)
+        gfg = valid & (gt > 0)
+        lfg = valid & (lab > 0) & (lab != IGNORE)
+        return {"confusion": np.asarray(cm, dtype=np.int64), "fg_gt": int(gfg.sum()),
+                "fg_hit": int((gfg & (lab == gt)).sum()), "labelled_fg": int(lfg.sum()),
+                "correct_fg": int((lfg & (lab == gt)).sum()), "ignored": int((valid & (lab == IGNORE)).sum()),
+                "total": int(valid.sum()), "empty": int((lab == IGNORE).all())}
+
+
 STAGE = PseudoLabelStage()
 
-__all__ = ["LABEL_FOLDER", "MODES", "PseudoLabelConfig", "PseudoLabelStage", "STAGE", "stage_of_source"]
+__all__ = ["COUNTS", "LABEL_FOLDER", "LabelJobs", "MODES", "PseudoLabelConfig", "PseudoLabelStage", "STAGE", "stage_of_source"]
