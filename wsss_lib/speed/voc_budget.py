@@ -90,9 +90,9 @@ def make_cam_flops(size: tuple[int, int] = VOC_SIZE) -> dict:
     return out
 
 
-def make_cam_lines(classes_per_image: float) -> list[str]:
-    """The make_cam section of the page: the FLOP bound per AMR run and for the VOC job."""
-    flops = make_cam_flops()
+def make_cam_lines(classes_per_image: float, flops: dict) -> list[str]:
+    """The make_cam section of the page: the FLOP bound (``flops``: :func:`make_cam_flops`) per AMR
+    run and for the VOC job."""
     per_image = sum(flops.values()) * classes_per_image
     run = per_image * VOC_TRAIN_AUG
     peak_min = run / BF16_PEAK / 60
@@ -235,7 +235,8 @@ def page(rehearsal: Path, run: Path) -> str:
     job16 = sum(VOC_JOB_RUNS[st] * per_epoch * epochs / H200_RATES[st][1] / 60
                 for st, (per_epoch, epochs, _) in SCHEDULES.items())
     one_cam = VOC_TRAIN_AUG / INFERENCE_RATE / 60
-    mc_peak = sum(make_cam_flops().values()) * slots_per_image * VOC_TRAIN_AUG / BF16_PEAK / 60
+    flops = make_cam_flops()
+    mc_peak = sum(flops.values()) * slots_per_image * VOC_TRAIN_AUG / BF16_PEAK / 60
     lines += [f"| **training, all stages** | | | **{tot32:.0f}** | **{tot16:.0f}** | |", "",
               "The AMR rows are the default network's rates (output stride 8 and a 3 x 512 head); the VOC job trains "
               "the official network (output stride 16, no extra head), which costs less: not measured on a GPU. Not in "
@@ -243,7 +244,7 @@ def page(rehearsal: Path, run: Path) -> str:
               "1,000 images/s needs many loader workers), the pseudo labels, and the CAM inference over train_aug (the "
               f"batched multi-scale inference ran at {INFERENCE_RATE:.0f} images/s on the H200: about "
               f"{VOC_TRAIN_AUG / INFERENCE_RATE / 60:.1f} min a source; the VOC job infers 3: the classifier and the two "
-              f"OAA+ runs, about {infer_min:.0f} min).", "", *make_cam_lines(slots_per_image),
+              f"OAA+ runs, about {infer_min:.0f} min).", "", *make_cam_lines(slots_per_image, flops),
               "## Where this stands against the goal", "",
               "The goal: the whole VOC pipeline (one run of each stage: classifier + OAA, OAA+, AMR, official "
               "`make_cam`, pseudo labels, DeepLab) within 90 minutes on one H100, everything except `make_cam` within "
