@@ -100,7 +100,7 @@ def test_official_preset_resolves_and_explicit_parameters_win():
 
     c = AMRConfig.from_params(preset="official")
     assert (c.amm_form, c.cps_maps, c.w_cps, c.detach_stem, c.freeze_spotlight) == ("official", "raw", 0.05, True, True)
-    assert c.placement == "stage"  # tiny has no bottlenecks
+    assert c.placement == "residual"  # tiny has no bottlenecks: after each stage, beside an identity path
     assert AMRConfig.from_params(preset="official", backbone="resnet50").placement == "bottleneck"
     assert AMRConfig.from_params(preset="official", w_cps=0.5).w_cps == 0.5
     d = AMRConfig.from_params()
@@ -137,3 +137,85 @@ def test_run_arguments_fail_before_any_folder_is_made(tmp_path, kw, match):
         with pytest.raises(ValueError, match=match):
             stage(run_dir=str(tmp_path / "run"), progress=False, **kw)
     assert not (tmp_path / "run").exists()
+
+
+def _zero_amms(monkeypatch):
+    """Every AMM returns zeros: what passes a stage is only what does not go through an AMM."""
+    monkeypatch.setattr(AMM, "forward", lambda self, f: torch.zeros_like(f))
+
+
+def _as_compensation(spotlight_state: dict, compensation) -> dict:
+    """The spotlight branch's weights under the compensation branch's keys (a stage ``backbone.i`` is
+    ``backbone.i.0`` there, beside its AMM)."""
+    keys = set(compensation.state_dict())
+    out = {}
+    for k, v in spotlight_state.items():
+        parts = k.split(".")
+        staged = ".".join([*parts[:2], "0", *parts[2:]]) if parts[0] == "backbone" else k
+        out[staged if staged in keys else k] = v
+    return out
+
+
+def test_default_placement_keeps_an_identity_path_as_the_official_bottleneck(monkeypatch):
+    """The official network (JayQine/AMR net/resnet50.py, restated: ``out = relu(amm(bn3(conv3(...))) +
+    residual)``) puts every AMM on a residual branch, so with the AMMs silenced each block still passes
+    ``relu(residual)``: an unmodulated path always goes through. The default placement keeps that
+    property on a backbone without bottlenecks: silenced AMMs leave the compensation branch computing
+    the spotlight branch's function (the report's literal ``"stage"`` placement passes nothing)."""
+    from wsss_lib.stages.amr import AMRConfig
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    _zero_amms(monkeypatch)
+    cfg = AMRConfig.from_params()
+    amr = build_amr("tiny", 3, None, placement=cfg.placement, width=8)  # BatchNorm on batch statistics
+    missing = amr.compensation.load_state_dict(_as_compensation(amr.spotlight.state_dict(), amr.compensation),
+                                               strict=False).missing_keys
+    assert missing and all(".amm." in k or k.split(".")[3] in ("channel", "spatial") for k in missing)  # AMMs only
+    with torch.no_grad():
+        assert torch.equal(amr.compensation(x), amr.spotlight(x))
+        bb = insert_amm(build_cam_net("tiny", 3, width=8), "stage").eval()
+        assert bb.backbone(x).abs().max() == 0  # the literal reading: nothing unmodulated passes
+    # the official bottleneck with its AMM silenced passes relu(residual): restated block by block
+    from torchvision.models.resnet import Bottleneck
+
+    rn = build_amr("resnet50", 3, None, output_stride=16, placement="bottleneck", head_convs=0).eval().compensation
+    with torch.no_grad():
+        f = x
+        for stage in rn.backbone:
+            for m in stage.children() if isinstance(stage, torch.nn.Sequential) else [stage]:
+                blocks = [b for b in m.modules() if isinstance(b, Bottleneck)] if not isinstance(m, Bottleneck) else [m]
+                if not blocks:
+                    f = m(f)
+                for b in blocks:
+                    f = torch.relu(b.downsample(f) if b.downsample is not None else f)
+        assert torch.equal(rn.classifier(rn.head(f)), rn(x))
+
+
+def test_default_compensation_branch_keeps_the_scale_of_a_pretrained_backbone(quick_voc):
+    """On the pretrained tiny backbone (frozen BatchNorm, the official recipe), the default
+    compensation branch's features keep at least the spotlight's scale at every stage: the next
+    stage's frozen statistics describe what it receives. The literal ``"stage"`` placement shrinks
+    them 2-4x (each AMM scales ``|f|`` by about 0.45), and the branch collapses in training."""
+    import numpy as np
+    from PIL import Image
+
+    from wsss_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from wsss_lib.models.weights import Weights
+    from wsss_lib.runs.profile import MINI_NETWORK, QUICK
+    from wsss_lib.stages.amr import AMRConfig
+
+    files = sorted((quick_voc / "JPEGImages").glob("*.jpg"))[:8]
+    x = torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1).float() / 255
+                     for f in files])
+    x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    weights = Weights("pretraining-task", QUICK.pretrains["mini"])
+    cfg = AMRConfig.from_params()
+    amr = build_amr("tiny", 8, weights, placement=cfg.placement, **MINI_NETWORK).eval()
+    ratios = []
+    with torch.no_grad():
+        fs = fc = x
+        for s, c in zip(amr.spotlight.backbone, amr.compensation.backbone):
+            fs, fc = s(fs), c(fc)
+            ratios.append((fc.abs().mean() / fs.abs().mean()).item())
+    assert min(ratios) >= 0.9, f"compensation / spotlight mean |f| per stage: {[round(r, 2) for r in ratios]}"

@@ -2,9 +2,19 @@
 (the same architecture with AMM inserted), trained together; at inference the two CAMs are mixed
 (:func:`weighted_cam`, report eq. 8).
 
-AMM placement: ``"stage"`` puts one AMM after each backbone stage (as the report says);
-``"bottleneck"`` puts one inside every ResNet bottleneck, after its last BN and before the residual
-addition (as the official code).
+AMM placement (:data:`PLACEMENTS`):
+
+- ``"residual"`` (the default): one AMM after each backbone stage, as the report says, added to what
+  it modulates: the stage passes on ``f + AMM(f)``. Every AMM of the official code sits on a
+  bottleneck's residual branch, beside an identity path that carries the unmodulated features
+  (JayQine/AMR ``net/resnet50.py``), and the official network fine-tunes with frozen BatchNorm; this
+  placement keeps that identity path on a backbone of any kind.
+- ``"stage"``: the report's literal reading, ``f -> AMM(f)``: nothing unmodulated passes a stage. With
+  a pretrained backbone's frozen BatchNorm (the official recipe), the next stage normalizes the
+  attenuated features (each AMM scales ``|f|`` by about 0.45) with statistics made for unmodulated
+  ones, and on the default benchmark the compensation branch collapses (every map empty).
+- ``"bottleneck"``: one inside every ResNet bottleneck, after its last BN and before the residual
+  addition (as the official code).
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from torchvision.models.resnet import Bottleneck
 from wsss_lib.models.amm import AMM
 from wsss_lib.models.cam import CAMNet, build_cam_net
 
-PLACEMENTS = ("stage", "bottleneck")
+PLACEMENTS = ("residual", "stage", "bottleneck")
 #: how AMR's parameters are grouped for the optimizer (:meth:`AMRNet.param_groups`)
 LR_GROUPS = ("cam", "official")
 
@@ -29,18 +39,30 @@ def weighted_cam(M_s: torch.Tensor, M_c: torch.Tensor, xi: float) -> torch.Tenso
     return xi * M_s + (1.0 - xi) * M_c
 
 
-def insert_amm(net: CAMNet, placement: str = "stage", **amm_kwargs) -> CAMNet:
-    """Insert AMM modules into ``net``'s backbone in place; returns ``net``."""
+class ResidualAMM(nn.Module):
+    """``f + AMM(f)``: the modulation added to the features it modulates (the ``"residual"`` placement)."""
+
+    def __init__(self, amm: AMM) -> None:
+        super().__init__()
+        self.amm = amm
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return f + self.amm(f)
+
+
+def insert_amm(net: CAMNet, placement: str = "residual", **amm_kwargs) -> CAMNet:
+    """Insert AMM modules into ``net``'s backbone in place (see :data:`PLACEMENTS`); returns ``net``."""
     bb = net.backbone
-    if placement == "stage":
+    if placement in ("residual", "stage"):
         for i, ch in enumerate(bb.stage_channels):
-            bb[i] = nn.Sequential(bb[i], AMM(ch, **amm_kwargs))
+            amm = AMM(ch, **amm_kwargs)
+            bb[i] = nn.Sequential(bb[i], ResidualAMM(amm) if placement == "residual" else amm)
         return net
     if placement == "bottleneck":
         blocks = [m for m in bb.modules() if isinstance(m, Bottleneck)]
         if not blocks:
             raise ValueError("placement='bottleneck' needs a ResNet backbone (resnet50/resnet101); "
-                             "use placement='stage' for the others")
+                             "use placement='residual' (or 'stage') for the others")
         for b in blocks:
             b.bn3 = nn.Sequential(b.bn3, AMM(b.bn3.num_features, **amm_kwargs))
         return net
@@ -120,7 +142,7 @@ class AMRNet(nn.Module):
 
 
 def build_amr(backbone: str, num_classes: int, weights=None, output_stride: int = 8,
-              placement: str = "stage", freeze_spotlight: bool = False, detach_stem: bool = False,
+              placement: str = "residual", freeze_spotlight: bool = False, detach_stem: bool = False,
               width: int = 32, head_convs: int = 3, head_init: str = "kaiming", **amm_kwargs) -> AMRNet:
     """Both branches on ``backbone`` from ``weights`` (:class:`wsss_lib.models.weights.Weights` or
     ``None``), each as the CAM classifier (``head_convs``, ``head_init``); the compensation branch

@@ -20,7 +20,8 @@ present classes, loss weights 0.5/0.5/1. ``"official"`` is the official code's r
 AMM (:data:`wsss_lib.models.amm.AMM_FORMS`), CPS on the raw ReLU CAMs of all classes
 (``cps_maps="raw"``), weights 0.5/0.5/0.05 (the 0.05 was tuned for that raw scale), the spotlight
 branch frozen, the compensation branch's first stage detached (``detach_stem``), AMM inside every
-bottleneck on ResNets (the ``tiny`` net has no bottlenecks: there the AMM sits after each stage).
+bottleneck on ResNets (a backbone without bottlenecks gets the default ``"residual"`` placement: after
+each stage, beside an identity path, as every official AMM; :mod:`wsss_lib.models.amr`).
 Parameters given explicitly override the preset; ``params.json`` records every resolved value.
 
 Inference (``inference``): ``"plain"`` (default) reads both branches' ReLU CAMs at one scale, as
@@ -103,7 +104,7 @@ class AMRConfig(AttentionTrainConfig):
     w_cls_s: float = 0.5
     w_cls_c: float = 0.5
     w_cps: float = 1.0  # official code: 0.05 (with w_cls 0.5 / 0.5)
-    placement: str = "stage"  # "stage" | "bottleneck" (ResNet only, official)
+    placement: str = "residual"  # PLACEMENTS: "residual" f + AMM(f) after each stage | "stage" AMM(f) (the report's literal reading) | "bottleneck" (ResNet only, official)
     amm_form: str = "paper"  # "paper" | "official" (numerically the official net/amm.py)
     gaussian_stats: str | None = None  # None: the form's; "sample" (paper) | "batch" (official)
     gaussian_normalize: bool | None = None  # None: the form's; official: True (divide by sqrt(2 pi) sigma)
@@ -131,7 +132,7 @@ class AMRConfig(AttentionTrainConfig):
         self.check("variant", self.variant in VARIANTS, f"one of {', '.join(VARIANTS)}")
         self.check("placement", self.placement in PLACEMENTS, f"one of {PLACEMENTS}")
         self.check("placement", self.placement != "bottleneck" or self.backbone.startswith("resnet"),
-                   "'stage' for a backbone without bottlenecks (tiny, vgg16)")
+                   "'residual' or 'stage' for a backbone without bottlenecks (tiny, vgg16, mobilenet_v2)")
         self.check("amm_form", self.amm_form in AMM_FORMS, f"one of {', '.join(AMM_FORMS)}")
         self.check("gaussian_stats", self.gaussian_stats in (None, "sample", "batch"), "None, 'sample' or 'batch'")
         self.check("spatial_pool", self.spatial_pool in (None, *SPATIAL_POOLS), f"None or one of {SPATIAL_POOLS}")
@@ -166,11 +167,12 @@ class AMRConfig(AttentionTrainConfig):
 
     @classmethod
     def preset_values(cls, preset: str, overrides: dict, inherited: dict) -> dict:
-        """The preset's values; its "bottleneck" placement becomes "stage" on a backbone without bottlenecks."""
+        """The preset's values; its "bottleneck" placement becomes "residual" on a backbone without
+        bottlenecks (after each stage, beside an identity path, as every official AMM)."""
         values = dict(cls.PRESETS[preset])
         backbone = overrides.get("backbone") or inherited.get("backbone") or cls.backbone
         if values.get("placement") == "bottleneck" and not str(backbone).startswith("resnet"):
-            values["placement"] = "stage"  # no bottlenecks to put the AMM into
+            values["placement"] = "residual"  # no bottlenecks to put the AMM into
         return values
 
 
