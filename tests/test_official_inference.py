@@ -111,7 +111,7 @@ def _restated_make_cam(net, pack, classes, size, args, order):
 
 def _amr(form, seed=0):
     torch.manual_seed(seed)
-    net = build_amr("tiny", 4, None, form=form, placement="stage", width=8).eval()  # narrow: the same algorithm, seconds
+    net = build_amr("tiny", 4, None, form=form, width=8).eval()  # narrow: the same algorithm, seconds
     for m in net.modules():  # random BatchNorm statistics, so eval-mode BN is not the identity
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1)

@@ -191,7 +191,7 @@ def bench_cam(device: str = "cpu", image_size: int = 64, n_images: int = 16, num
 
     dev = torch.device(device)
     torch.manual_seed(seed)
-    placement = "bottleneck" if backbone.startswith("resnet") else "stage"
+    placement = "bottleneck" if backbone.startswith("resnet") else "residual"
     model = build_amr(backbone, num_classes, None, placement=placement, form=amm_form).to(dev).eval()
     rng = np.random.default_rng(seed)
     images = [(rng.random((image_size, image_size, 3)) * 255).astype(np.uint8) for _ in range(n_images)]
