@@ -272,7 +272,11 @@ def test_kill_9_of_a_parallel_batch_takes_its_workers_and_kernels_along(runs, tm
     while time.time() < deadline and not all(point_status(p.folder) == "running" for p in pts):
         time.sleep(0.2)
     workers = [json.loads((p.folder / "point.json").read_text())["pid"] for p in pts]
-    time.sleep(3)  # the kernels have started
+
+    # each worker has started its notebook's kernel (under load this can take many seconds)
+    deadline = time.time() + 120
+    while time.time() < deadline and not all(psutil.Process(w).children(recursive=True) for w in workers):
+        time.sleep(0.2)
     family = set(workers) | {c.pid for w in workers for c in psutil.Process(w).children(recursive=True)}
     assert len(family) >= 4  # two workers, two kernels
     proc.kill()  # kill -9 of the batch process alone (not its process group)
