@@ -125,3 +125,22 @@ def test_an_ordering_is_claimed_only_where_every_seed_agrees(quick_voc):
     assert d.index.name == "against CAM" and d.loc["OAA-MAX", "differences"] == "+0.050, +0.050, -0.020"
     assert d.loc["OAA-MAX", "ordering"] == "not ordered" and d.loc["OAA-AVE", "ordering"] == "above in every seed"
     assert d.loc["OAA-AVE", "mean ± std"] == "0.010 ± 0.000"
+
+
+def test_the_setting_page_shows_each_settings_health(quick_voc):
+    """The setting comparison carries the health figures of its runs (never-active head units, empty
+    maps), per setting, so a collapsed setting shows as such next to its mIoU."""
+    from wsss_lib.reporting.tables.oaa import SETTING_DEAD_UNITS, SETTING_EMPTY_MAPS
+
+    health = {"cam_miou": 0.3, "oaa_ave_miou": 0.3, "oaa_max_miou": 0.3, "empty_maps_oaa_ave": 0.2,
+              "empty_maps_oaa_max": 0.2}
+    df = pd.DataFrame([
+        _result("classifier", 0, {**health, "dead_head_units": 0.0, "empty_maps_cam": 0.1}, {"data_root": "embedded:v1"},
+                data_root="embedded:v1"),
+        _result("classifier", 0, {**health, "dead_head_units": 0.5, "empty_maps_cam": 1.0},
+                {"data_root": "embedded:v1", "pretrained": False}, data_root="embedded:v1", pretrained=False)])
+    dead = render(SETTING_DEAD_UNITS, df, QUICK).frame
+    assert dead.loc["classifier (CAM, OAA-AVE, OAA-MAX)", "v1, pretrained"] == "0.000 (n=1)"
+    assert dead.loc["classifier (CAM, OAA-AVE, OAA-MAX)", "v1, scratch"] == "0.500 (n=1)"
+    empty = render(SETTING_EMPTY_MAPS, df, QUICK).frame
+    assert empty.loc["CAM", "v1, scratch"] == "1.000 (n=1)" and empty.loc["OAA-MAX", "v1, pretrained"] == "0.200 (n=1)"

@@ -147,6 +147,14 @@ SETTING_SEG_TABLE = Table("oaa_setting_seg", seg_rows(SEG_SOURCES, {}, "saliency
     paper="", title="The setting: segmentation mIoU (val) on each benchmark, pretrained and from scratch",
     note="Pseudo labels of each source by the saliency rule; seg mIoU on val, mean ± std over seeds (v1: benchmark "
          "version 1, parts2: its two-part variant, mini: version 2 with its network; scratch: no pretrained backbone).")
+SETTING_DEAD_UNITS = Table("setting_dead_units", (
+    Row("classifier (CAM, OAA-AVE, OAA-MAX)", "classifier", {}, "dead_head_units"), *plus_rows()), tuple(
+    Column(name, p, "dead_head_units") for name, p in SETTINGS.items()), index="run", paper="",
+    title="The setting's health: never-active head units of every run of the setting table", note=HEALTH_NOTE)
+SETTING_EMPTY_MAPS = Table("setting_empty_maps", cam_rows() + plus_rows(), tuple(
+    Column(name, p, "empty_maps_{source}") for name, p in SETTINGS.items()), index="source", paper="",
+    title="The setting's health: the share of present (image, class) maps that are empty, per source",
+    note=HEALTH_NOTE)
 DRIFT_COLUMNS = {"cls_mAP_val": "cls mAP (val)", "drift_peak_shift_mean": "peak shift (image sides)",
                  "drift_consecutive_iou_mean": "IoU with previous epoch", "discovery_e01": "epoch 1 covers",
                  "single_epoch_coverage_last": "last epoch covers", "discovery_final": "MAX of all epochs covers",
@@ -166,7 +174,7 @@ DRIFT_TABLE = Table("drift_setting", tuple(Row(name, "classifier", p) for name, 
 TABLES = (OAA_TABLE, OAA_DETAIL, OAA_PLUS_TABLE, OAA_PLUS_HEALTH, OAA_VARIANTS, SEGMENTATION_TABLE, SEGMENTATION_DETAIL,
           FRACTION_TABLE)
 #: the setting page's tables (rendered when a setting other than the default was run: make setting)
-SETTING_TABLES = (SETTING_TABLE, SETTING_SEG_TABLE, DRIFT_TABLE)
+SETTING_TABLES = (SETTING_TABLE, SETTING_DEAD_UNITS, SETTING_EMPTY_MAPS, SETTING_SEG_TABLE, DRIFT_TABLE)
 
 __all__ = ["HEALTH_NOTE", "OAA_SOURCES", "OAA_TABLE2", "OAA_TABLE3", "SEG_MODES", "SEG_ROWS", "SETTINGS", "SETTING_TABLES", "TABLES",
            "cam_rows",
