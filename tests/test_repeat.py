@@ -46,3 +46,34 @@ def test_tables_print_the_digits_the_repeat_supports(tmp_path, monkeypatch):
     assert core.metric_digits("seg_miou", FULL) == 3  # not repeated: 3 digits
     assert core.metric_digits("cam_miou", QUICK) == 3
     assert core.mean_std([0.4111, 0.4222, 0.4333], core.metric_digits("cam_miou", FULL)) == "0.42 ± 0.01"
+
+
+def test_the_repeat_records_each_orderings_verdict_and_how_far_its_differences_moved(quick_voc, monkeypatch):
+    """An ordering that holds in the first run but not in the repeat is shown as such next to the
+    table's own verdict, and the paired differences are printed to the digits their move supports."""
+    from test_tables import _result
+
+    from wsss_lib.experiments.repeat import digits_record, orderings
+    from wsss_lib.reporting.tables import core
+    from wsss_lib.reporting.tables.oaa import OAA_TABLE
+    from wsss_lib.runs.profile import QUICK
+
+    def runs(ave0: float) -> pd.DataFrame:  # CAM 0.30/0.31/0.32; OAA-AVE +0.01 in seeds 1, 2; OAA-MAX equal to CAM
+        return pd.DataFrame([_result("classifier", s, {"cam_miou": c, "oaa_ave_miou": a, "oaa_max_miou": c}, {"seed": s})
+                             for s, c, a in ((0, 0.30, ave0), (1, 0.31, 0.32), (2, 0.32, 0.33))])
+
+    first, repeat = runs(0.31), runs(0.295)  # seed 0's OAA-AVE moves from +0.010 to -0.005 against its CAM
+    o = orderings(first, repeat, QUICK).set_index(["table", "row"])
+    ave = o.loc[("oaa_table", "OAA-AVE")]
+    assert ave["ordering"] == "above in every seed" and ave["ordering in the repeat"] == "not ordered"
+    assert ave["largest move"] == pytest.approx(0.015) and ave["against"] == "CAM"
+    assert o.loc[("oaa_table", "OAA-MAX"), "largest move"] == 0.0
+    summ = pd.DataFrame({"notebook": ["a"], "metric": ["cam_miou"], "points": [3], "largest": [0.0], "median": [0.0],
+                         "digits supported": [3], "bit for bit": [True]}).set_index(["notebook", "metric"])
+    record = digits_record(summ, o.reset_index())
+    assert record["difference_digits"]["oaa_table"] == 1 and record["orderings"]["oaa_table"]["OAA-AVE"] == "not ordered"
+    monkeypatch.setattr(core, "repeat_record", lambda profile: record)
+    d = core.differences(OAA_TABLE, first, QUICK)
+    assert d.loc["OAA-AVE", "ordering"] == "above in every seed"
+    assert d.loc["OAA-AVE", "ordering in the repeat"] == "not ordered"
+    assert d.loc["OAA-AVE", "differences"] == "+0.0, +0.0, +0.0"  # they moved by 0.015: one digit

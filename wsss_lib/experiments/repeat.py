@@ -11,7 +11,9 @@ the same way). For every headline metric of every matched point the table gives 
 their difference, and, per stage and metric, the largest difference and the decimal digits it
 supports: ``d`` digits when every point moved by less than half a unit of the ``d``-th digit (a
 number that moves in the third digit is not printed to the third). Tables and discussions quote
-numbers to those digits.
+numbers to those digits. Every paired comparison of the tables (a row against its reference, seed by
+seed) is made from both folders too: both verdicts, and how far the per-seed differences moved, which
+sets the digits of the tables' paired differences and their "ordering in the repeat" column.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from pathlib import Path
 import pandas as pd
 
 from wsss_lib.experiments.results import collect
+from wsss_lib.reporting.tables.core import paired, paired_verdict
+from wsss_lib.reporting.tables.pages import ALL_TABLES
 from wsss_lib.runs.folders import runs_root
+from wsss_lib.runs.profile import FULL, Profile
 from wsss_lib.stages import stage_of_notebook
 from wsss_lib.util.io import read_json, write_json, write_text
 from wsss_lib.util.paths import REPO
@@ -83,12 +88,38 @@ def summary(diffs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def report(first_root: Path, other_root: Path) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+def orderings(first: pd.DataFrame, repeat: pd.DataFrame, profile: Profile = FULL) -> pd.DataFrame:
+    """Every paired comparison of the tables (each row against its table's reference row, per seed:
+    :func:`wsss_lib.reporting.tables.core.paired`) made from both runs folders: the verdicts of both,
+    and how far the per-seed differences moved (the seeds both made)."""
+    rows = []
+    for name, table in ALL_TABLES.items():
+        if table.columns:
+            continue
+        ref_a, a = paired(table, first, profile)
+        ref_b, b = paired(table, repeat, profile)
+        if ref_a is None or ref_a != ref_b:
+            continue
+        for label in a.keys() & b.keys():
+            seeds = sorted(a[label].keys() & b[label].keys())
+            if not seeds:
+                continue
+            da, db = [a[label][s] for s in seeds], [b[label][s] for s in seeds]
+            rows.append({"table": name, "row": label, "against": ref_a, "seeds": ", ".join(map(str, seeds)),
+                         "first": ", ".join(f"{x:+.4f}" for x in da), "repeat": ", ".join(f"{x:+.4f}" for x in db),
+                         "ordering": paired_verdict(da), "ordering in the repeat": paired_verdict(db),
+                         "largest move": max(abs(x - y) for x, y in zip(da, db))})
+    return pd.DataFrame(rows)
+
+
+def report(first_root: Path, other_root: Path) -> tuple[str, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     first, repeat = collect(first_root / "batch"), collect(other_root / "batch")
     diffs = compare(first, repeat)
     if diffs.empty:
         raise ValueError(f"no point of {first_root} is finished in {other_root} too: nothing to compare")
     summ = summary(diffs)
+    orders = orderings(first, repeat)
+    same = int((orders["ordering"] == orders["ordering in the repeat"]).sum()) if not orders.empty else 0
     fmt = lambda v: f"{v:.2e}" if 0 < v < 1e-3 else f"{v:.4f}"  # noqa: E731
     text = "\n".join([
         "# The main job run twice: how far each number moves", "",
@@ -102,17 +133,30 @@ def report(first_root: Path, other_root: Path) -> tuple[str, pd.DataFrame, pd.Da
         summ.reset_index().to_markdown(index=False, floatfmt=".4f"), "",
         "A metric is quoted to the digits its largest difference supports (`digits supported`: every point "
         "moved by less than half a unit of that digit).", "",
+        "## The orderings in both runs", "",
+        "Every paired comparison of the tables (a row against its table's reference row, seed by seed) that both "
+        f"runs made: {same} of {len(orders)} keep their verdict. An ordering is claimed where every seed agrees; "
+        "one that holds in the repeat too does not depend on the thread count. The paired differences are printed "
+        "to the digits their largest move supports.", "",
+        (orders.to_markdown(index=False, floatfmt=".4f") if not orders.empty else "_No table row in both runs._"), "",
         "## Every point", "",
         diffs.assign(**{"|difference|": diffs["|difference|"].map(fmt)}).to_markdown(index=False, floatfmt=".4f"), ""])
-    return text, diffs, summ
+    return text, diffs, summ, orders
 
 
-def digits_record(summ: pd.DataFrame) -> dict:
-    """What the tables read (:func:`wsss_lib.reporting.tables.core.metric_digits`): per metric, the
-    fewest digits any stage's points of it support, and the largest difference behind that."""
+def digits_record(summ: pd.DataFrame, orders: pd.DataFrame | None = None) -> dict:
+    """What the tables read (:func:`wsss_lib.reporting.tables.core.repeat_record`): per metric, the
+    fewest digits any stage's points of it support, and the largest difference behind that; per table,
+    the digits its paired differences support and, per row, the verdict on the repeat's runs."""
     by_metric = summ.reset_index().groupby("metric")
-    return {"digits": {m: int(g["digits supported"].min()) for m, g in by_metric},
-            "largest": {m: float(g["largest"].max()) for m, g in by_metric}}
+    record = {"digits": {m: int(g["digits supported"].min()) for m, g in by_metric},
+              "largest": {m: float(g["largest"].max()) for m, g in by_metric}}
+    if orders is not None and not orders.empty:
+        by_table = orders.groupby("table")
+        record["difference_digits"] = {t: supported_digits(float(g["largest move"].max())) for t, g in by_table}
+        record["difference_largest"] = {t: float(g["largest move"].max()) for t, g in by_table}
+        record["orderings"] = {t: dict(zip(g["row"], g["ordering in the repeat"])) for t, g in by_table}
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,12 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "repeat.md")
     args = ap.parse_args(argv)
     try:
-        text, _, summ = report(args.first or runs_root(), args.other)
+        text, _, summ, orders = report(args.first or runs_root(), args.other)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     write_text(args.out, text)
-    write_json(args.out.with_suffix(".json"), digits_record(summ))
+    write_json(args.out.with_suffix(".json"), digits_record(summ, orders))
     print(text)
     return 0
 

@@ -183,10 +183,16 @@ def metric_digits(metric: str, profile: Profile) -> int:
     (:data:`REPEAT_DIGITS`: every point moved by less than half a unit of that digit when run again
     with another thread count), at most 3; 3 where the metric was not repeated, and in the quick
     profile."""
-    if profile.quick or not REPEAT_DIGITS.exists():
-        return 3
-    digits = json.loads(REPEAT_DIGITS.read_text()).get("digits", {})
+    digits = repeat_record(profile).get("digits", {})
     return max(1, min(3, int(digits.get(metric, 3))))
+
+
+def repeat_record(profile: Profile) -> dict:
+    """What the repeat of the main job recorded (:data:`REPEAT_DIGITS`); empty in the quick profile
+    and where the repeat was not run."""
+    if profile.quick or not REPEAT_DIGITS.exists():
+        return {}
+    return json.loads(REPEAT_DIGITS.read_text())
 
 
 def mean_std(vals: list[float], digits: int = 3) -> str:
@@ -273,31 +279,51 @@ def seed_values(runs: pd.DataFrame, metric: str, what: str = "") -> dict[int, fl
     return {int(s): float(v) for s, v in zip(runs["r.seed"], runs[metric]) if pd.notna(v)}
 
 
-def differences(table: Table, df: pd.DataFrame, profile: Profile, reference: str | None = None) -> pd.DataFrame:
-    """Each row of a one-value-per-row ``table`` against its ``reference`` row (default: the first),
-    paired by seed: the differences, their mean ± std (ddof 1) and :func:`paired_verdict`. Rows
-    with no run, and seeds the reference lacks, are left out."""
+def paired(table: Table, df: pd.DataFrame, profile: Profile, reference: str | None = None
+           ) -> tuple[str | None, dict[str, dict[int, float]]]:
+    """The reference row's label (default: the first row with runs) and, for every other row of a
+    one-value-per-row ``table``, its per-seed differences ``row - reference`` (same seed). Rows with
+    no run, and seeds the reference lacks, are left out."""
     if table.columns:
         raise ValueError(f"differences: table {table.name!r} has columns; pair the values of one column at a time")
-    by_label, digits = {}, 3
+    by_label = {}
     for row in table.rows:
         runs = runs_of(df, row.stage, row.params, profile)
-        digits = min(digits, metric_digits(row.metric.format(**row.vars), profile))
         vals = seed_values(runs, row.metric.format(**row.vars), f"row {row.label!r} of {table.name}")
         if vals:
             by_label[row.label] = vals
     ref_label = reference or next(iter(by_label), None)
     if ref_label is None or ref_label not in by_label:
-        return pd.DataFrame()
+        return None, {}
     ref = by_label[ref_label]
+    return ref_label, {label: {s: vals[s] - ref[s] for s in sorted(set(vals) & set(ref))}
+                       for label, vals in by_label.items() if label != ref_label}
+
+
+def difference_digits(table: Table, profile: Profile) -> int:
+    """The decimals the paired differences of ``table`` are printed with: the digits the repeat
+    supports for them (every per-seed difference moved by less than half a unit of that digit when the
+    main job ran again with another thread count), else the fewest its rows' metrics support."""
+    record = repeat_record(profile)
+    if table.name in record.get("difference_digits", {}):
+        return max(1, min(3, int(record["difference_digits"][table.name])))
+    return min([metric_digits(r.metric.format(**r.vars), profile) for r in table.rows] or [3])
+
+
+def differences(table: Table, df: pd.DataFrame, profile: Profile, reference: str | None = None) -> pd.DataFrame:
+    """Each row of a one-value-per-row ``table`` against its ``reference`` row (default: the first),
+    paired by seed (:func:`paired`): the differences, their mean ± std (ddof 1), :func:`paired_verdict`
+    and, where the repeat of the main job made the same rows, the verdict on the repeat's runs."""
+    ref_label, pairs = paired(table, df, profile, reference)
+    digits = difference_digits(table, profile)
+    in_repeat = repeat_record(profile).get("orderings", {}).get(table.name)
     out = {}
-    for label, vals in by_label.items():
-        if label == ref_label:
-            continue
-        seeds = sorted(set(vals) & set(ref))
-        d = [vals[s] - ref[s] for s in seeds]
-        out[label] = {"seeds": ", ".join(map(str, seeds)), "differences": ", ".join(f"{x:+.{digits}f}" for x in d),
+    for label, by_seed in pairs.items():
+        d = list(by_seed.values())
+        out[label] = {"seeds": ", ".join(map(str, by_seed)), "differences": ", ".join(f"{x:+.{digits}f}" for x in d),
                       "mean ± std": mean_std(d, digits) if d else "-", "ordering": paired_verdict(d)}
+        if in_repeat is not None:
+            out[label]["ordering in the repeat"] = in_repeat.get(label, "not repeated")
     return pd.DataFrame(out).T.rename_axis(f"against {ref_label}") if out else pd.DataFrame()
 
 
@@ -323,5 +349,5 @@ def write(rendered: Rendered, stem, floatfmt: str = ".3f") -> str:
 
 
 __all__ = ["Column", "PAPER_COL", "Rendered", "Row", "SettingMismatch", "Table", "candidates",
-           "check_same_setting", "differences", "mean_std", "metric_digits", "paired_verdict", "seed_values", "planned_identity", "provenance", "render", "runs_of", "values",
+           "check_same_setting", "difference_digits", "differences", "mean_std", "metric_digits", "paired", "paired_verdict", "repeat_record", "seed_values", "planned_identity", "provenance", "render", "runs_of", "values",
            "write"]
