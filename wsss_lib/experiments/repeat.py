@@ -100,7 +100,7 @@ def orderings(first: pd.DataFrame, repeat: pd.DataFrame, profile: Profile = FULL
         ref_b, b = paired(table, repeat, profile)
         if ref_a is None or ref_a != ref_b:
             continue
-        for label in a.keys() & b.keys():
+        for label in (label for label in a if label in b):  # in the table's order
             seeds = sorted(a[label].keys() & b[label].keys())
             if not seeds:
                 continue
