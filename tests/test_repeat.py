@@ -77,3 +77,25 @@ def test_the_repeat_records_each_orderings_verdict_and_how_far_its_differences_m
     assert d.loc["OAA-AVE", "ordering"] == "above in every seed"
     assert d.loc["OAA-AVE", "ordering in the repeat"] == "not ordered"
     assert d.loc["OAA-AVE", "differences"] == "+0.0, +0.0, +0.0"  # they moved by 0.015: one digit
+
+
+def test_every_number_of_a_table_is_printed_to_the_digits_the_repeat_supports(quick_voc, monkeypatch, tmp_path):
+    """Mean, std and per-seed values alike (a mean printed to three digits beside values printed to
+    one would claim what the repeat does not support); the numbers behind the cells keep full precision."""
+    from test_tables import _result
+
+    from wsss_lib.reporting.tables import core
+    from wsss_lib.reporting.tables.oaa import OAA_TABLE
+    from wsss_lib.runs.profile import QUICK
+
+    df = pd.DataFrame([_result("classifier", s, {"cam_miou": c, "oaa_ave_miou": c, "oaa_max_miou": c}, {"seed": s})
+                       for s, c in ((0, 0.387), (1, 0.420), (2, 0.431))])
+    monkeypatch.setattr(core, "repeat_record", lambda profile: {"digits": {"cam_miou": 1, "oaa_ave_miou": 1,
+                                                                           "oaa_max_miou": 1}})
+    r = core.render(OAA_TABLE, df, QUICK)
+    md = core.write(r, tmp_path / "t")
+    cam = next(line for line in md.splitlines() if line.startswith("| CAM"))
+    assert [c.strip() for c in cam.strip("|").split("|")][:4] == ["CAM", "0.4", "0.0", "3"]
+    assert "0.4, 0.4, 0.4" in cam and "0.413" not in md
+    assert r.values[("CAM", "CAM mIoU")] == [0.387, 0.420, 0.431]  # what figures draw
+    assert r.frame.loc["CAM", "CAM mIoU mean"] == pytest.approx(0.41267, abs=1e-5)

@@ -340,20 +340,20 @@ def test_notebook_00_runs_on_a_full_profile_shaped_run(runs, quick_voc, tmp_path
     assert "D = 64 channels" in text and "by hand == library: True" in text
 
 
-def test_the_segmentation_figure_reads_every_cell_format():
+def test_the_segmentation_figure_draws_the_runs_values_not_the_printed_cells():
     import pandas as pd
 
-    from wsss_lib.reporting.tables.pages import parse_cell, segmentation_figure
+    from wsss_lib.reporting.tables.core import Rendered
+    from wsss_lib.reporting.tables.pages import segmentation_figure
 
-    assert parse_cell("0.123 ± 0.004") == (0.123, 0.004, 3)
-    assert parse_cell("0.123 ± 0.004 (n=2)") == (0.123, 0.004, 2)
-    assert parse_cell("0.573 (n=1)") == (0.573, 0.0, 1)
-    assert parse_cell("0.573") == (0.573, 0.0, 1) and np.isnan(parse_cell("-")[0])
-    table = pd.DataFrame({"seg mIoU (val), saliency": ["0.573 (n=1)", "0.546 (n=1)"],
-                          "seg mIoU (val), threshold": ["-", "-"]}, index=["CAM", "AMR"])
+    sal, thr = "seg mIoU (val), saliency", "seg mIoU (val), threshold"
+    frame = pd.DataFrame({sal: ["0.6 (n=1)", "0.5 (n=1)"], thr: ["-", "-"]}, index=["CAM", "AMR"])  # one digit printed
+    table = Rendered(frame, pd.DataFrame(), values={("CAM", sal): [0.573], ("AMR", sal): [0.546], ("CAM", thr): [],
+                                                    ("AMR", thr): []})
     fig = segmentation_figure(table)
     ax = fig.axes[0]
     assert len(ax.patches) == 2 and ax.get_legend() is not None and "no error bars" in ax.get_title()
+    assert [round(b.get_height(), 3) for b in ax.patches] == [0.573, 0.546]
 
 
 # 17 ------------------------------------------------------------------------------------------------------

@@ -205,11 +205,16 @@ def mean_std(vals: list[float], digits: int = 3) -> str:
 # -- rendering -------------------------------------------------------------------------------------
 @dataclass
 class Rendered:
-    """A rendered table and where its rows came from."""
+    """A rendered table and where its rows came from. ``values``: the numbers behind every cell, by
+    (row label, column label; the table's value for a one-value table), at full precision (figures
+    draw these, never the printed cells); ``digits``: the decimals each numeric column is printed with
+    (the digits the repeat supports for its metric; 3 where not listed)."""
 
     frame: pd.DataFrame
     runs: pd.DataFrame  # every run that entered a cell
     declaration: str = ""  # the table it was rendered from (``module: name``)
+    values: dict = field(default_factory=dict)
+    digits: dict = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -219,7 +224,7 @@ class Rendered:
 def render(table: Table, df: pd.DataFrame, profile: Profile) -> Rendered:
     """The table's DataFrame from the results ``df`` (rows with no runs are left out)."""
     used = []
-    out = {}
+    out, raw, col_digits = {}, {}, {}
     for row in table.rows:
         cols = table.columns or (Column(table.value, {}, ""),)
         cells, n_any = {}, 0
@@ -231,6 +236,11 @@ def render(table: Table, df: pd.DataFrame, profile: Profile) -> Rendered:
             vals = values(runs, metric, f"row {row.label!r} of {table.name}")
             used.append(runs)
             n_any = max(n_any, len(vals))
+            raw[(row.label, col.label)] = list(vals)
+            numeric = ((f"{table.value} mean", f"{table.value} std") if not table.columns
+                       else (col.label,) if col.agg == "mean" else ())
+            for c in numeric:  # a column holding several metrics prints the fewest digits any supports
+                col_digits[c] = min(col_digits.get(c, 3), digits)
             if not table.columns:
                 cells = _mean_std_cells(table.value, vals, digits)
             elif col.agg == "mean":
@@ -246,7 +256,7 @@ def render(table: Table, df: pd.DataFrame, profile: Profile) -> Rendered:
         out[row.label] = cells
     frame = pd.DataFrame(out).T.rename_axis(table.index) if out else pd.DataFrame()
     runs = pd.concat(used).drop_duplicates(subset=["run"]) if used and any(len(u) for u in used) else pd.DataFrame()
-    return Rendered(frame, runs, table.declaration)
+    return Rendered(frame, runs, table.declaration, {k: v for k, v in raw.items() if k[0] in out}, col_digits)
 
 
 def _mean_std_cells(value: str, vals: list[float], digits: int = 3) -> dict:
@@ -342,12 +352,23 @@ def provenance(runs: pd.DataFrame, declaration: str = "") -> str:
     return line
 
 
-def write(rendered: Rendered, stem, floatfmt: str = ".3f") -> str:
-    """``<stem>.md`` and ``<stem>.html`` (the table and its provenance line); returns the Markdown."""
+def printed(rendered: Rendered) -> pd.DataFrame:
+    """The frame with each numeric column's floats written to its digits (:attr:`Rendered.digits`)."""
+    frame = rendered.frame.copy()
+    for col, d in rendered.digits.items():
+        if col in frame:
+            frame[col] = frame[col].map(lambda v, d=d: format(v, f".{d}f") if isinstance(v, float) and np.isfinite(v)
+                                        else v).astype(object)
+    return frame
 
-    return write_table(rendered.frame, stem, floatfmt, caption=provenance(rendered.runs, rendered.declaration))
+
+def write(rendered: Rendered, stem, floatfmt: str = ".3f") -> str:
+    """``<stem>.md`` and ``<stem>.html`` (the table and its provenance line, each numeric column to
+    its digits: :func:`printed`; other floats with ``floatfmt``); returns the Markdown."""
+
+    return write_table(printed(rendered), stem, floatfmt, caption=provenance(rendered.runs, rendered.declaration))
 
 
 __all__ = ["Column", "PAPER_COL", "Rendered", "Row", "SettingMismatch", "Table", "candidates",
-           "check_same_setting", "difference_digits", "differences", "mean_std", "metric_digits", "paired", "paired_verdict", "repeat_record", "seed_values", "planned_identity", "provenance", "render", "runs_of", "values",
+           "check_same_setting", "difference_digits", "differences", "mean_std", "metric_digits", "paired", "paired_verdict", "repeat_record", "seed_values", "planned_identity", "printed", "provenance", "render", "runs_of", "values",
            "write"]

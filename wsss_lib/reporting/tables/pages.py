@@ -139,7 +139,7 @@ def write_reports(df: pd.DataFrame, reports: str | Path, profile: Profile = FULL
     seg, pl = _config("segmentation", profile), _config("pseudo_labels", profile)
     if not tables["segmentation_table"].empty:
 
-        save_figure(segmentation_figure(tables["segmentation_table"].frame), reports / "segmentation.png")
+        save_figure(segmentation_figure(tables["segmentation_table"]), reports / "segmentation.png")
     _page(reports, "segmentation.md", profile=profile.name, network=seg["network"], seg_epochs=seg["epochs"],
           seg_schedule=seg["schedule"], seg_lr=seg["lr"], seg_weights=_weights(seg["pretrained"]),
           fg_threshold=pl["fg_threshold"], conflict=pl["conflict"], bg_saliency=f"{pl['bg_saliency']:.3f}",
@@ -273,46 +273,27 @@ def xi_curve_figure(xi_table: pd.DataFrame):
     return fig
 
 
-def parse_cell(cell) -> tuple[float, float, int]:
-    """A table cell as :func:`~wsss_lib.reporting.tables.core.render` writes it, back to numbers:
-    ``"0.123 ± 0.004"`` -> (0.123, 0.004, 3), ``"0.123 ± 0.004 (n=2)"`` -> (0.123, 0.004, 2),
-    ``"0.573 (n=1)"`` -> (0.573, 0.0, 1), ``"0.573"`` or a number -> (0.573, 0.0, 1),
-    ``"-"`` -> (nan, 0.0, 0)."""
-    if isinstance(cell, (int, float)) and not isinstance(cell, bool):
-        return (float(cell), 0.0, 1) if np.isfinite(cell) else (np.nan, 0.0, 0)
-    if not isinstance(cell, str) or not cell.strip() or cell.strip() == "-":
-        return np.nan, 0.0, 0
-    text, n = cell.strip(), None
-    if "(n=" in text:
-        text, _, rest = text.partition("(n=")
-        n = int(rest.rstrip(")").strip())
-    try:
-        if "±" in text:
-            m, e = text.split("±")
-            return float(m), float(e), n if n is not None else 3
-        return float(text), 0.0, n if n is not None else 1
-    except ValueError:
-        return np.nan, 0.0, 0
-
-
-def segmentation_figure(table: pd.DataFrame):
+def segmentation_figure(table: Rendered):
     """Bars: val segmentation mIoU per source, both pseudo-label modes (mean over seeds, std as error
-    bars; a source with one seed has no error bar, and the title says so)."""
+    bars; a source with one seed has no error bar, and the title says so), drawn from the runs' values
+    at full precision, not from the printed cells."""
     import matplotlib.pyplot as plt  # lazy: heavy: only where a figure is drawn
 
-    modes = [c for c in table.columns if c.startswith("seg mIoU (val), ")]
-    labels = list(table.index)
+    modes = [c for c in table.frame.columns if c.startswith("seg mIoU (val), ")]
+    labels = list(table.frame.index)
     fig, ax = plt.subplots(figsize=(7.5, 3.3))
     width = 0.8 / max(1, len(modes))
     lows, counts = [], []
     for k, col in enumerate(modes):
-        cells = [parse_cell(v) for v in table[col]]
-        if all(np.isnan(m) for m, _, _ in cells):
+        vals = [np.asarray(table.values.get((label, col), []), dtype=float) for label in labels]
+        if not any(v.size for v in vals):
             continue
-        ax.bar(np.arange(len(labels)) + (k - (len(modes) - 1) / 2) * width, [m for m, _, _ in cells], width,
-               yerr=[e for _, e, _ in cells], capsize=3, label=f"{col.split(', ')[-1]} pseudo labels")
-        lows += [m for m, _, _ in cells if np.isfinite(m)]
-        counts += [n for m, _, n in cells if np.isfinite(m)]
+        means = [v.mean() if v.size else np.nan for v in vals]
+        ax.bar(np.arange(len(labels)) + (k - (len(modes) - 1) / 2) * width, means, width,
+               yerr=[v.std(ddof=1) if v.size > 1 else 0.0 for v in vals], capsize=3,
+               label=f"{col.split(', ')[-1]} pseudo labels")
+        lows += [m for m in means if np.isfinite(m)]
+        counts += [v.size for v in vals if v.size]
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("segmentation mIoU (val)")
     seeds = (f"{min(counts)} seed" + ("s" if min(counts) > 1 else "") + (": no error bars" if max(counts) == 1 else "")
