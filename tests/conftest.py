@@ -20,6 +20,11 @@ if "WSSS_RUNS" not in os.environ:
     atexit.register(shutil.rmtree, _RUNS, ignore_errors=True)
 os.environ.setdefault("WSSS_QUICK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# one thread per test process (and per kernel and subprocess it starts): `make test` runs two xdist
+# workers on two cores, and two processes each spinning two OpenMP threads slow each other down
+# several-fold (the batched make_cam test: 33-36 s each with 2 threads, 9-10 s with 1, measured side by
+# side under load); a value set by the user wins
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 #: the fast tier (``make test-fast``): formulas, units, tables, layers and docs, nothing trained and no
