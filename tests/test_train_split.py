@@ -81,3 +81,25 @@ def test_an_upstream_run_of_another_split_is_refused(rehearsal, tmp_path):
                                    source="cam", saliency_root=str(sal), attention_run=str(cls),
                                    train_split="train_aug", sbd_root=str(sbd))
     assert not (tmp_path / "pl").exists()
+
+
+def test_the_command_line_trains_on_train_aug_where_voc_has_it(rehearsal, monkeypatch, capsys):
+    """``python -m wsss_lib.experiments.launch STAGE data_root=VOC sbd_root=SBD`` with no ``train_split``
+    reads the papers' train_aug (as the VOC job), says so, and ``train_split=train`` still asks for VOC's
+    train list; the embedded benchmark keeps ``train``."""
+    from wsss_lib.experiments import launch
+    from wsss_lib.experiments.voc import default_train_split
+
+    voc, sbd, _ = rehearsal
+    planned = []
+    monkeypatch.setattr(launch, "execute_plan", lambda plan, *a: planned.append(plan) or plan.folder)
+    args = [f"data_root={voc}", "quick=true", "pretrained=false", "crop_size=64", "progress=false"]
+    assert launch.main(["classifier", *args, f"sbd_root={sbd}"]) == 0
+    assert planned[-1].params["train_split"] == "train_aug"
+    assert "train_split=train_aug" in capsys.readouterr().err
+    assert launch.main(["classifier", *args, f"sbd_root={sbd}", "train_split=train"]) == 0
+    assert planned[-1].params["train_split"] == "train"
+    assert launch.main(["classifier", *args]) == 0  # no SBD, no train_aug.txt: VOC's train list
+    assert planned[-1].params["train_split"] == "train"
+    assert default_train_split("embedded:mini", str(sbd)) is None
+    assert default_train_split(str(voc / "no-such"), str(sbd)) is None  # the stage names the missing folder

@@ -11,16 +11,23 @@ config fields, its upstream runs and the run arguments (``data_root``, ``run_dir
 on CPU), trains its share of every global batch and rank 0 writes the run folder, which is the
 same folder a single process would make (the number of processes is not part of a run's identity:
 ``batch_size`` is the global batch, split over the ranks). Rank 0 prints the run folder.
+
+On a real VOC folder where SBD (``sbd_root=``) or ``ImageSets/Segmentation/train_aug.txt`` is there,
+a stage that is given no ``train_split`` trains on ``train_aug`` (the papers' 10,582 images), as the
+VOC job does, and says so; ``train_split=train`` asks for VOC's 1,464 train images. The embedded
+benchmark and a Python or notebook call keep the stage's default (``train``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch.distributed as dist
 
 from wsss_lib.experiments.grids import parse_value
+from wsss_lib.experiments.voc import default_train_split
 from wsss_lib.runs.profile import resolve_profile
 from wsss_lib.stages import ORDER, get_stage
 from wsss_lib.stages.base import execute_plan
@@ -58,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown} for stage {stage.name}; "
                              f"known: {sorted(stage.known_parameters())}")
+        if "train_split" in stage.Config.field_names() and "train_split" not in params:
+            split = default_train_split(str(params.get("data_root", "")), params.get("sbd_root"))
+            if split:  # on VOC with SBD (or train_aug.txt): the papers' training set, said so
+                params["train_split"] = split
+                if os.environ.get("RANK", "0") == "0":  # under torchrun: once
+                    print(f"[launch] train_split={split} (the papers' training set: SBD or train_aug.txt is there); "
+                          "pass train_split=train for VOC's 1,464 train images", file=sys.stderr)
         config_params = {k: v for k, v in params.items() if k in stage.Config.field_names()}
         stage.config(params["quick"], seed=params.get("seed", 0), device=params.get("device", "auto"),
                      data_root=str(params.get("data_root", "")), **config_params)

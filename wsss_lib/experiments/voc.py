@@ -96,6 +96,26 @@ class VOCInputs:
                 **({"sbd_root": str(self.sbd)} if self.sbd else {})}
 
 
+def has_train_aug(voc: Path, sbd: str | Path | None) -> bool:
+    """Whether the papers' ``train_aug`` list can be read on the VOC folder ``voc``: SBD is given, or the
+    folder has ``ImageSets/Segmentation/train_aug.txt`` (with ``SegmentationClassAug/``)."""
+    return bool(sbd) or (Path(voc) / "ImageSets" / "Segmentation" / "train_aug.txt").exists()
+
+
+def default_train_split(data_root: str, sbd_root: str | None) -> str | None:
+    """The training split a stage run from the command line reads on a real VOC folder when none is given:
+    ``train_aug`` (the papers' 10,582 images) where :func:`has_train_aug`, else ``None`` (the stage's own
+    default, ``train``). The embedded benchmark (``embedded:...``) and an empty ``data_root`` keep the
+    stage's default. A folder that is not in VOC layout is left to the stage's own error."""
+    if not data_root or str(data_root).startswith("embedded:"):
+        return None
+    try:
+        voc = resolve_voc_root(str(data_root))
+    except ValueError:
+        return None
+    return "train_aug" if has_train_aug(voc, sbd_root) else None
+
+
 def check_inputs(data: str | Path, sbd: str | Path | None, saliency: str | Path | None,
                  split: str | None = None) -> VOCInputs:
     """The VOC, SBD and saliency folders checked (errors name the folder, what was expected and where
@@ -115,7 +135,7 @@ def check_inputs(data: str | Path, sbd: str | Path | None, saliency: str | Path 
     sal = Path(saliency).expanduser().resolve()
     if not sal.is_dir():
         raise VOCJobError(f"--saliency {saliency}: no such folder; expected {SALIENCY_HINT}")
-    has_aug = sbd_path is not None or (voc / "ImageSets" / "Segmentation" / "train_aug.txt").exists()
+    has_aug = has_train_aug(voc, sbd_path)
     if split is None:
         split = "train_aug" if has_aug else "train"
         if not has_aug:
