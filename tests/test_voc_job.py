@@ -142,3 +142,11 @@ def test_the_voc_job_runs_end_to_end_at_smoke_size(rehearsal, tmp_path, monkeypa
     amr = [f.name for f in folders if f.name.startswith("amr-")]
     assert len(amr) == 4 and sum("official-inference" in n for n in amr) == 2, amr
     assert aug.mask_tensor(0).dtype == torch.uint8  # the masks every scorer shares
+    # the VOC budget's host section, measured on this rehearsal with a classifier run of the job
+    from wsss_lib.speed.voc_budget import host_costs, host_lines
+    run = next(f for f in folders if f.name.startswith("classifier-") and (f / "attention" / "cam.pt").exists())
+    costs = host_costs(voc.parent, run, images=8)  # the rehearsal folder (voc is its VOCdevkit)
+    assert costs["images"] == 8 and 0 < costs["pseudo_prep_rule"] < costs["pseudo_labels"]
+    assert 0 < costs["loader"] and costs["photo_decode_per_pixel"] > 0 and costs["mean_pixels"] > 1e4
+    text = "\n".join(host_lines(costs))
+    assert "Loader workers the training rates need" in text and "The pseudo labels stay on the host" in text

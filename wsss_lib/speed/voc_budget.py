@@ -120,6 +120,157 @@ def make_cam_lines(classes_per_image: float, flops: dict) -> list[str]:
 INFERENCE_RATE = 152.0
 
 
+#: CPU cores of the lent GPU machines (H100 / H200: 16 each, README of the device tool); the CUDA
+#: default of loader workers (``engine.loop.loader_workers``: up to 8, one core left for the main process)
+GPU_MACHINE_CORES = 16
+CUDA_LOADER_WORKERS = 8
+
+
+def _packaged_photos() -> list[Path]:
+    """Real photos shipped with a locked package (scikit-learn's ``china.jpg`` and ``flower.jpg``,
+    427 x 640), to set the rehearsal's drawn JPEGs against; none where it is not installed."""
+    try:
+        import sklearn.datasets
+    except ImportError:  # pragma: no cover - the lock installs it
+        return []
+    folder = Path(sklearn.datasets.__file__).parent / "images"
+    return sorted(folder.glob("*.jpg"))
+
+
+def _decode_seconds(paths: list[Path], rounds: int = 3) -> tuple[float, float]:
+    """``(seconds, pixels)`` of decoding each of ``paths`` once (``load_image``, the stages' reader;
+    the fastest of ``rounds``), summed over the paths."""
+    import time
+
+    from wsss_lib.data.voc import load_image
+
+    best, pixels = float("inf"), 0
+    for _ in range(rounds):
+        t, px = time.perf_counter(), 0
+        for path in paths:
+            px += int(np.prod(load_image(Path(path)).shape[:2]))
+        best, pixels = min(best, time.perf_counter() - t), px
+    return best, float(pixels)
+
+
+def host_costs(rehearsal: Path, run: Path, images: int = 120, batch: int = 16) -> dict:
+    """Seconds of one CPU thread per image for the two host jobs of a VOC run, measured on the
+    rehearsal's train_aug images (VOC's size distribution) with the stages' own code:
+
+    - ``loader``: what a training loader worker does per image (``VOCSegDataset``: the JPEG decoded,
+      no mask; batches of ``batch`` put on one canvas by ``collate_samples``);
+    - ``pseudo_labels``: what a pseudo-label job does per image (``LabelJobs``: the ``cam`` maps of
+      ``run`` prepared as the official ``res.py``, the official ``gen_gt.py`` rule with the image's
+      saliency map, the PNG written, the label counted against the mask), split into its
+      ``pseudo_prep_rule`` part (preparation and rule, what a device version could take over) and the
+      rest (mask, saliency and PNG I/O, the counts)."""
+    import tempfile
+    import time
+
+    from wsss_lib.data.saliency import load_saliency
+    from wsss_lib.data.voc import VOCSegDataset
+    from wsss_lib.engine.loop import collate_samples
+    from wsss_lib.formulas.label_rules import official_attention_prep, saliency_labels
+    from wsss_lib.runs.attention_io import load_attention
+    from wsss_lib.stages.pseudo_labels import LabelJobs, PseudoLabelConfig
+
+    voc, sbd = rehearsal / "VOCdevkit" / "VOC2012", rehearsal / "benchmark_RELEASE" / "dataset"
+    layout = VOCLayout(voc, "train_aug", sbd_root=sbd)
+    n = min(images, len(layout))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ds = VOCSegDataset(layout, with_mask=False)
+        collate_samples([ds[0]])  # warm-up: the decoders' first use
+        t = time.perf_counter()
+        for b in range(0, n, batch):
+            collate_samples([ds[i] for i in range(b, min(b + batch, n))])
+        loader = (time.perf_counter() - t) / n
+        # the decoding alone, per pixel, against real photos' (the rehearsal's JPEGs are drawn scenes)
+        decode, decode_px = _decode_seconds([layout.image_path(i) for i in range(n)])
+        photo, photo_px = _decode_seconds(_packaged_photos())
+
+        src = load_attention(run / "attention" / "cam.pt")
+        if src["image_ids"] != layout.ids:
+            raise ValueError(f"{run}: attention/cam.pt was made for other images than {voc}'s train_aug")
+        slots: dict[int, list[int]] = {}
+        for k, i in enumerate(src["slot_image"].tolist()):
+            slots.setdefault(i, []).append(k)
+        cfg = PseudoLabelConfig(source="cam", mode="saliency", attention_prep="official")
+        with tempfile.TemporaryDirectory() as tmp:
+            jobs = LabelJobs(cfg, layout, src, slots, rehearsal / "saliency", Path(tmp))
+            jobs[0]  # warm-up: OpenCV's import, the first PNG
+            t = time.perf_counter()
+            for i in range(n):
+                jobs[i]
+            labels = (time.perf_counter() - t) / n
+        prep_rule = 0.0  # the same images' preparation and rule alone (their inputs read first)
+        for i in range(n):
+            sl = slots.get(i, [])
+            if not sl:
+                continue
+            shape = layout.load_mask(i).shape
+            sal = load_saliency(rehearsal / "saliency", layout.ids[i], shape)
+            t = time.perf_counter()
+            att = official_attention_prep(src["maps"][sl].numpy(), shape)
+            saliency_labels(att, src["slot_class"][sl].numpy(), sal)
+            prep_rule += time.perf_counter() - t
+    finally:
+        torch.set_num_threads(before)
+    return {"images": n, "loader": loader, "pseudo_labels": labels, "pseudo_prep_rule": prep_rule / n,
+            "decode_per_pixel": decode / max(decode_px, 1), "photo_decode_per_pixel": photo / max(photo_px, 1) if photo_px else None,
+            "mean_pixels": decode_px / n}
+
+
+def host_lines(costs: dict) -> list[str]:
+    """The page's section on the host's share (``costs``: :func:`host_costs`), projected to train_aug
+    and set against the H200's training rates."""
+    pl, pr, px = costs["pseudo_labels"], costs["pseudo_prep_rule"], costs["mean_pixels"]
+    drawn = costs["decode_per_pixel"] * px
+    photo = (costs["photo_decode_per_pixel"] or costs["decode_per_pixel"]) * px
+    ld = costs["loader"] + max(photo - drawn, 0.0)  # a worker's seconds an image with real photos' decoding
+    need = {stage: bf16 * ld for stage, (_, bf16) in H200_RATES.items()}
+    workers = CUDA_LOADER_WORKERS
+    pl_min = VOC_TRAIN_AUG * pl / 60
+    saved_min = VOC_TRAIN_AUG * pr / CUDA_LOADER_WORKERS / 60
+    lines = [
+        "## The host's share: data loading and pseudo labels, measured on this CPU", "",
+        f"`host_costs`: one CPU thread, the stages' own code, the first {costs['images']} train_aug images of the "
+        "rehearsal (VOC's sizes; the classifier run's `cam` maps for the pseudo labels). This machine's cores, not "
+        "a GPU machine's: a faster core divides these figures.", "",
+        "| host work | per image, one core | images/s a core | train_aug, one core |", "|---|---:|---:|---:|",
+        f"| a training loader worker: JPEG decoded, batches of 16 on one canvas (`VOCSegDataset`, "
+        f"`collate_samples`) | {1e3 * costs['loader']:.1f} ms; with real photos' decoding {1e3 * ld:.1f} ms | "
+        f"{1 / ld:.0f} | {VOC_TRAIN_AUG * ld / 60:.1f} min an epoch |",
+        f"| a pseudo-label job: the official preparation (8-bit maps, OpenCV bicubic, min-max) and `gen_gt.py`'s "
+        f"rule with the saliency map, the PNG written, the label counted against its mask (`LabelJobs`) | "
+        f"{1e3 * pl:.1f} ms (preparation and rule {1e3 * pr:.1f} ms) | {1 / pl:.0f} | {pl_min:.1f} min a run |", "",
+        f"The rehearsal's JPEGs are drawn scenes: decoding one of its images ({px:,.0f} pixels on average) takes "
+        f"{1e3 * drawn:.2f} ms, a real photo of that size {1e3 * photo:.2f} ms (scikit-learn's packaged photos, "
+        "per pixel); the loader's figures with real photos add the difference.", "",
+        "**Loader workers the training rates need** (the H200's bf16 images/s times a worker's seconds an image; "
+        f"a CUDA run starts {workers} by default, `num_workers` sets more; a lent GPU machine has "
+        f"{GPU_MACHINE_CORES} cores):", "",
+        "| stage | H200 bf16 images/s | cores of loading it needs |", "|---|---:|---:|",
+        *[f"| {stage} | {H200_RATES[stage][1]:,.0f} | {c:.1f} |" for stage, c in need.items()], ""]
+    short = [stage for stage, c in need.items() if c > workers]
+    if short:
+        lines.append(f"So the loading cannot keep up with {', '.join(short)} on {workers} workers of cores like these "
+                     f"(the step would wait for its input: at most {workers / ld:,.0f} images/s); the other stages' "
+                     "loading fits. Not measured on the GPU machine's own cores.")
+    else:
+        lines.append(f"So the default {workers} workers of cores like these keep up with every stage's training rate "
+                     f"(the fastest needs {max(need.values()):.1f}). Not measured on the GPU machine's own cores.")
+    lines += ["", f"**The pseudo labels stay on the host, in loader workers** (decided from these figures): one run "
+              f"over train_aug costs {pl_min:.1f} core-minutes, {pl_min / CUDA_LOADER_WORKERS:.1f} minutes on the "
+              f"{CUDA_LOADER_WORKERS} workers a CUDA run gets. A device version could take over the preparation and "
+              f"the rule only ({100 * pr / pl:.0f}% of a job; reading the mask and the saliency map and writing the "
+              f"PNG stay on the host), so it would save at most {saved_min:.1f} minutes a run, and its bicubic "
+              "resize would not be OpenCV's fixed-point one: its labels would no longer be the official code's "
+              "bit for bit.", ""]
+    return lines
+
+
 def mean_pixels(rehearsal: Path) -> tuple[float, int]:
     """``(mean H x W, images)`` over the rehearsal's train_aug masks."""
     voc, sbd = rehearsal / "VOCdevkit" / "VOC2012", rehearsal / "benchmark_RELEASE" / "dataset"
@@ -171,8 +322,9 @@ def _run_cost_lines(run: Path) -> list[str]:
             "linearly: the per-image figures above are the ones to project).", ""]
 
 
-def page(rehearsal: Path, run: Path) -> str:
+def page(rehearsal: Path, run: Path, costs: dict | None = None) -> str:
     px, n_images = mean_pixels(rehearsal)
+    costs = costs if costs is not None else host_costs(rehearsal, run)
     ck = checkpoint_parts(run)
     slots_per_image = ck["slots"] / ck["images"]
     voc_slots = slots_per_image * VOC_TRAIN_AUG
@@ -237,31 +389,35 @@ def page(rehearsal: Path, run: Path) -> str:
     one_cam = VOC_TRAIN_AUG / INFERENCE_RATE / 60
     flops = make_cam_flops()
     mc_peak = sum(flops.values()) * slots_per_image * VOC_TRAIN_AUG / BF16_PEAK / 60
+    pl_min = VOC_TRAIN_AUG * costs["pseudo_labels"] / CUDA_LOADER_WORKERS / 60  # one pseudo-label run's wall minutes
+    one_rest = tot16 + one_cam + pl_min
+    job_rest = job16 + infer_min + VOC_JOB_RUNS["DeepLab-LargeFOV (VGG16, 321 px)"] * pl_min  # a pseudo-label run per DeepLab
     lines += [f"| **training, all stages** | | | **{tot32:.0f}** | **{tot16:.0f}** | |", "",
               "The AMR rows are the default network's rates (output stride 8 and a 3 x 512 head); the VOC job trains "
               "the official network (output stride 16, no extra head), which costs less: not measured on a GPU. Not in "
-              "these minutes, and not measured on a GPU yet: the data loading at these rates (JPEG decoding of about "
-              "1,000 images/s needs many loader workers), the pseudo labels, and the CAM inference over train_aug (the "
+              "these minutes: the data loading and the pseudo labels (both on the host: measured in the next section) "
+              "and the CAM inference over train_aug, not measured on a GPU (the "
               f"batched multi-scale inference ran at {INFERENCE_RATE:.0f} images/s on the H200: about "
               f"{VOC_TRAIN_AUG / INFERENCE_RATE / 60:.1f} min a source; the VOC job infers 3: the classifier and the two "
-              f"OAA+ runs, about {infer_min:.0f} min).", "", *make_cam_lines(slots_per_image, flops),
+              f"OAA+ runs, about {infer_min:.0f} min).", "", *host_lines(costs), *make_cam_lines(slots_per_image, flops),
               "## Where this stands against the goal", "",
               "The goal: the whole VOC pipeline (one run of each stage: classifier + OAA, OAA+, AMR, official "
               "`make_cam`, pseudo labels, DeepLab) within 90 minutes on one H100, everything except `make_cam` within "
-              "40. On the H200's rates, bf16, before data loading and pseudo labels (not measured on a GPU):", "",
-              "| | training | CAM inference | everything except `make_cam` | `make_cam` at the bf16 peak / at "
-              f"{100 * REFERENCE_EFFICIENCY:.0f}% of it | total |", "|---|---:|---:|---:|---:|---:|",
-              f"| one pipeline | {tot16:.0f} min | {one_cam:.0f} min | {tot16 + one_cam:.0f} min (goal 40) | "
-              f"{mc_peak:.0f} / {mc_peak / REFERENCE_EFFICIENCY:.0f} min | {tot16 + one_cam + mc_peak:.0f} - "
-              f"{tot16 + one_cam + mc_peak / REFERENCE_EFFICIENCY:.0f} min (goal 90) |",
+              "40. On the H200's rates, bf16; the pseudo labels on the default loader workers of cores like this "
+              "machine's; the loading hidden behind the steps (it keeps up: above):", "",
+              "| | training | CAM inference | pseudo labels | everything except `make_cam` | `make_cam` at the bf16 "
+              f"peak / at {100 * REFERENCE_EFFICIENCY:.0f}% of it | total |", "|---|---:|---:|---:|---:|---:|---:|",
+              f"| one pipeline | {tot16:.0f} min | {one_cam:.0f} min | {pl_min:.1f} min | {one_rest:.0f} min (goal 40) | "
+              f"{mc_peak:.0f} / {mc_peak / REFERENCE_EFFICIENCY:.0f} min | {one_rest + mc_peak:.0f} - "
+              f"{one_rest + mc_peak / REFERENCE_EFFICIENCY:.0f} min (goal 90) |",
               f"| the VOC job (`make voc`: OAA+ x 2, AMR x 2, DeepLab x 7) | {job16:.0f} min | {infer_min:.0f} min | "
-              f"{job16 + infer_min:.0f} min | {VOC_JOB_AMR_RUNS * mc_peak:.0f} / "
-              f"{VOC_JOB_AMR_RUNS * mc_peak / REFERENCE_EFFICIENCY:.0f} min | {job16 + infer_min + VOC_JOB_AMR_RUNS * mc_peak:.0f}"
-              f" - {job16 + infer_min + VOC_JOB_AMR_RUNS * mc_peak / REFERENCE_EFFICIENCY:.0f} min |", "",
-              "So one pipeline's everything-except-`make_cam` fits its 40 minutes with room for data loading and the pseudo labels "
-              "(measured on synthetic tensors; the AMR training at the default network's rate). `make_cam` decides "
+              f"{job_rest - job16 - infer_min:.1f} min | {job_rest:.0f} min | {VOC_JOB_AMR_RUNS * mc_peak:.0f} / "
+              f"{VOC_JOB_AMR_RUNS * mc_peak / REFERENCE_EFFICIENCY:.0f} min | {job_rest + VOC_JOB_AMR_RUNS * mc_peak:.0f}"
+              f" - {job_rest + VOC_JOB_AMR_RUNS * mc_peak / REFERENCE_EFFICIENCY:.0f} min |", "",
+              "So one pipeline's everything-except-`make_cam` fits its 40 minutes (training measured on synthetic "
+              "tensors; the AMR training at the default network's rate). `make_cam` decides "
               "the 90: one pipeline fits only if the batched climb reaches about "
-              f"{100 * mc_peak / max(90 - tot16 - one_cam, 1e-9):.0f}% of the bf16 peak, which no GPU has measured."]
+              f"{100 * mc_peak / max(90 - one_rest, 1e-9):.0f}% of the bf16 peak, which no GPU has measured."]
     return "\n".join(lines) + "\n"
 
 
