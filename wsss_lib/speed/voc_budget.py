@@ -17,15 +17,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from wsss_lib.data.voc import VOCLayout
+from wsss_lib.data.saliency import load_saliency
+from wsss_lib.data.voc import VOCLayout, VOCSegDataset, load_image
 from wsss_lib.engine.adversarial_cam import OFFICIAL_SCALES, ClimbSettings
+from wsss_lib.engine.loop import collate_samples
+from wsss_lib.formulas.label_rules import official_attention_prep, saliency_labels
 from wsss_lib.models.amr import build_amr
+from wsss_lib.runs.attention_io import load_attention
+from wsss_lib.stages.pseudo_labels import LabelJobs, PseudoLabelConfig
 from wsss_lib.util.io import read_json, torch_load, write_text
 
 #: train_aug's size, and the classifier's average present classes per image on VOC 2012 (about 1.5)
@@ -130,7 +137,7 @@ def _packaged_photos() -> list[Path]:
     """Real photos shipped with a locked package (scikit-learn's ``china.jpg`` and ``flower.jpg``,
     427 x 640), to set the rehearsal's drawn JPEGs against; none where it is not installed."""
     try:
-        import sklearn.datasets
+        import sklearn.datasets  # lazy: only its packaged photos are read, by this page alone
     except ImportError:  # pragma: no cover - the lock installs it
         return []
     folder = Path(sklearn.datasets.__file__).parent / "images"
@@ -140,9 +147,6 @@ def _packaged_photos() -> list[Path]:
 def _decode_seconds(paths: list[Path], rounds: int = 3) -> tuple[float, float]:
     """``(seconds, pixels)`` of decoding each of ``paths`` once (``load_image``, the stages' reader;
     the fastest of ``rounds``), summed over the paths."""
-    import time
-
-    from wsss_lib.data.voc import load_image
 
     best, pixels = float("inf"), 0
     for _ in range(rounds):
@@ -164,16 +168,6 @@ def host_costs(rehearsal: Path, run: Path, images: int = 120, batch: int = 16) -
       saliency map, the PNG written, the label counted against the mask), split into its
       ``pseudo_prep_rule`` part (preparation and rule, what a device version could take over) and the
       rest (mask, saliency and PNG I/O, the counts)."""
-    import tempfile
-    import time
-
-    from wsss_lib.data.saliency import load_saliency
-    from wsss_lib.data.voc import VOCSegDataset
-    from wsss_lib.engine.loop import collate_samples
-    from wsss_lib.formulas.label_rules import official_attention_prep, saliency_labels
-    from wsss_lib.runs.attention_io import load_attention
-    from wsss_lib.stages.pseudo_labels import LabelJobs, PseudoLabelConfig
-
     voc, sbd = rehearsal / "VOCdevkit" / "VOC2012", rehearsal / "benchmark_RELEASE" / "dataset"
     layout = VOCLayout(voc, "train_aug", sbd_root=sbd)
     n = min(images, len(layout))
