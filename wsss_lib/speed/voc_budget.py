@@ -133,6 +133,17 @@ GPU_MACHINE_CORES = 16
 CUDA_LOADER_WORKERS = 8
 
 
+def rehearsal_train_aug(rehearsal: Path) -> VOCLayout:
+    """The rehearsal folder's train_aug list (its VOC folder with its SBD folder)."""
+    return VOCLayout(rehearsal / "VOCdevkit" / "VOC2012", "train_aug", sbd_root=rehearsal / "benchmark_RELEASE" / "dataset")
+
+
+def pseudo_label_minutes(costs: dict, workers: int = CUDA_LOADER_WORKERS) -> float:
+    """Wall minutes of one pseudo-label run over train_aug on ``workers`` loader workers (``costs``:
+    :func:`host_costs`)."""
+    return VOC_TRAIN_AUG * costs["pseudo_labels"] / workers / 60
+
+
 def _packaged_photos() -> list[Path]:
     """Real photos shipped with a locked package (scikit-learn's ``china.jpg`` and ``flower.jpg``,
     427 x 640), to set the rehearsal's drawn JPEGs against; none where it is not installed."""
@@ -168,8 +179,7 @@ def host_costs(rehearsal: Path, run: Path, images: int = 120, batch: int = 16) -
       saliency map, the PNG written, the label counted against the mask), split into its
       ``pseudo_prep_rule`` part (preparation and rule, what a device version could take over) and the
       rest (mask, saliency and PNG I/O, the counts)."""
-    voc, sbd = rehearsal / "VOCdevkit" / "VOC2012", rehearsal / "benchmark_RELEASE" / "dataset"
-    layout = VOCLayout(voc, "train_aug", sbd_root=sbd)
+    layout = rehearsal_train_aug(rehearsal)
     n = min(images, len(layout))
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -186,7 +196,7 @@ def host_costs(rehearsal: Path, run: Path, images: int = 120, batch: int = 16) -
 
         src = load_attention(run / "attention" / "cam.pt")
         if src["image_ids"] != layout.ids:
-            raise ValueError(f"{run}: attention/cam.pt was made for other images than {voc}'s train_aug")
+            raise ValueError(f"{run}: attention/cam.pt was made for other images than {layout.root}'s train_aug")
         slots: dict[int, list[int]] = {}
         for k, i in enumerate(src["slot_image"].tolist()):
             slots.setdefault(i, []).append(k)
@@ -225,8 +235,8 @@ def host_lines(costs: dict) -> list[str]:
     ld = costs["loader"] + max(photo - drawn, 0.0)  # a worker's seconds an image with real photos' decoding
     need = {stage: bf16 * ld for stage, (_, bf16) in H200_RATES.items()}
     workers = CUDA_LOADER_WORKERS
-    pl_min = VOC_TRAIN_AUG * pl / 60
-    saved_min = VOC_TRAIN_AUG * pr / CUDA_LOADER_WORKERS / 60
+    pl_min = pseudo_label_minutes(costs, workers=1)  # core-minutes
+    saved_min = pseudo_label_minutes({"pseudo_labels": pr})
     lines = [
         "## The host's share: data loading and pseudo labels, measured on this CPU", "",
         f"`host_costs`: one CPU thread, the stages' own code, the first {costs['images']} train_aug images of the "
@@ -256,7 +266,7 @@ def host_lines(costs: dict) -> list[str]:
         lines.append(f"So the default {workers} workers of cores like these keep up with every stage's training rate "
                      f"(the fastest needs {max(need.values()):.1f}). Not measured on the GPU machine's own cores.")
     lines += ["", f"**The pseudo labels stay on the host, in loader workers** (decided from these figures): one run "
-              f"over train_aug costs {pl_min:.1f} core-minutes, {pl_min / CUDA_LOADER_WORKERS:.1f} minutes on the "
+              f"over train_aug costs {pl_min:.1f} core-minutes, {pseudo_label_minutes(costs):.1f} minutes on the "
               f"{CUDA_LOADER_WORKERS} workers a CUDA run gets. A device version could take over the preparation and "
               f"the rule only ({100 * pr / pl:.0f}% of a job; reading the mask and the saliency map and writing the "
               f"PNG stay on the host), so it would save at most {saved_min:.1f} minutes a run, and its bicubic "
@@ -267,8 +277,7 @@ def host_lines(costs: dict) -> list[str]:
 
 def mean_pixels(rehearsal: Path) -> tuple[float, int]:
     """``(mean H x W, images)`` over the rehearsal's train_aug masks."""
-    voc, sbd = rehearsal / "VOCdevkit" / "VOC2012", rehearsal / "benchmark_RELEASE" / "dataset"
-    layout = VOCLayout(voc, "train_aug", sbd_root=sbd)
+    layout = rehearsal_train_aug(rehearsal)
     px = [np.prod(layout.load_mask(i).shape) for i in range(len(layout))]
     return float(np.mean(px)), len(px)
 
@@ -383,7 +392,7 @@ def page(rehearsal: Path, run: Path, costs: dict | None = None) -> str:
     one_cam = VOC_TRAIN_AUG / INFERENCE_RATE / 60
     flops = make_cam_flops()
     mc_peak = sum(flops.values()) * slots_per_image * VOC_TRAIN_AUG / BF16_PEAK / 60
-    pl_min = VOC_TRAIN_AUG * costs["pseudo_labels"] / CUDA_LOADER_WORKERS / 60  # one pseudo-label run's wall minutes
+    pl_min = pseudo_label_minutes(costs)  # one pseudo-label run's wall minutes
     one_rest = tot16 + one_cam + pl_min
     job_rest = job16 + infer_min + VOC_JOB_RUNS["DeepLab-LargeFOV (VGG16, 321 px)"] * pl_min  # a pseudo-label run per DeepLab
     lines += [f"| **training, all stages** | | | **{tot32:.0f}** | **{tot16:.0f}** | |", "",
