@@ -31,7 +31,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 #: notebook executed; under a minute on 2 cores
 FAST_MODULES = ("test_losses", "test_formulas_oaa", "test_metrics", "test_evaluation", "test_transforms", "test_layers",
                 "test_repeat", "test_amr", "test_synthetic", "test_miniature", "test_backbones", "test_tables",
-                "test_zones", "test_docs", "test_rehearsal")
+                "test_zones", "test_docs", "test_rehearsal", "test_kernels")
 
 
 def pytest_collection_modifyitems(config, items):

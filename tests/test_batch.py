@@ -242,12 +242,13 @@ def test_unknown_parameters_are_refused_by_the_batch_runner(runs, tmp_path, caps
 def test_unknown_parameters_are_refused_by_the_launcher_and_a_papermilled_notebook(runs, tmp_path):
     import papermill as pm
 
+    from wsss_lib.experiments.kernels import execute_notebook
+
     res = subprocess.run([sys.executable, "-m", "wsss_lib.experiments.launch", "classifier", "sed=0"], capture_output=True, text=True)
     assert res.returncode == 2 and "unknown parameter(s) ['sed'] for stage classifier" in res.stderr
     nb = Path(__file__).parents[1] / "notebooks" / "01_train_classifier_oaa.ipynb"
     with pytest.raises(pm.PapermillExecutionError, match=r"unknown parameter\(s\) \['sed'\] for notebook 01"):
-        pm.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), parameters={"sed": 0}, kernel_name="python3",
-                            cwd=str(nb.parent), progress_bar=False)
+        execute_notebook(nb, tmp_path / "out.ipynb", parameters={"sed": 0}, cwd=nb.parent)
     assert not runs.exists()  # it failed in the first cell after the parameters
 
 

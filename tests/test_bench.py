@@ -97,3 +97,13 @@ def test_make_cam_flops_follow_the_official_schedule_and_scales():
     assert weight == pytest.approx(13 * 0.25 + 27 * (1 + 0.75 ** 2 + 1.25 ** 2 + 1.5 ** 2 + 1.75 ** 2 + 4))
     assert got["spotlight"] == pytest.approx(weight * fc.get_total_flops(), rel=0.1)
     assert got["compensation"] == pytest.approx(got["spotlight"], rel=0.01)  # the AMMs cost little
+
+
+def test_kernel_waits_runs_both_clients_on_its_notebook_and_reports_them(tmp_path):
+    from wsss_lib.speed.kernel_waits import main
+
+    out = tmp_path / "kernel_waits.md"
+    assert main(["--runs", "1", "--cells", "4", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "papermill's (jupyter_client's AsyncKernelClient) | 1 |" in text and "(SteadyKernelManager) | 1 |" in text
+    assert "Total time, papermill's client over the project's" in text  # figures reported, never asserted

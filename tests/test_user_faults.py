@@ -327,15 +327,14 @@ def test_the_quick_classifier_learns_something_and_a_wrong_upstream_shows(runs, 
 
 # 15-16 ---------------------------------------------------------------------------------------------------
 def test_notebook_00_runs_on_a_full_profile_shaped_run(runs, quick_voc, tmp_path):
-    import papermill as pm
+    from wsss_lib.experiments.kernels import execute_notebook
 
     run = get_stage("classifier")(data_root="embedded:mini", **Q)  # width 16 at output stride 4: the full network
     params = read_json(run / "params.json")["params"]
     assert (params["width"], params["output_stride"]) == (16, 4)
     nb = REPO / "notebooks" / "00_introduction.ipynb"
     out = tmp_path / "00.ipynb"
-    pm.execute_notebook(str(nb), str(out), parameters={"run_dir": str(run), "data_root": "embedded:mini", "quick": True},
-                        kernel_name="python3", cwd=str(nb.parent), progress_bar=False)
+    execute_notebook(nb, out, parameters={"run_dir": str(run), "data_root": "embedded:mini", "quick": True}, cwd=nb.parent)
     text = out.read_text()
     assert "D = 64 channels" in text and "by hand == library: True" in text
 

@@ -34,7 +34,7 @@ from wsss_lib.data.voc import DataError
 from wsss_lib.experiments.batch import _jobs, stale_policy_env
 from wsss_lib.experiments.executors import run_batch
 from wsss_lib.experiments.grids import GridError, load_grids
-from wsss_lib.experiments.points import KERNEL_ARGS, plan
+from wsss_lib.experiments.points import plan
 from wsss_lib.experiments.voc import VOCJobError, run_voc_job
 from wsss_lib.reporting.benchmark_page import benchmark_report
 from wsss_lib.reporting.tables.readme import sync_docs
@@ -136,14 +136,13 @@ def showcase(points, reports: Path) -> list[tuple[Path, int]]:
 def run_results_notebook(reports: Path, quick: bool) -> tuple[Path, int]:
     """Execute notebook 07 (tables and figures into ``reports``); the executed notebook goes to
     ``<runs root>/results/``, its HTML to ``reports/notebooks/`` (returned with its size)."""
-    import papermill as pm  # lazy: heavy: the Jupyter stack, only where a notebook is executed
+    from wsss_lib.experiments.kernels import execute_notebook  # lazy: heavy: the Jupyter stack, only where a notebook is executed
 
     src = repo_root() / "notebooks" / RESULTS_NOTEBOOK
     dst = runs_root() / "results" / RESULTS_NOTEBOOK
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.stem}.partial.ipynb")
-    pm.execute_notebook(str(src), str(tmp), parameters={"reports_dir": str(Path(reports).resolve()), "quick": quick},
-                        kernel_name="python3", cwd=str(src.parent), progress_bar=False, extra_arguments=KERNEL_ARGS)
+    execute_notebook(src, tmp, parameters={"reports_dir": str(Path(reports).resolve()), "quick": quick}, cwd=src.parent)
     os.replace(tmp, dst)
     return export_html(dst, reports / "notebooks" / f"{Path(RESULTS_NOTEBOOK).stem}.html")
 

@@ -66,10 +66,6 @@ def notebook_accepts(notebook: str) -> set[str]:
     return cell | set(notebook_parameters(notebook)) if stage_of_notebook(Path(notebook).name) else cell
 
 
-#: the kernel's own arguments when a notebook is executed: its log quiet below errors (a local kernel on
-#: TCP logs a warning about encryption at every start: noise in every batch's output)
-KERNEL_ARGS = ["--log-level=ERROR"]
-
 class _KnownParameters(logging.Filter):
     """Drops papermill's "Passed unknown parameter" warning: papermill knows only the names a
     notebook's parameters cell assigns, while a stage notebook takes every field of its stages'
@@ -220,7 +216,7 @@ def run_point(notebook: str, params: dict, folder: str, skip_failed: bool = Fals
     identity of the run it reads. Returns ``{"status": "finished" | "cached" | "failed", "seconds":
     ..., "error": ...}``. A finished point is read without a lock (a read-only runs folder serves it)."""
 
-    import papermill as pm  # lazy: heavy: the Jupyter stack, only where a notebook is executed
+    from wsss_lib.experiments.kernels import execute_notebook  # lazy: heavy: the Jupyter stack, only where a notebook is executed
 
     folder_p = Path(folder)
     status = point_status(folder_p, code)
@@ -259,8 +255,7 @@ def run_point(notebook: str, params: dict, folder: str, skip_failed: bool = Fals
         error = ""
         try:
             quiet_papermill()
-            pm.execute_notebook(str(src), str(partial), parameters={**params, "point_dir": str(folder_p)},
-                                kernel_name="python3", cwd=str(src.parent), progress_bar=False, extra_arguments=KERNEL_ARGS)
+            execute_notebook(src, partial, parameters={**params, "point_dir": str(folder_p)}, cwd=src.parent)
             if not (folder_p / "metrics.json").exists():
                 raise RuntimeError(f"{src.name} finished without writing {folder_p / 'metrics.json'} "
                                    "(its last cell should call wsss_lib.runs.folders.publish_point(point_dir, run))")
