@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wsss_lib.experiments.kernels import POLL_SLICE_S, SteadyKernelManager
+from wsss_lib.experiments.kernels import KERNEL_ARGS, POLL_SLICE_S, SteadyKernelManager
 from wsss_lib.util.io import write_text
 
 #: the cells of the generated notebook, one of each kind in turn after the imports
@@ -60,7 +60,7 @@ def measure(runs: int, cell_timeout: int, n_cells: int = 80) -> dict[str, list[f
                 t0 = time.perf_counter()
                 pm.execute_notebook(str(src), str(Path(tmp) / f"{name}.ipynb"), kernel_name="python3",
                                     progress_bar=False, execution_timeout=cell_timeout,
-                                    extra_arguments=["--log-level=ERROR"], **extra)
+                                    extra_arguments=KERNEL_ARGS, **extra)
                 out[name].append(time.perf_counter() - t0)
             print(f"run {k + 1}/{runs}: papermill's client {out['papermill'][-1]:.1f} s, the project's "
                   f"{out['project'][-1]:.1f} s", file=sys.stderr, flush=True)
